@@ -1,0 +1,53 @@
+"""Seeded fault injection: each kind fires on its own share of the eligible requests."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+FAULT_KINDS = ("429", "500", "503", "reset", "truncate", "slow")
+
+
+@dataclass
+class FaultOptions:
+    rates: dict[str, float] = field(default_factory=dict)  # kind -> probability per request
+    seed: int = 0
+    slow_seconds: float = 1.0  # delay before the first byte for the "slow" kind
+    retry_after: int = 1  # Retry-After of an injected 429 (it starts no penalty)
+
+    def validate(self) -> None:
+        unknown = set(self.rates) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+        if sum(self.rates.values()) > 1.0:
+            raise ValueError("fault rates add up to more than 1")
+
+
+class FaultInjector:
+    def __init__(self, options: FaultOptions) -> None:
+        options.validate()
+        self.options = options
+        self._rng = random.Random(options.seed)
+        self._lock = threading.Lock()
+
+    def reconfigure(self, options: FaultOptions) -> None:
+        options.validate()
+        with self._lock:
+            self.options = options
+            self._rng = random.Random(options.seed)
+
+    def draw(self) -> str | None:
+        """The fault for the next eligible request, or None."""
+        with self._lock:
+            roll = self._rng.random()
+            acc = 0.0
+            for kind in FAULT_KINDS:
+                acc += self.options.rates.get(kind, 0.0)
+                if roll < acc:
+                    return kind
+            return None
+
+    def truncate_point(self, length: int) -> int:
+        with self._lock:
+            return self._rng.randint(0, max(0, length - 1))

@@ -1,0 +1,1 @@
+"""The RingCentral side: login (auth), call-log paging and streamed downloads (client), pacing, retries."""
