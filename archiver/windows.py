@@ -21,7 +21,7 @@ def plan_window(
     The lookback rescans the end of the previous window because records appear late and recordings
     lag; the settle delay keeps the window away from calls whose records are still changing.
     """
-    end = until if until is not None else now - settle_delay
+    end = min(until, now) if until is not None else now - settle_delay  # the future has no recordings yet
     if since is not None:
         start = since
     elif watermark is not None:

@@ -268,7 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _draw_fault(self, route: str, eligible: bool) -> str | None:
-        if not eligible:
+        routes = self.state.faults.options.routes
+        if not eligible or (routes and route not in routes):
             return None
         fault = self.state.faults.draw()
         if fault is None:

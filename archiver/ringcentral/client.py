@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 import requests.adapters
+import urllib3.exceptions
 import structlog
 from tenacity import RetryCallState
 
@@ -91,11 +92,19 @@ class RingCentralClient:
                     timeout=self._timeout,
                     stream=stream,
                 )
+            except requests.exceptions.ChunkedEncodingError:
+                self._heavy.release(ticket, None)
+                raise TruncatedBody(f"a reply from {what} cut short", 0) from None
             except requests.RequestException as exc:
                 self._heavy.release(ticket, None)  # the server may have counted it: so do we
                 # Only the class name: requests' messages can carry the URL and pool details.
                 raise TransientError(f"{type(exc).__name__} talking to {what}") from None
             self._heavy.release(ticket, response.headers)
+            log.debug(
+                "http_response", method="GET", url=url, status=response.status_code,
+                seconds=round(response.elapsed.total_seconds(), 3),
+                rate_remaining=response.headers.get("X-Rate-Limit-Remaining"),
+            )
             if response.status_code < 300:
                 return response
             body: Any = None
@@ -148,8 +157,10 @@ class RingCentralClient:
                 response = self._send(url, stream=False)
                 try:
                     data = response.json()
-                except (ValueError, requests.RequestException):
-                    raise TransientError("a call-log page that is not JSON (cut short?)") from None
+                except requests.RequestException:
+                    raise TruncatedBody("a call-log page cut short", 0) from None
+                except ValueError:
+                    raise TransientError("a call-log page that is not JSON") from None
                 if not isinstance(data, dict):
                     raise TransientError("a call-log page that is not a JSON object")
                 return data
@@ -182,9 +193,11 @@ class RingCentralClient:
             total = state.received + int(length) if length and length.isdigit() else None
             state.content_type = response.headers.get("Content-Type", "application/octet-stream")
             try:
-                for chunk in response.iter_content(CHUNK):
+                # read1 hands over whatever has arrived, so a body cut short keeps every byte that
+                # came before the cut, and the resume asks only for the rest.
+                while chunk := response.raw.read1(CHUNK, decode_content=True):
                     state.write(chunk)
-            except requests.RequestException:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
                 raise TruncatedBody(
                     f"body cut short after {state.received} of {total if total is not None else '?'} bytes",
                     state.received,

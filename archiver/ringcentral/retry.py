@@ -68,8 +68,10 @@ def classify(status: int, body: Any, headers: Mapping[str, str], what: str) -> R
 
 def _wait(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, RateLimited | TruncatedBody | TokenExpired):
-        return 0.0  # the pacer does the waiting for 429s; a resume or a new login can go at once
+    if isinstance(exc, RateLimited | TokenExpired):
+        return 0.0  # the pacer does the waiting for 429s; a new login can go at once
+    if isinstance(exc, TruncatedBody):
+        return min(2.0, 0.1 * (state.attempt_number - 1))  # resume soon: the bytes so far are kept
     backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.attempt_number - 1))
     return random.uniform(backoff / 2, backoff)
 
