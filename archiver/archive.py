@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -139,7 +139,9 @@ class Archiver:
         self._found.clear()
         self._scan_errors = 0
         slices = day_slices(start, end, self.options.timezone)
-        log.info("run_started", window_start=format_time(start), window_end=format_time(end), slices=len(slices))
+        log.info(
+            "run_started", window_start=format_time(start), window_end=format_time(end), slices=len(slices)
+        )
         downloads = ThreadPoolExecutor(self.options.download_concurrency, thread_name_prefix="download")
         uploads = ThreadPoolExecutor(self.options.upload_concurrency, thread_name_prefix="upload")
         scanned_all = True
@@ -192,10 +194,17 @@ class Archiver:
             if isinstance(exc, Cancelled):
                 return False
             self._scan_errors += 1
-            log.error("scan_failed", window_start=format_time(start), window_end=format_time(end), reason=str(exc))
+            log.error(
+                "scan_failed", window_start=format_time(start), window_end=format_time(end), reason=str(exc)
+            )
             return False
-        log.info("window_scanned", window_start=format_time(start), window_end=format_time(end),
-                 records=records, recordings=found)
+        log.info(
+            "window_scanned",
+            window_start=format_time(start),
+            window_end=format_time(end),
+            records=records,
+            recordings=found,
+        )
         return True
 
     def _submit_due(self, downloads: ThreadPoolExecutor, uploads: ThreadPoolExecutor) -> None:
@@ -251,7 +260,8 @@ class Archiver:
             with self._spool_slot():
                 path, downloaded, seconds = self._download(row)
                 key = render_key(
-                    self.options.key_template, row.ref.key_values(extension_for(downloaded.content_type)),
+                    self.options.key_template,
+                    row.ref.key_values(extension_for(downloaded.content_type)),
                     row.ref.start.astimezone(self.options.timezone),
                 )
                 uploads.submit(
@@ -289,13 +299,15 @@ class Archiver:
         path = Path(handle.name)
         try:
             with handle:
-                downloaded = self.client.download(row.ref.content_uri, handle)
+                downloaded = self.client.download(row.ref.content_uri, cast(BinaryIO, handle))
         except BaseException:
             path.unlink(missing_ok=True)  # a partial download is never uploaded
             raise
         return path, downloaded, self.clock() - started
 
-    def _store(self, row: RecordingRow, key: str, path: Path, dl: Downloaded, download_seconds: float) -> None:
+    def _store(
+        self, row: RecordingRow, key: str, path: Path, dl: Downloaded, download_seconds: float
+    ) -> None:
         """Upload audio, then sidecar, then mark archived: a kill between any two steps is harmless."""
         started = self.clock()
         try:
@@ -308,9 +320,14 @@ class Archiver:
                 self._summary.archived += 1
                 self._summary.bytes += dl.size
             log.info(
-                "recording_archived", recording_id=row.recording_id, call_id=row.ref.call_id, key=key,
-                bytes=dl.size, download_seconds=round(download_seconds, 3),
-                upload_seconds=round(self.clock() - started, 3), resumed=dl.resumed,
+                "recording_archived",
+                recording_id=row.recording_id,
+                call_id=row.ref.call_id,
+                key=key,
+                bytes=dl.size,
+                download_seconds=round(download_seconds, 3),
+                upload_seconds=round(self.clock() - started, 3),
+                resumed=dl.resumed,
             )
         except Exception as exc:
             self._fail(row, exc)
@@ -351,7 +368,9 @@ class Archiver:
         """Where this recording would be stored; the extension is only known after download."""
         local_start = ref.start.astimezone(self.options.timezone)
         exts = ["mp3", "wav"] if "{ext" in self.options.key_template else ["bin"]
-        return list(dict.fromkeys(render_key(self.options.key_template, ref.key_values(e), local_start) for e in exts))
+        return list(
+            dict.fromkeys(render_key(self.options.key_template, ref.key_values(e), local_start) for e in exts)
+        )
 
     def read_sidecar(self, key: str) -> dict[str, Any] | None:
         if self.destination.stat(key) is None:
@@ -373,8 +392,12 @@ class Archiver:
                 continue
             sidecar = self.read_sidecar(sidecar_key(key))
             if sidecar is not None and self._matches(stored, sidecar, ref.recording_id):
-                content_type = str(sidecar.get("content_type") or CONTENT_TYPES.get(key.rsplit(".", 1)[-1], ""))
-                self.state.mark_archived(ref.recording_id, key, content_type, stored.size, str(sidecar["sha256"]))
+                content_type = str(
+                    sidecar.get("content_type") or CONTENT_TYPES.get(key.rsplit(".", 1)[-1], "")
+                )
+                self.state.mark_archived(
+                    ref.recording_id, key, content_type, stored.size, str(sidecar["sha256"])
+                )
                 return True
             if sidecar is None and stored.sha256 and stored.metadata.get("recording-id") == ref.recording_id:
                 # Killed between the audio upload and the sidecar: finish the job without a download.

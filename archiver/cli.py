@@ -67,10 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="archive once and exit with a code that says how it went")
-    run.add_argument("--since", type=_timestamp, help="window start, ISO 8601 (default: watermark - lookback)")
+    run.add_argument(
+        "--since", type=_timestamp, help="window start, ISO 8601 (default: watermark - lookback)"
+    )
     run.add_argument("--until", type=_timestamp, help="window end, ISO 8601 (default: now - settle delay)")
-    run.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
-                     help="wait this long for another run to release the state file (default: exit 5 at once)")
+    run.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run to release the state file (default: exit 5 at once)",
+    )
 
     emulator = commands.add_parser("emulator", help="serve a RingCentral look-alike on loopback")
     from archiver.emulator.cli import add_arguments

@@ -46,7 +46,9 @@ def run_demo(calls: int, output: Path) -> int:
         )
         configure_logging(settings.log_level, settings.resolved_log_format())
         now = datetime.now(UTC)
-        summary = run_once(settings, RunRequest(since=now - timedelta(days=2, hours=1), until=now), threading.Event())
+        summary = run_once(
+            settings, RunRequest(since=now - timedelta(days=2, hours=1), until=now), threading.Event()
+        )
     files = sorted(p for p in output.rglob("*") if p.is_file() and ".state" not in p.parts)
     log.info("run_summary", **summary.as_dict())
     print()

@@ -1,17 +1,17 @@
 """The archiver's exception tree. cli.py maps each branch to one exit code, in one table.
 
-    ArchiverError                 carries a hint: what to do about it
-     +-- SettingsError            exit 2  a setting is missing or invalid (names every bad one)
-     +-- AuthError                exit 3  RingCentral refused the client credentials or the JWT
-     +-- DestinationError         exit 4  the bucket/folder is missing, unreachable or forbidden
-     +-- LockHeld                 exit 5  another run holds the state file's lock
-     +-- RecordingError           (never leaves a run: recorded on the recording, retried later)
-     |    +-- NotReady            404 CMN-102: the content is not available yet; stays pending
-     |    +-- PermanentError      400/403/404: fails the recording at once, reason recorded
-     |    +-- TransientError      5xx, 408, connection errors, timeouts, short bodies: retried
-     |         +-- RateLimited    429: the pacer holds the whole group until Retry-After
-     |         +-- TokenExpired   401 on an API call: log in again once, retry
-     +-- StateError               the state file is unusable (corrupt, newer schema)
+ArchiverError                 carries a hint: what to do about it
+ +-- SettingsError            exit 2  a setting is missing or invalid (names every bad one)
+ +-- AuthError                exit 3  RingCentral refused the client credentials or the JWT
+ +-- DestinationError         exit 4  the bucket/folder is missing, unreachable or forbidden
+ +-- LockHeld                 exit 5  another run holds the state file's lock
+ +-- RecordingError           (never leaves a run: recorded on the recording, retried later)
+ |    +-- NotReady            404 CMN-102: the content is not available yet; stays pending
+ |    +-- PermanentError      400/403/404: fails the recording at once, reason recorded
+ |    +-- TransientError      5xx, 408, connection errors, timeouts, short bodies: retried
+ |         +-- RateLimited    429: the pacer holds the whole group until Retry-After
+ |         +-- TokenExpired   401 on an API call: log in again once, retry
+ +-- StateError               the state file is unusable (corrupt, newer schema)
 """
 
 from __future__ import annotations

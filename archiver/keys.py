@@ -35,12 +35,18 @@ PLACEHOLDERS = frozenset(
 MAX_SEGMENT = 80
 MAX_KEY = 900  # S3 allows 1024 bytes; leave room for a prefix
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]+")
-_EXTENSIONS = {"audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav"}
+_EXTENSIONS = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+}
 
 
 def extension_for(content_type: str) -> str:
     """mp3 for audio/mpeg, wav for audio/wav (and its aliases), else 'bin'."""
-    return _EXTENSIONS.get(content_type.split(";")[0].strip().lower(), "bin")
+    return _EXTENSIONS.get(content_type.split(";", maxsplit=1)[0].strip().lower(), "bin")
 
 
 def validate_template(template: str) -> None:
@@ -80,7 +86,9 @@ def render_key(template: str, values: Mapping[str, object], start: datetime) -> 
     try:
         key = template.format(start=start, **safe)
     except (KeyError, ValueError, IndexError) as exc:
-        raise SettingsError(f"RC_ARCHIVER_KEY_TEMPLATE cannot be rendered: {exc}", hint="fix the template") from None
+        raise SettingsError(
+            f"RC_ARCHIVER_KEY_TEMPLATE cannot be rendered: {exc}", hint="fix the template"
+        ) from None
     return check_key(key)
 
 

@@ -110,8 +110,11 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
         # Their DEBUG output is huge; at our debug level keep them at INFO unless asked for by name.
         logging.getLogger(noisy).setLevel(max(numeric, logging.INFO))
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(),
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,

@@ -74,7 +74,9 @@ class RecordingRef:
             recording_type=str(recording.get("type", "")),
             call_id=str(record.get("id", "")),
             session_id=str(record.get("sessionId", "")),
-            telephony_session_id=str(source.get("telephonySessionId") or record.get("telephonySessionId") or ""),
+            telephony_session_id=str(
+                source.get("telephonySessionId") or record.get("telephonySessionId") or ""
+            ),
             start=parse_time(str(source.get("startTime") or record["startTime"])),
             duration=int(source.get("duration") or record.get("duration") or 0),
             direction=str(source.get("direction") or record.get("direction") or ""),

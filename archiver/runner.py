@@ -75,15 +75,27 @@ def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -
         destination.probe()
         timeout = (settings.connect_timeout.total_seconds(), settings.read_timeout.total_seconds())
         auth = Authenticator(
-            settings.server_url, settings.client_id, client_secret, jwt, session, timeout,
+            settings.server_url,
+            settings.client_id,
+            client_secret,
+            jwt,
+            session,
+            timeout,
             RatePacer("auth", *settings.auth_rate),
         )
         try:
             auth.token()
         except TransientError as exc:
-            raise AuthError(f"could not log in to RingCentral: {exc}", hint="check RC_SERVER_URL and the network") from None
+            raise AuthError(
+                f"could not log in to RingCentral: {exc}", hint="check RC_SERVER_URL and the network"
+            ) from None
         client = RingCentralClient(
-            settings.server_url, session, auth, RatePacer("heavy", *settings.heavy_rate), timeout, cancel=cancel
+            settings.server_url,
+            session,
+            auth,
+            RatePacer("heavy", *settings.heavy_rate),
+            timeout,
+            cancel=cancel,
         )
         spool = spool_folder(settings.spool_dir, path)
         leftovers = clear_spool(spool)
@@ -99,8 +111,12 @@ def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -
             timezone=settings.tz,
         )
         start, end = plan_window(
-            datetime.now(UTC), state.watermark(), request.since, request.until,
-            settings.lookback, settings.settle_delay,
+            datetime.now(UTC),
+            state.watermark(),
+            request.since,
+            request.until,
+            settings.lookback,
+            settings.settle_delay,
         )
         state.begin_run(run_id)
         try:

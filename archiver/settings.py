@@ -65,8 +65,8 @@ def _default_state_path() -> str:
     return "./rc-archiver-state.db"
 
 
-def _default_spool_dir() -> str:
-    return str(Path(tempfile.gettempdir()) / f"rc-archiver-spool-{os.getuid()}")
+def _default_spool_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"rc-archiver-spool-{os.getuid()}"
 
 
 def _env(*names: str) -> AliasChoices:
@@ -85,11 +85,15 @@ class Settings(BaseSettings):
     jwt: SecretStr | None = Field(None, validation_alias=_env("RC_JWT"))
     jwt_file: Path | None = Field(None, validation_alias=_env("RC_JWT_FILE"))
     destination: str | None = Field(None, validation_alias=_env("RC_ARCHIVER_DESTINATION"))
-    state_path: str = Field(default_factory=_default_state_path, validation_alias=_env("RC_ARCHIVER_STATE_PATH"))
+    state_path: str = Field(
+        default_factory=_default_state_path, validation_alias=_env("RC_ARCHIVER_STATE_PATH")
+    )
     key_template: str = Field(
         "{start:%Y/%m/%d}/{recording_id}.{ext}", validation_alias=_env("RC_ARCHIVER_KEY_TEMPLATE")
     )
-    log_format: Literal["json", "console", "auto"] = Field("auto", validation_alias=_env("RC_ARCHIVER_LOG_FORMAT"))
+    log_format: Literal["json", "console", "auto"] = Field(
+        "auto", validation_alias=_env("RC_ARCHIVER_LOG_FORMAT")
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=_env("RC_ARCHIVER_LOG_LEVEL")
     )
@@ -99,11 +103,17 @@ class Settings(BaseSettings):
     rate_heavy: str = Field("10/60s", validation_alias=_env("RC_ARCHIVER_RATE_HEAVY"))
     rate_auth: str = Field("5/60s", validation_alias=_env("RC_ARCHIVER_RATE_AUTH"))
     upload_concurrency: int = Field(4, ge=1, le=64, validation_alias=_env("RC_ARCHIVER_UPLOAD_CONCURRENCY"))
-    download_concurrency: int = Field(2, ge=1, le=32, validation_alias=_env("RC_ARCHIVER_DOWNLOAD_CONCURRENCY"))
+    download_concurrency: int = Field(
+        2, ge=1, le=32, validation_alias=_env("RC_ARCHIVER_DOWNLOAD_CONCURRENCY")
+    )
     max_attempts: int = Field(5, ge=1, validation_alias=_env("RC_ARCHIVER_MAX_ATTEMPTS"))
-    spool_dir: Path = Field(default_factory=_default_spool_dir, validation_alias=_env("RC_ARCHIVER_SPOOL_DIR"))
+    spool_dir: Path = Field(
+        default_factory=_default_spool_dir, validation_alias=_env("RC_ARCHIVER_SPOOL_DIR")
+    )
     stop_timeout: timedelta = Field(timedelta(seconds=20), validation_alias=_env("RC_ARCHIVER_STOP_TIMEOUT"))
-    connect_timeout: timedelta = Field(timedelta(seconds=10), validation_alias=_env("RC_ARCHIVER_CONNECT_TIMEOUT"))
+    connect_timeout: timedelta = Field(
+        timedelta(seconds=10), validation_alias=_env("RC_ARCHIVER_CONNECT_TIMEOUT")
+    )
     read_timeout: timedelta = Field(timedelta(seconds=60), validation_alias=_env("RC_ARCHIVER_READ_TIMEOUT"))
     s3_max_attempts: int = Field(10, ge=1, le=50, validation_alias=_env("RC_ARCHIVER_S3_MAX_ATTEMPTS"))
     multipart_threshold: int = Field(
@@ -123,7 +133,9 @@ class Settings(BaseSettings):
         return init_settings, env_settings, TomlSource(settings_cls)
 
     # -- field validation -----------------------------------------------------------------------
-    @field_validator("lookback", "settle_delay", "stop_timeout", "connect_timeout", "read_timeout", mode="before")
+    @field_validator(
+        "lookback", "settle_delay", "stop_timeout", "connect_timeout", "read_timeout", mode="before"
+    )
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
@@ -145,7 +157,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value[:60]!r}: use an IANA name such as UTC or Europe/Berlin") from None
+            raise ValueError(
+                f"unknown time zone {value[:60]!r}: use an IANA name such as UTC or Europe/Berlin"
+            ) from None
         return value
 
     @field_validator("server_url")
@@ -162,11 +176,15 @@ class Settings(BaseSettings):
             return None
         if value.startswith("s3://"):
             if not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", value):
-                raise ValueError("an S3 destination is s3://bucket or s3://bucket/prefix with a valid bucket name")
+                raise ValueError(
+                    "an S3 destination is s3://bucket or s3://bucket/prefix with a valid bucket name"
+                )
             return value
         if value.startswith("file://"):
             if not value[len("file://") :].startswith("/"):
-                raise ValueError("a folder destination is an absolute file:// URL, e.g. file:///srv/recordings")
+                raise ValueError(
+                    "a folder destination is an absolute file:// URL, e.g. file:///srv/recordings"
+                )
             return value
         raise ValueError("must start with s3:// or file://")
 
@@ -195,7 +213,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{env_name}: cannot read {path}: {exc.strerror}") from None
             if not text:
                 raise ValueError(f"{env_name}: {path} is empty")
-            setattr(self, name, SecretStr(text))
+            object.__setattr__(self, name, SecretStr(text))
         return self
 
     # -- derived values ---------------------------------------------------------------------------
@@ -253,7 +271,9 @@ class TomlSource(PydanticBaseSettingsSource):
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise SettingsError(f"cannot read config file {path}: {exc.strerror}", hint="check --config") from None
+            raise SettingsError(
+                f"cannot read config file {path}: {exc.strerror}", hint="check --config"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"config file {path} is not valid TOML: {exc}", hint="fix the file") from None
         unknown = sorted(set(data) - set(ENV_NAMES))

@@ -166,7 +166,7 @@ class StateStore:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StateError(
-                f"state file {self.path} has schema {version}, newer than this version understands ({SCHEMA_VERSION})",
+                f"state file {self.path} has schema {version}; this version knows up to {SCHEMA_VERSION}",
                 hint="upgrade rc-archiver, or point RC_ARCHIVER_STATE_PATH at another file",
             )
         for number in range(version, SCHEMA_VERSION):
@@ -245,7 +245,9 @@ class StateStore:
         source = json.dumps({"record": ref.record, "leg": ref.leg})
         now = _now()
         with self._tx() as db:
-            row = db.execute("SELECT status FROM recordings WHERE recording_id = ?", (ref.recording_id,)).fetchone()
+            row = db.execute(
+                "SELECT status FROM recordings WHERE recording_id = ?", (ref.recording_id,)
+            ).fetchone()
             if row is not None:
                 return str(row["status"])
             db.execute(
@@ -272,7 +274,9 @@ class StateStore:
 
     def get(self, recording_id: str) -> RecordingRow | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM recordings WHERE recording_id = ?", (recording_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT * FROM recordings WHERE recording_id = ?", (recording_id,)
+            ).fetchone()
         return self._row(row) if row else None
 
     def due(self, max_attempts: int) -> list[RecordingRow]:
@@ -310,14 +314,17 @@ class StateStore:
                 "WHERE recording_id = ?",
                 (PENDING if still_pending else FAILED, reason[:1000], _now(), recording_id),
             )
-            row = db.execute("SELECT attempts FROM recordings WHERE recording_id = ?", (recording_id,)).fetchone()
+            row = db.execute(
+                "SELECT attempts FROM recordings WHERE recording_id = ?", (recording_id,)
+            ).fetchone()
         return int(row["attempts"]) if row else 0
 
     def requeue(self, recording_id: str) -> None:
         """Make a recording due again (operator repair): pending, attempts reset."""
         with self._tx() as db:
             db.execute(
-                "UPDATE recordings SET status = 'pending', attempts = 0, updated_at = ? WHERE recording_id = ?",
+                "UPDATE recordings SET status = 'pending', attempts = 0, updated_at = ? "
+                "WHERE recording_id = ?",
                 (_now(), recording_id),
             )
 

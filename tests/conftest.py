@@ -131,7 +131,9 @@ def archiver_env(emulator: Emulator, tmp_path: Path, destination: str, **extra: 
 
 
 @pytest.fixture
-def run_archiver(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, list[dict[str, Any]]]]:
+def run_archiver(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, list[dict[str, Any]]]]:
     """Run `rc-archiver ARGS` in-process with exactly ENV (plus AWS_*); returns (exit code, log events)."""
     from archiver.cli import main
 

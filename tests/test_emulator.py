@@ -33,8 +33,9 @@ def login(emu: Emulator, **form: str) -> requests.Response:
     cfg = emu.config
     basic = base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
     body = {"grant_type": JWT_GRANT, "assertion": cfg.jwt, **form}
-    return requests.post(f"{emu.url}/restapi/oauth/token", data=body, headers={"Authorization": f"Basic {basic}"},
-                         timeout=10)
+    return requests.post(
+        f"{emu.url}/restapi/oauth/token", data=body, headers={"Authorization": f"Basic {basic}"}, timeout=10
+    )
 
 
 def token(emu: Emulator) -> str:
@@ -44,8 +45,12 @@ def token(emu: Emulator) -> str:
 
 
 def call_log(emu: Emulator, tok: str, url: str | None = None, **params: Any) -> requests.Response:
-    return requests.get(url or f"{emu.url}/restapi/v1.0/account/~/call-log", params=None if url else params,
-                        headers={"Authorization": f"Bearer {tok}"}, timeout=10)
+    return requests.get(
+        url or f"{emu.url}/restapi/v1.0/account/~/call-log",
+        params=None if url else params,
+        headers={"Authorization": f"Bearer {tok}"},
+        timeout=10,
+    )
 
 
 ALL_TIME = {"dateFrom": "2000-01-01T00:00:00Z"}
@@ -61,15 +66,19 @@ def test_emulator_token_reply_validates_and_sdk_logs_in(emulator: Emulator) -> N
     sdk = SDK(emulator.config.client_id, emulator.config.client_secret, emulator.url)
     platform = sdk.platform()
     platform.login(jwt=emulator.config.jwt)  # the SDK sends 'bearer' lowercase on API calls
-    page = platform.get("/restapi/v1.0/account/~/call-log", {"view": "Detailed", "dateFrom": "2000-01-01T00:00:00Z"})
+    page = platform.get(
+        "/restapi/v1.0/account/~/call-log", {"view": "Detailed", "dateFrom": "2000-01-01T00:00:00Z"}
+    )
     validate("CallLogResponse", page.json_dict())
     assert page.json_dict()["records"]
 
 
 def test_emulator_oauth_errors_are_ringcentral_bodies(emulator: Emulator) -> None:
     bad_client = requests.post(
-        f"{emulator.url}/restapi/oauth/token", data={"grant_type": JWT_GRANT, "assertion": emulator.config.jwt},
-        headers={"Authorization": "Basic " + base64.b64encode(b"who:wrong").decode()}, timeout=10,
+        f"{emulator.url}/restapi/oauth/token",
+        data={"grant_type": JWT_GRANT, "assertion": emulator.config.jwt},
+        headers={"Authorization": "Basic " + base64.b64encode(b"who:wrong").decode()},
+        timeout=10,
     )
     assert bad_client.status_code == 401
     assert bad_client.json()["error"] == "invalid_client"
@@ -99,8 +108,12 @@ def test_emulator_expired_and_revoked_tokens_answer_401(emulator_factory: Callab
     tok = token(emu)
     cfg = emu.config
     basic = base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
-    revoke = requests.post(f"{emu.url}/restapi/oauth/revoke", data={"token": tok},
-                           headers={"Authorization": f"Basic {basic}"}, timeout=10)
+    revoke = requests.post(
+        f"{emu.url}/restapi/oauth/revoke",
+        data={"token": tok},
+        headers={"Authorization": f"Basic {basic}"},
+        timeout=10,
+    )
     assert revoke.status_code == 200
     revoked = call_log(emu, tok, **ALL_TIME)
     assert revoked.status_code == 401
@@ -151,7 +164,9 @@ def test_emulator_call_log_holds_every_shape_of_recording(emulator_factory: Call
     records = call_log(emu, tok, view="Detailed", perPage="max", **ALL_TIME).json()["records"]
     assert len(records) == len(emu.state.data.calls)
     leg_only = [
-        leg["recording"]["id"] for r in records for leg in r["legs"]
+        leg["recording"]["id"]
+        for r in records
+        for leg in r["legs"]
         if "recording" in leg and leg["recording"]["id"] != r.get("recording", {}).get("id")
     ]
     assert leg_only, "transferred calls with a recording only on a leg"
@@ -174,8 +189,9 @@ def test_emulator_filters_and_parameters(emulator: Emulator) -> None:
     assert inbound and {r["direction"] for r in inbound} == {"Inbound"}
     faxes = call_log(emulator, tok, perPage=1000, type="Fax", **ALL_TIME).json()["records"]
     assert all(r["type"] == "Fax" for r in faxes)
-    on_demand = call_log(emulator, tok, perPage=1000, recordingType="OnDemand", view="Detailed",
-                         **ALL_TIME).json()["records"]
+    on_demand = call_log(
+        emulator, tok, perPage=1000, recordingType="OnDemand", view="Detailed", **ALL_TIME
+    ).json()["records"]
     assert on_demand and len(on_demand) < len(everything)
     clamped = call_log(emulator, tok, perPage=5000, **ALL_TIME).json()
     assert clamped["paging"]["perPage"] == 1000
@@ -187,8 +203,11 @@ def test_emulator_filters_and_parameters(emulator: Emulator) -> None:
     assert bad.status_code == 400
     validate("ApiErrorResponseModel", bad.json())
     # An unencoded '+00:00' arrives as a space: RingCentral refuses it, and so does the emulator.
-    unencoded = requests.get(f"{emulator.url}/restapi/v1.0/account/~/call-log?dateFrom=2026-01-01T00:00:00+00:00",
-                             headers={"Authorization": f"Bearer {tok}"}, timeout=10)
+    unencoded = requests.get(
+        f"{emulator.url}/restapi/v1.0/account/~/call-log?dateFrom=2026-01-01T00:00:00+00:00",
+        headers={"Authorization": f"Bearer {tok}"},
+        timeout=10,
+    )
     assert unencoded.status_code == 400
 
 
@@ -215,7 +234,9 @@ def test_emulator_recording_metadata_and_ranged_content(emulator: Emulator) -> N
     assert tail.content == full.content[-10:]
     beyond = requests.get(content_uri, headers={**auth, "Range": f"bytes={rec.size}-"}, timeout=10)
     assert beyond.status_code == 416
-    on_platform = requests.get(content_uri.replace(emulator.media_url, emulator.url), headers=auth, timeout=10)
+    on_platform = requests.get(
+        content_uri.replace(emulator.media_url, emulator.url), headers=auth, timeout=10
+    )
     assert on_platform.status_code == 404  # content is served by the media host only
     again = requests.get(content_uri, headers=auth, timeout=10)
     assert again.content == full.content  # deterministic bytes
@@ -223,12 +244,19 @@ def test_emulator_recording_metadata_and_ranged_content(emulator: Emulator) -> N
 
 def test_emulator_large_recording_streams_in_chunks(emulator_factory: Callable[..., Emulator]) -> None:
     size = 300 * 1024 * 1024
-    emu = emulator_factory(data=DataOptions(seed=5, calls=1, days=1, fixed_size=size, unrecorded_fraction=0,
-                                            short_fraction=0, fax_fraction=0))
+    emu = emulator_factory(
+        data=DataOptions(
+            seed=5, calls=1, days=1, fixed_size=size, unrecorded_fraction=0, short_fraction=0, fax_fraction=0
+        )
+    )
     rec = next(iter(emu.state.data.recordings.values()))
     tok = token(emu)
-    with requests.get(f"{emu.media_url}/restapi/v1.0/account/~/recording/{rec.id}/content",
-                      headers={"Authorization": f"Bearer {tok}"}, stream=True, timeout=30) as reply:
+    with requests.get(
+        f"{emu.media_url}/restapi/v1.0/account/~/recording/{rec.id}/content",
+        headers={"Authorization": f"Bearer {tok}"},
+        stream=True,
+        timeout=30,
+    ) as reply:
         assert int(reply.headers["Content-Length"]) == size
         received = sum(len(chunk) for chunk in reply.iter_content(1024 * 1024))
     assert received == size
@@ -238,8 +266,11 @@ def test_emulator_not_ready_recording_is_404_cmn_102(emulator_factory: Callable[
     emu = emulator_factory(recording_delay=10 * 86400)
     tok = token(emu)
     rec = next(iter(emu.state.data.recordings.values()))
-    reply = requests.get(f"{emu.media_url}/restapi/v1.0/account/~/recording/{rec.id}/content",
-                         headers={"Authorization": f"Bearer {tok}"}, timeout=10)
+    reply = requests.get(
+        f"{emu.media_url}/restapi/v1.0/account/~/recording/{rec.id}/content",
+        headers={"Authorization": f"Bearer {tok}"},
+        timeout=10,
+    )
     assert reply.status_code == 404
     assert reply.json()["errors"][0]["errorCode"] == "CMN-102"
     validate("ApiErrorResponseModel", reply.json())
@@ -326,8 +357,11 @@ def test_emulator_ground_truth_and_stats_under_their_own_prefix(emulator: Emulat
     assert all(len(item["sha256"]) == 64 and item["size"] > 0 for item in truth)
     tok = token(emulator)
     item = truth[0]
-    body = requests.get(f"{emulator.media_url}/restapi/v1.0/account/~/recording/{item['recordingId']}/content",
-                        headers={"Authorization": f"Bearer {tok}"}, timeout=10).content
+    body = requests.get(
+        f"{emulator.media_url}/restapi/v1.0/account/~/recording/{item['recordingId']}/content",
+        headers={"Authorization": f"Bearer {tok}"},
+        timeout=10,
+    ).content
     import hashlib
 
     assert hashlib.sha256(body).hexdigest() == item["sha256"]
@@ -340,9 +374,23 @@ def test_emulator_ground_truth_and_stats_under_their_own_prefix(emulator: Emulat
 def test_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:
     port, media = free_port(), free_port()
     proc = subprocess.Popen(
-        [str(BIN / "rc-archiver"), "emulator", "--port", str(port), "--media-port", str(media), "--calls", "20",
-         "--seed", "7", "--days", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            str(BIN / "rc-archiver"),
+            "emulator",
+            "--port",
+            str(port),
+            "--media-port",
+            str(media),
+            "--calls",
+            "20",
+            "--seed",
+            "7",
+            "--days",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for_port(port)

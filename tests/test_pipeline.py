@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,22 @@ def test_archive_multi_day_window_to_folder_matches_ground_truth(
     )  # a multi-day window is scanned in day slices
     # Sidecars carry the call-log record and the audio's identity.
     sidecar = json.loads(next(v for k, v in files.items() if k.endswith(".json")))
-    for field in ("recording_id", "call_id", "session_id", "content_type", "size", "sha256", "start_time",
-                  "duration", "direction", "from", "to", "archived_at", "archiver_version", "call_log_record"):
+    for field in (
+        "recording_id",
+        "call_id",
+        "session_id",
+        "content_type",
+        "size",
+        "sha256",
+        "start_time",
+        "duration",
+        "direction",
+        "from",
+        "to",
+        "archived_at",
+        "archiver_version",
+        "call_log_record",
+    ):
         assert field in sidecar
     assert not (dest / ".rc-archiver-staging").exists() or not any((dest / ".rc-archiver-staging").iterdir())
 
@@ -137,7 +151,9 @@ def test_a_body_that_is_always_cut_short_fails_and_uploads_nothing(
     emulator: Emulator, tmp_path: Path, run_archiver: Run, s3_bucket: str
 ) -> None:
     emulator.set_faults(FaultOptions(rates={"truncate": 1.0}, routes=frozenset({"content"})))
-    code, events = run_archiver(archiver_env(emulator, tmp_path, f"s3://{s3_bucket}"), "run", "--since", SINCE)
+    code, events = run_archiver(
+        archiver_env(emulator, tmp_path, f"s3://{s3_bucket}"), "run", "--since", SINCE
+    )
     assert code == 1
     assert s3_objects(s3_bucket) == {}
     summary = summary_of(events)
@@ -165,8 +181,9 @@ def test_wrong_jwt_exits_3_with_one_clear_line(emulator: Emulator, tmp_path: Pat
 def test_wrong_client_secret_exits_3(emulator: Emulator, tmp_path: Path, run_archiver: Run) -> None:
     dest = tmp_path / "archive"
     dest.mkdir()
-    code, events = run_archiver(archiver_env(emulator, tmp_path, dest.as_uri(), RC_CLIENT_SECRET="wrong-secret"),
-                                "run")
+    code, events = run_archiver(
+        archiver_env(emulator, tmp_path, dest.as_uri(), RC_CLIENT_SECRET="wrong-secret"), "run"
+    )
     assert code == 3
     assert "RC_CLIENT_SECRET" in events[-1]["fix"]
 
@@ -215,15 +232,20 @@ def test_missing_credentials_exit_2_naming_each(tmp_path: Path, run_archiver: Ru
 def test_hostile_call_log_values_never_escape_the_root(
     emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
 ) -> None:
-    emu = emulator_factory(data=DataOptions(seed=9, calls=40, days=2, bytes_per_second=20, hostile_fraction=1.0))
+    emu = emulator_factory(
+        data=DataOptions(seed=9, calls=40, days=2, bytes_per_second=20, hostile_fraction=1.0)
+    )
     dest = tmp_path / "nested" / "archive"
     dest.mkdir(parents=True)
     template = "{from_name}/{to_number}/{direction}/{call_id}-{recording_id}-{from_number}.{ext}"
     env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_KEY_TEMPLATE=template)
     code, events = run_archiver(env, "run", "--since", SINCE)
     assert code == 0, events[-3:]
-    outside = [p for p in tmp_path.rglob("*") if p.is_file() and dest not in p.parents
-               and "state" not in p.parts and "spool" not in p.parts]
+    outside = [
+        p
+        for p in tmp_path.rglob("*")
+        if p.is_file() and dest not in p.parents and "state" not in p.parts and "spool" not in p.parts
+    ]
     assert outside == []
     for path in dest.rglob("*"):
         rel = path.relative_to(dest).as_posix()
@@ -232,19 +254,25 @@ def test_hostile_call_log_values_never_escape_the_root(
     assert_matches_ground_truth(emu, audio_by_recording(folder_files(dest)))
 
 
-def test_no_secret_reaches_debug_logs(emulator_factory: Callable[..., Emulator], tmp_path: Path,
-                                      s3_bucket: str) -> None:
+def test_no_secret_reaches_debug_logs(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str
+) -> None:
     emu = emulator_factory(token_ttl=3600)
-    env = archiver_env(emu, tmp_path, f"s3://{s3_bucket}", RC_ARCHIVER_LOG_LEVEL="debug",
-                       RC_JWT="eyJhbGciOiJSUzI1NiJ9.super-secret-jwt-body.signature",
-                       RC_CLIENT_SECRET="very-secret-client-secret")
+    env = archiver_env(
+        emu,
+        tmp_path,
+        f"s3://{s3_bucket}",
+        RC_ARCHIVER_LOG_LEVEL="debug",
+        RC_JWT="eyJhbGciOiJSUzI1NiJ9.super-secret-jwt-body.signature",
+        RC_CLIENT_SECRET="very-secret-client-secret",
+    )
     emu.config.jwt = env["RC_JWT"]
     emu.config.client_secret = env["RC_CLIENT_SECRET"]
     result = run_subprocess(env, "run", "--since", SINCE)
     assert result.returncode == 0, result.stdout[-2000:]
     logs = result.stdout + result.stderr
     assert '"level": "debug"' in logs  # the debug level really was on
-    for secret in ("super-secret-jwt-body", "very-secret-client-secret", "testing\"", "Bearer ", "Basic "):
+    for secret in ("super-secret-jwt-body", "very-secret-client-secret", 'testing"', "Bearer ", "Basic "):
         assert secret not in logs
     tokens = [t for t in emu.state.tokens] + list(emu.state.refresh_tokens)
     assert all(t not in logs for t in tokens)

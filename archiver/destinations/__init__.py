@@ -10,9 +10,13 @@ from archiver.errors import SettingsError
 __all__ = ["Destination", "StoredObject", "open_destination"]
 
 
-def open_destination(url: str, *, s3_max_attempts: int = 10, multipart_threshold: int = 16 * 1024 * 1024) -> Destination:
+def open_destination(
+    url: str, *, s3_max_attempts: int = 10, multipart_threshold: int = 16 * 1024 * 1024
+) -> Destination:
     if url.startswith("s3://"):
         return S3Destination(url, make_s3_client(s3_max_attempts), multipart_threshold)
     if url.startswith("file://"):
         return LocalDestination(url)
-    raise SettingsError(f"RC_ARCHIVER_DESTINATION: unsupported scheme in {url[:80]!r}", hint="use s3:// or file://")
+    raise SettingsError(
+        f"RC_ARCHIVER_DESTINATION: unsupported scheme in {url[:80]!r}", hint="use s3:// or file://"
+    )

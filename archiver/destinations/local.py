@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from archiver.errors import DestinationError
 from archiver.destinations.base import StoredObject
+from archiver.errors import DestinationError
 from archiver.keys import check_key
 
 STAGING = ".rc-archiver-staging"
@@ -79,7 +79,9 @@ class LocalDestination:
                 os.close(dir_fd)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise DestinationError(f"cannot write {key[:120]!r}: {exc.strerror}", hint="check the disk") from None
+            raise DestinationError(
+                f"cannot write {key[:120]!r}: {exc.strerror}", hint="check the disk"
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

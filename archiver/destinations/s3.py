@@ -30,8 +30,17 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 # Codes that no retry will fix: the run stops with exit 4 and the fix in the log.
-FATAL_CODES = {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-               "403", "404", "InvalidBucketName", "AccountProblem"}
+FATAL_CODES = {
+    "NoSuchBucket",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "403",
+    "404",
+    "InvalidBucketName",
+    "AccountProblem",
+}
 CHUNK = 8 * 1024 * 1024
 
 
@@ -71,16 +80,20 @@ class S3Destination:
     def _fail(self, exc: Exception, doing: str) -> Exception:
         if isinstance(exc, NoCredentialsError):
             return DestinationError(
-                "no AWS credentials found", hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role"
+                "no AWS credentials found",
+                hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role",
             )
         code = _code(exc) if isinstance(exc, ClientError) else ""
         if isinstance(exc, S3UploadFailedError):
             code = next((c for c in FATAL_CODES if c in str(exc)), "")
         if code in FATAL_CODES:
-            what = {"NoSuchBucket": "does not exist", "404": "does not exist"}.get(code, f"refused access ({code})")
+            what = {"NoSuchBucket": "does not exist", "404": "does not exist"}.get(
+                code, f"refused access ({code})"
+            )
             return DestinationError(
                 f"bucket {self.bucket} {what} while {doing}",
-                hint="create the bucket or fix RC_ARCHIVER_DESTINATION, and grant s3:PutObject, s3:GetObject, "
+                hint="create the bucket or fix RC_ARCHIVER_DESTINATION, and grant s3:PutObject, "
+                "s3:GetObject, "
                 "s3:ListBucket to the archiver's credentials",
             )
         return TransientError(f"S3 error while {doing}: {code or type(exc).__name__}")
@@ -112,7 +125,10 @@ class S3Destination:
     def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
         try:
             self._client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type,
                 ChecksumAlgorithm="SHA256",
             )
         except (ClientError, BotoCoreError) as exc:

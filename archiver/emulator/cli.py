@@ -30,21 +30,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--client-id", default=DEFAULTS.client_id, help="client id accepted by the token endpoint")
     a("--client-secret", default=DEFAULTS.client_secret, help="client secret accepted by the token endpoint")
     a("--jwt", default=DEFAULTS.jwt, help="JWT assertion accepted by the token endpoint")
-    a("--bytes-per-second", type=int, default=4000, help="recording size per second of call (4000 ~ 32 kbit/s mp3)")
+    a(
+        "--bytes-per-second",
+        type=int,
+        default=4000,
+        help="recording size per second of call (4000 ~ 32 kbit/s mp3)",
+    )
     a("--fixed-size", type=int, help="make every recording exactly this many bytes")
-    a("--hostile", type=float, default=0.0, metavar="SHARE",
-      help="share of calls with hostile names and numbers ('../', control characters, ...)")
+    a(
+        "--hostile",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of calls with hostile names and numbers ('../', control characters, ...)",
+    )
     a("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
-    a("--refresh-tokens", action="store_true", help="issue refresh tokens (off by default, as at RingCentral)")
+    a(
+        "--refresh-tokens",
+        action="store_true",
+        help="issue refresh tokens (off by default, as at RingCentral)",
+    )
     a("--heavy", default="10/60s", help="Heavy group limit, requests/window")
     a("--auth", default="5/60s", help="Auth group limit, requests/window")
     a("--penalty", type=float, help="penalty seconds after a 429 (default: the group's window)")
-    a("--no-rate-limits", action="store_true", help="accept every request (raised-limit accounts, benchmarks)")
+    a(
+        "--no-rate-limits",
+        action="store_true",
+        help="accept every request (raised-limit accounts, benchmarks)",
+    )
     a("--record-delay", type=float, default=20.0, help="seconds after a call ends before its record appears")
-    a("--recording-delay", type=float, default=60.0,
-      help="seconds after a call ends before its recording is available (before: 404 CMN-102)")
+    a(
+        "--recording-delay",
+        type=float,
+        default=60.0,
+        help="seconds after a call ends before its recording is available (before: 404 CMN-102)",
+    )
     for kind in FAULT_KINDS:
-        a(f"--fault-{kind}", type=float, default=0.0, metavar="P", help=f"probability of a '{kind}' fault per request")
+        a(
+            f"--fault-{kind}",
+            type=float,
+            default=0.0,
+            metavar="P",
+            help=f"probability of a '{kind}' fault per request",
+        )
     a("--fault-auth", action="store_true", help="inject faults on the token endpoints too")
     a("--slow-seconds", type=float, default=1.0, help="delay of a 'slow' fault")
 
@@ -65,8 +93,12 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         client_secret=args.client_secret,
         jwt=args.jwt,
         data=DataOptions(
-            seed=args.seed, calls=args.calls, days=args.days, bytes_per_second=args.bytes_per_second,
-            fixed_size=args.fixed_size, hostile_fraction=args.hostile,
+            seed=args.seed,
+            calls=args.calls,
+            days=args.days,
+            bytes_per_second=args.bytes_per_second,
+            fixed_size=args.fixed_size,
+            hostile_fraction=args.hostile,
         ),
         token_ttl=args.token_ttl,
         refresh_tokens=args.refresh_tokens,

@@ -133,7 +133,9 @@ class CallLogData:
     def content_block(self, recording_id: str) -> bytes:
         return random.Random(f"{self.options.seed}:content:{recording_id}").randbytes(CONTENT_BLOCK)
 
-    def iter_content(self, recording: Recording, start: int, end: int, chunk: int = CONTENT_BLOCK) -> Iterator[bytes]:
+    def iter_content(
+        self, recording: Recording, start: int, end: int, chunk: int = CONTENT_BLOCK
+    ) -> Iterator[bytes]:
         """Bytes [start, end) of a recording, in chunks, without ever holding the whole body."""
         block = self.content_block(recording.id)
         doubled = block + block  # lets any chunk of <= CONTENT_BLOCK bytes be one slice
@@ -190,7 +192,11 @@ def generate(options: DataOptions) -> CallLogData:
     def new_recording(end: float, duration: int) -> Recording:
         nonlocal next_recording
         next_recording += rng.randint(1, 9)
-        size = options.fixed_size if options.fixed_size is not None else max(1, duration * options.bytes_per_second)
+        size = (
+            options.fixed_size
+            if options.fixed_size is not None
+            else max(1, duration * options.bytes_per_second)
+        )
         return Recording(
             id=f"{next_recording}008",
             type="Automatic" if rng.random() < 0.6 else "OnDemand",
@@ -207,7 +213,9 @@ def generate(options: DataOptions) -> CallLogData:
         direction = rng.choice(("Inbound", "Outbound"))
         internal_ext = _party(rng, hostile, extension=True)
         external = _party(rng, hostile, extension=False)
-        from_party, to_party = (external, internal_ext) if direction == "Inbound" else (internal_ext, external)
+        from_party, to_party = (
+            (external, internal_ext) if direction == "Inbound" else (internal_ext, external)
+        )
         next_session += rng.randint(1, 50)
         kind = rng.random()
         call_type = "Voice"
@@ -239,15 +247,23 @@ def generate(options: DataOptions) -> CallLogData:
             end = start + duration
         elif chosen != "unrecorded":
             recording = new_recording(end, duration)
-        legs.append(
-            Leg("Accept", action, direction, from_party, to_party, start, duration, True, recording)
-        )
+        legs.append(Leg("Accept", action, direction, from_party, to_party, start, duration, True, recording))
         if chosen == "transfer":
             # The second half of a transferred call has its own recording, present ONLY on its leg.
             target = _party(rng, hostile, extension=True)
             second = new_recording(end + 30, duration)
             legs.append(
-                Leg("TransferCall", "Transfer", direction, to_party, target, start + 5, duration, False, second)
+                Leg(
+                    "TransferCall",
+                    "Transfer",
+                    direction,
+                    to_party,
+                    target,
+                    start + 5,
+                    duration,
+                    False,
+                    second,
+                )
             )
         telephony = f"s-{_random_id(rng, 32).lower()}"
         call = Call(

@@ -15,7 +15,9 @@ class FaultOptions:
     seed: int = 0
     slow_seconds: float = 1.0  # delay before the first byte for the "slow" kind
     retry_after: int = 1  # Retry-After of an injected 429 (it starts no penalty)
-    routes: frozenset[str] = frozenset()  # limit faults to these routes (call-log, recording, content); empty: all
+    routes: frozenset[str] = (
+        frozenset()
+    )  # limit faults to these routes (call-log, recording, content); empty: all
 
     def validate(self) -> None:
         unknown = set(self.rates) - set(FAULT_KINDS)

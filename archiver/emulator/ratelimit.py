@@ -31,7 +31,9 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, groups: dict[str, GroupLimit], clock: Callable[[], float], enabled: bool = True) -> None:
+    def __init__(
+        self, groups: dict[str, GroupLimit], clock: Callable[[], float], enabled: bool = True
+    ) -> None:
         self._groups = groups
         self._clock = clock
         self.enabled = enabled

@@ -64,8 +64,8 @@ class EmulatorConfig:
     token_ttl: int = 3600
     refresh_tokens: bool = False  # RingCentral apps issue no refresh tokens by default
     refresh_ttl: int = 604800
-    heavy: GroupLimit = GroupLimit(10, 60.0, 60.0)
-    auth: GroupLimit = GroupLimit(5, 60.0, 60.0)
+    heavy: GroupLimit = field(default_factory=lambda: GroupLimit(10, 60.0, 60.0))
+    auth: GroupLimit = field(default_factory=lambda: GroupLimit(5, 60.0, 60.0))
     rate_limits: bool = True
     media_rate_headers: bool = True
     record_delay: float = 20.0  # a call appears in the log this long after it ends
@@ -149,7 +149,9 @@ class EmulatorState:
         self.tokens: dict[str, TokenRecord] = {}
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> access token
         self.tokens_lock = threading.Lock()
-        self.limiter = RateLimiter({"heavy": config.heavy, "auth": config.auth}, config.clock, config.rate_limits)
+        self.limiter = RateLimiter(
+            {"heavy": config.heavy, "auth": config.auth}, config.clock, config.rate_limits
+        )
         self.faults = FaultInjector(config.faults)
         self.stats = Stats()
         self.platform_url = ""
@@ -485,8 +487,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         def bad(name: str) -> None:
             self._error(
-                route, 400, "CMN-101", f"Parameter [{name}] value is invalid", rate,
-                parameterName=name, parameterValue=query.get(name, [""])[0][:200],
+                route,
+                400,
+                "CMN-101",
+                f"Parameter [{name}] value is invalid",
+                rate,
+                parameterName=name,
+                parameterValue=query.get(name, [""])[0][:200],
             )
 
         try:
@@ -567,7 +574,12 @@ class _Handler(BaseHTTPRequestHandler):
         if records:
             paging["pageStart"] = start
             paging["pageEnd"] = start + len(records) - 1
-        payload = {"uri": page_uri(page)["uri"], "records": records, "paging": paging, "navigation": navigation}
+        payload = {
+            "uri": page_uri(page)["uri"],
+            "records": records,
+            "paging": paging,
+            "navigation": navigation,
+        }
         self._send(route, 200, payload, rate, fault)
 
     def _recording_json(self, rec: Recording) -> dict[str, Any]:
@@ -589,6 +601,7 @@ class _Handler(BaseHTTPRequestHandler):
         return out
 
     def _base_json(self, item: Call | Leg, call: Call) -> dict[str, Any]:
+        account_uri = f"{self.state.platform_url}/restapi/v1.0/account/{ACCOUNT_ID}"
         out: dict[str, Any] = {
             "startTime": iso(item.start),
             "duration": item.duration,
@@ -602,7 +615,7 @@ class _Handler(BaseHTTPRequestHandler):
             "telephonySessionId": call.telephony_session_id,
             "extension": {
                 "id": int(call.extension_id) if call.extension_id.isdigit() else 0,
-                "uri": f"{self.state.platform_url}/restapi/v1.0/account/{ACCOUNT_ID}/extension/{call.extension_id}",
+                "uri": f"{account_uri}/extension/{call.extension_id}",
             },
         }
         return out
@@ -638,8 +651,13 @@ class _Handler(BaseHTTPRequestHandler):
         if rec is None or not self.state.ready(rec, now):
             # A recording not (yet) available: 404 CMN-102 (NOTES.md, "Recordings").
             self._error(
-                route, 404, "CMN-102", "Resource for parameter [recordingId] is not found", rate,
-                parameterName="recordingId", parameterValue=recording_id[:100],
+                route,
+                404,
+                "CMN-102",
+                "Resource for parameter [recordingId] is not found",
+                rate,
+                parameterName="recordingId",
+                parameterValue=recording_id[:100],
             )
             return None
         return rec

@@ -19,8 +19,8 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 import requests.adapters
-import urllib3.exceptions
 import structlog
+import urllib3.exceptions
 from tenacity import RetryCallState
 
 from archiver import __version__
@@ -101,7 +101,10 @@ class RingCentralClient:
                 raise TransientError(f"{type(exc).__name__} talking to {what}") from None
             self._heavy.release(ticket, response.headers)
             log.debug(
-                "http_response", method="GET", url=url, status=response.status_code,
+                "http_response",
+                method="GET",
+                url=url,
+                status=response.status_code,
                 seconds=round(response.elapsed.total_seconds(), 3),
                 rate_remaining=response.headers.get("X-Rate-Limit-Remaining"),
             )

@@ -82,7 +82,9 @@ class RatePacer:
             while True:
                 now = self._clock()
                 self._prune(now)
-                at = next_slot(now, list(self._hits), self._in_flight, self.limit, self.window, self._penalty_until)
+                at = next_slot(
+                    now, list(self._hits), self._in_flight, self.limit, self.window, self._penalty_until
+                )
                 if at <= now:
                     break
                 if cancel is not None and cancel.is_set():

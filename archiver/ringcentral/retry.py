@@ -1,12 +1,12 @@
 """How each kind of failure is retried: one classification, one tenacity policy.
 
-  429                      RateLimited    the pacer holds the group until Retry-After; then retry at once
-  5xx, 408, connection     TransientError exponential backoff with jitter
-  errors, timeouts
-  truncated body           TruncatedBody  resume at once with a Range request from the bytes on disk
-  401 on an API call       TokenExpired   the client logs in again (once per request) and retries
-  404 CMN-102              NotReady       not retried now: stays pending for the next run
-  other 4xx                PermanentError fails the recording at once, reason recorded
+429                      RateLimited    the pacer holds the group until Retry-After; then retry at once
+5xx, 408, connection     TransientError exponential backoff with jitter
+errors, timeouts
+truncated body           TruncatedBody  resume at once with a Range request from the bytes on disk
+401 on an API call       TokenExpired   the client logs in again (once per request) and retries
+404 CMN-102              NotReady       not retried now: stays pending for the next run
+other 4xx                PermanentError fails the recording at once, reason recorded
 """
 
 from __future__ import annotations
