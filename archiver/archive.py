@@ -179,17 +179,16 @@ class Archiver:
         records = found = 0
         try:
             for page in self.client.call_log_pages(start, end):
-                for record in page:
-                    records += 1
-                    for ref in recordings_in(record):
-                        found += 1
-                        status = self.state.note_found(ref)
-                        with self._lock:
-                            if ref.recording_id not in self._found:
-                                self._found.add(ref.recording_id)
-                                self._summary.found += 1
-                                if status == ARCHIVED:
-                                    self._summary.skipped += 1
+                records += len(page)
+                refs = [ref for record in page for ref in recordings_in(record)]
+                found += len(refs)
+                statuses = self.state.note_found(refs)
+                with self._lock:
+                    for recording_id, status in statuses.items():
+                        if recording_id not in self._found:
+                            self._found.add(recording_id)
+                            self._summary.found += 1
+                            self._summary.skipped += status == ARCHIVED
         except (RecordingError, Cancelled) as exc:
             if isinstance(exc, Cancelled):
                 return False

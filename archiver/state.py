@@ -240,22 +240,33 @@ class StateStore:
             )
 
     # -- recordings ---------------------------------------------------------------------------------
-    def note_found(self, ref: RecordingRef) -> str:
-        """Record a recording seen in the call log; returns its status (new ones are pending)."""
-        source = json.dumps({"record": ref.record, "leg": ref.leg})
+    def note_found(self, refs: list[RecordingRef]) -> dict[str, str]:
+        """Record recordings seen in the call log (one transaction); returns each one's status."""
         now = _now()
+        statuses: dict[str, str] = {}
         with self._tx() as db:
-            row = db.execute(
-                "SELECT status FROM recordings WHERE recording_id = ?", (ref.recording_id,)
-            ).fetchone()
-            if row is not None:
-                return str(row["status"])
-            db.execute(
-                "INSERT INTO recordings (recording_id, call_id, start_time, content_uri, status, first_seen, "
-                "updated_at, source_json) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                (ref.recording_id, ref.call_id, format_time(ref.start), ref.content_uri, now, now, source),
-            )
-        return PENDING
+            for ref in refs:
+                row = db.execute(
+                    "SELECT status FROM recordings WHERE recording_id = ?", (ref.recording_id,)
+                ).fetchone()
+                if row is not None:
+                    statuses[ref.recording_id] = str(row["status"])
+                    continue
+                db.execute(
+                    "INSERT INTO recordings (recording_id, call_id, start_time, content_uri, status, "
+                    "first_seen, updated_at, source_json) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    (
+                        ref.recording_id,
+                        ref.call_id,
+                        format_time(ref.start),
+                        ref.content_uri,
+                        now,
+                        now,
+                        json.dumps({"record": ref.record, "leg": ref.leg}),
+                    ),
+                )
+                statuses[ref.recording_id] = PENDING
+        return statuses
 
     def _row(self, row: sqlite3.Row) -> RecordingRow:
         source = json.loads(row["source_json"])

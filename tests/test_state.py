@@ -52,12 +52,11 @@ def test_state_recordings_in_takes_records_and_legs_deduplicated() -> None:
 def test_state_transitions_are_committed(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = StateStore(path)
-    assert store.note_found(ref("r1")) == "pending"
-    assert store.note_found(ref("r1")) == "pending"  # seen twice, one row
+    assert store.note_found([ref("r1"), ref("r1")]) == {"r1": "pending"}  # seen twice, one row
     assert store.record_failure("r1", "HTTP 503") == 1
     assert [r.recording_id for r in store.due(max_attempts=5)] == ["r1"]
     store.mark_archived("r1", "k/r1.mp3", "audio/mpeg", 10, "ab" * 32)
-    assert store.note_found(ref("r1")) == "archived"
+    assert store.note_found([ref("r1")]) == {"r1": "archived"}
     store.close()
     # A second connection (another process after a kill) sees every committed transition.
     again = StateStore(path)
@@ -69,7 +68,7 @@ def test_state_transitions_are_committed(tmp_path: Path) -> None:
 
 def test_state_exhausted_after_max_attempts(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
-    store.note_found(ref("r1"))
+    store.note_found([ref("r1")])
     for _ in range(3):
         store.record_failure("r1", "HTTP 403 from media")
     assert store.due(3) == [] and [r.recording_id for r in store.exhausted(3)] == ["r1"]

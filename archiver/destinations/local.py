@@ -29,6 +29,7 @@ class LocalDestination:
         self.url = url
         self.root = Path(unquote(urlsplit(url).path)).resolve()
         self._staging = self.root / STAGING
+        self._known_dirs: set[Path] = set()  # folders already created: skips a mkdir per write
 
     def probe(self) -> None:
         if not self.root.is_dir():
@@ -37,7 +38,7 @@ class LocalDestination:
                 hint="create it (and make it writable by the archiver's user) or fix RC_ARCHIVER_DESTINATION",
             )
         try:
-            self._staging.mkdir(exist_ok=True)
+            self._staging.mkdir(exist_ok=True)  # made once here: every write stages into it
             for leftover in self._staging.iterdir():
                 leftover.unlink(missing_ok=True)
             with tempfile.NamedTemporaryFile(dir=self._staging):
@@ -49,15 +50,18 @@ class LocalDestination:
             ) from None
 
     def _path(self, key: str) -> Path:
-        path = (self.root / check_key(key)).resolve()
-        if self.root not in path.parents:
-            raise DestinationError(f"key {key[:120]!r} resolves outside the destination root")
-        return path
+        # check_key guarantees a relative key without '..' segments, so joining it to the resolved
+        # root stays inside the root lexically; no per-call resolve() (a syscall per component).
+        return self.root / check_key(key)
 
     def _write(self, key: str, fill: object) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._staging.mkdir(exist_ok=True)
+        if target.parent not in self._known_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._known_dirs.add(target.parent)
+        if self._staging not in self._known_dirs:
+            self._staging.mkdir(exist_ok=True)
+            self._known_dirs.add(self._staging)
         fd, tmp_name = tempfile.mkstemp(dir=self._staging, prefix=".part-")
         tmp = Path(tmp_name)
         try:

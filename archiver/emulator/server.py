@@ -206,7 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _rate_headers(self, decision: Decision | None) -> dict[str, str]:
-        if decision is None or (self.media and not self.state.config.media_rate_headers):
+        if decision is None or not self.state.config.rate_limits:
+            return {}  # limits off: nothing to announce
+        if self.media and not self.state.config.media_rate_headers:
             return {}
         return {
             "X-Rate-Limit-Group": decision.group,

@@ -1,0 +1,334 @@
+"""Benchmarks: start the emulator and a moto server, run the archiver as a real process, print a table.
+
+    .venv/bin/python bench/bench.py            # everything (a few minutes)
+    .venv/bin/python bench/bench.py --quick    # smaller sizes, for a smoke check
+
+Rows (compare them across commits; each ratio is measured within one run of this script):
+  pacing      efficiency under enforced limits = ideal time / measured time, where ideal time is
+              Heavy requests made / limit x window (the window scaled down to 2 s), and the 429 count.
+              Target: efficiency >= 0.95 with zero 429s.
+  naive       the same workload from a sequential client that retries a 429 after Retry-After.
+  throughput  small recordings per second with limits off (a raised-limit account), to a folder and
+              to moto. Target: >= 200/s to a folder on 2 cores.
+  memory      peak RSS of the archiver process while it archives one 1 GB recording to moto.
+              Target: under 100 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+from archiver.emulator import DataOptions, Emulator, EmulatorConfig, GroupLimit
+from archiver.models import format_time
+
+BIN = Path(sys.executable).parent
+RAISED = GroupLimit(1_000_000, 60.0, 60.0)  # "limits off": an account whose limits RingCentral raised
+NO_SHORTS = {
+    "unrecorded_fraction": 0.0,
+    "short_fraction": 0.0,
+    "fax_fraction": 0.0,
+    "transfer_fraction": 0.0,
+    "internal_fraction": 0.0,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MotoServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("moto_server did not start")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def bucket(self) -> str:
+        name = f"bench-{uuid.uuid4().hex[:10]}"
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        client.create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def archiver_env(
+    emu: Emulator, work: Path, destination: str, rate: str, extra: dict[str, str]
+) -> dict[str, str]:
+    cfg = emu.config
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "RC_SERVER_URL": emu.url,
+        "RC_CLIENT_ID": cfg.client_id,
+        "RC_CLIENT_SECRET": cfg.client_secret,
+        "RC_JWT": cfg.jwt,
+        "RC_ARCHIVER_DESTINATION": destination,
+        "RC_ARCHIVER_STATE_PATH": str(work / "state.db"),
+        "RC_ARCHIVER_SPOOL_DIR": str(work / "spool"),
+        "RC_ARCHIVER_RATE_HEAVY": rate,
+        "RC_ARCHIVER_SETTLE_DELAY": "0s",
+        "RC_ARCHIVER_LOG_FORMAT": "json",
+        "RC_ARCHIVER_LOG_LEVEL": "warning",
+        **extra,
+    }
+
+
+def run_archiver(env: dict[str, str], since: datetime) -> tuple[dict[str, Any], float, int]:
+    """Run `rc-archiver run`; return its summary, wall seconds and peak RSS in bytes."""
+    env = {**env, "RC_ARCHIVER_LOG_LEVEL": "info"}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(BIN / "rc-archiver"), "run", "--since", format_time(since)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peak = [0]
+
+    def watch() -> None:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out, err = proc.communicate()
+    wall = time.monotonic() - started
+    watcher.join()
+    summary = next((json.loads(line) for line in out.splitlines() if '"run_summary"' in line), None)
+    if proc.returncode != 0 or summary is None:
+        raise RuntimeError(f"archiver exited {proc.returncode}: {out[-2000:]}{err[-2000:]}")
+    return summary, wall, peak[0]
+
+
+def heavy_requests(emu: Emulator) -> int:
+    requests_seen = emu.stats.snapshot()["requests"]
+    return sum(n for k, n in requests_seen.items() if k.split()[0] in ("call-log", "recording", "content"))
+
+
+def pacing(recordings: int, work: Path) -> dict[str, Any]:
+    limit, window = 10, 2.0
+    cfg = EmulatorConfig(
+        data=DataOptions(seed=1, calls=recordings, days=0.5, bytes_per_second=20, **NO_SHORTS),
+        heavy=GroupLimit(limit, window, window),
+        record_delay=0,
+        recording_delay=0,
+    )
+    with Emulator(cfg) as emu:
+        dest = work / "pacing"
+        dest.mkdir()
+        env = archiver_env(emu, work / "pacing-state", dest.as_uri(), f"{limit}/{window}s", {})
+        summary, _, _ = run_archiver(env, datetime.now(UTC) - timedelta(days=1))
+        used = heavy_requests(emu)
+        ideal = used / limit * window
+        return {
+            "measured": summary["seconds"],
+            "ideal": ideal,
+            "requests": used,
+            "429s": emu.stats.snapshot()["rate_limited"],
+            "archived": summary["archived"],
+        }
+
+
+def naive(recordings: int) -> dict[str, Any]:
+    """A sequential client that pages, downloads, and on a 429 sleeps Retry-After and retries."""
+    limit, window = 10, 2.0
+    cfg = EmulatorConfig(
+        data=DataOptions(seed=1, calls=recordings, days=0.5, bytes_per_second=20, **NO_SHORTS),
+        heavy=GroupLimit(limit, window, window),
+        record_delay=0,
+        recording_delay=0,
+    )
+    with Emulator(cfg) as emu:
+        session = requests.Session()
+        cfg_auth = (cfg.client_id, cfg.client_secret)
+        token = session.post(
+            f"{emu.url}/restapi/oauth/token",
+            auth=cfg_auth,
+            timeout=30,
+            data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": cfg.jwt},
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        started = time.monotonic()
+
+        def get(url: str, **params: Any) -> requests.Response:
+            while True:
+                reply = session.get(url, params=params or None, headers=headers, timeout=30)
+                if reply.status_code != 429:
+                    return reply
+                time.sleep(float(reply.headers.get("Retry-After", "30")))
+
+        url: str | None = f"{emu.url}/restapi/v1.0/account/~/call-log"
+        params = {
+            "dateFrom": format_time(datetime.now(UTC) - timedelta(days=1)),
+            "view": "Detailed",
+            "recordingType": "All",
+            "perPage": "1000",
+        }
+        seen: set[str] = set()
+        while url:
+            page = get(url, **params).json()
+            params = {}
+            for record in page["records"]:
+                for item in [record, *record.get("legs", [])]:
+                    rec = item.get("recording")
+                    if rec and rec["id"] not in seen:
+                        seen.add(rec["id"])
+                        get(rec["contentUri"]).content  # noqa: B018 - the download is the point
+            url = (page["navigation"].get("nextPage") or {}).get("uri")
+        measured = time.monotonic() - started
+        used = heavy_requests(emu)
+        return {
+            "measured": measured,
+            "ideal": used / limit * window,
+            "requests": used,
+            "429s": emu.stats.snapshot()["rate_limited"],
+            "archived": len(seen),
+        }
+
+
+def throughput(recordings: int, work: Path, moto: MotoServer) -> dict[str, float]:
+    cfg = EmulatorConfig(
+        data=DataOptions(seed=2, calls=recordings, days=0.5, fixed_size=2048, **NO_SHORTS),
+        heavy=RAISED,
+        record_delay=0,
+        recording_delay=0,
+    )
+    out: dict[str, float] = {}
+    with Emulator(cfg) as emu:
+        extra = {"RC_ARCHIVER_DOWNLOAD_CONCURRENCY": "8", "RC_ARCHIVER_UPLOAD_CONCURRENCY": "8"}
+        dest = work / "throughput"
+        dest.mkdir()
+        env = archiver_env(emu, work / "tp-folder", dest.as_uri(), "1000000/60s", extra)
+        summary, _, _ = run_archiver(env, datetime.now(UTC) - timedelta(days=1))
+        out["folder"] = summary["archived"] / summary["seconds"]
+        env = archiver_env(
+            emu, work / "tp-s3", f"s3://{moto.bucket()}/tp", "1000000/60s", {**extra, **moto.env()}
+        )
+        summary, _, _ = run_archiver(env, datetime.now(UTC) - timedelta(days=1))
+        out["s3"] = summary["archived"] / summary["seconds"]
+    return out
+
+
+def memory(size: int, work: Path, moto: MotoServer) -> dict[str, float]:
+    cfg = EmulatorConfig(
+        data=DataOptions(seed=3, calls=1, days=0.1, fixed_size=size, **NO_SHORTS),
+        heavy=RAISED,
+        record_delay=0,
+        recording_delay=0,
+    )
+    with Emulator(cfg) as emu:
+        env = archiver_env(emu, work / "mem", f"s3://{moto.bucket()}/mem", "1000000/60s", moto.env())
+        summary, _, peak = run_archiver(env, datetime.now(UTC) - timedelta(days=1))
+        if summary["bytes"] != size:
+            raise RuntimeError(f"archived {summary['bytes']} bytes, expected {size}")
+        return {
+            "peak_rss_mb": peak / 1e6,
+            "seconds": summary["seconds"],
+            "mb_per_s": size / 1e6 / summary["seconds"],
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
+    args = parser.parse_args()
+    paced = 30 if args.quick else 60
+    small = 500 if args.quick else 2000
+    big = (100 if args.quick else 1024) * 1024 * 1024
+    moto = MotoServer()
+    try:
+        with tempfile.TemporaryDirectory(prefix="rc-bench-") as tmp:
+            work = Path(tmp)
+            ours = pacing(paced, work)
+            base = naive(paced)
+            tp = throughput(small, work, moto)
+            mem = memory(big, work, moto)
+    finally:
+        moto.stop()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"rc-archiver benchmark, {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores, {cpu}, "
+        f"Python {platform.python_version()}"
+    )
+    print()
+    print("| measure | ours | naive baseline | target |")
+    print("|---|---|---|---|")
+
+    def efficiency(row: dict[str, Any]) -> str:
+        return f"{row['ideal'] / row['measured']:.2f} ({row['requests']} requests in {row['measured']:.1f} s)"
+
+    print(
+        f"| pacing efficiency (ideal/measured), {paced} recordings at 10 per 2 s | "
+        f"{efficiency(ours)} | {efficiency(base)} | >= 0.95 |"
+    )
+    print(f"| 429 responses | {ours['429s']} | {base['429s']} | 0 |")
+    print(f"| throughput, limits off, 2 KB recordings to a folder | {tp['folder']:.0f}/s | | >= 200/s |")
+    print(f"| throughput, limits off, 2 KB recordings to moto S3 | {tp['s3']:.0f}/s | | |")
+    print(
+        f"| peak RSS archiving one {big // 2**20} MB recording to moto | {mem['peak_rss_mb']:.0f} MB "
+        f"({mem['mb_per_s']:.0f} MB/s) | | < 100 MB |"
+    )
+
+
+if __name__ == "__main__":
+    main()
