@@ -347,7 +347,8 @@ class Archiver:
         if isinstance(exc, NotReady):
             attempts = self.state.record_failure(row.recording_id, str(exc), still_pending=True)
             with self._lock:
-                self._summary.pending += 1
+                if attempts < self.options.max_attempts:  # else it is reported as exhausted
+                    self._summary.pending += 1
             bound.warning("recording_not_ready", attempts=attempts, reason=str(exc))
             return
         if isinstance(exc, RecordingError):

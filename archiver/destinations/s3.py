@@ -47,7 +47,7 @@ CHUNK = 8 * 1024 * 1024
 def make_s3_client(max_attempts: int) -> S3Client:
     """The one place a boto3 S3 client is made: standard retries (throttling, 5xx) with our attempt count."""
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},  # total, first try included
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=32,

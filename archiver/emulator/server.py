@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,10 +99,13 @@ class Stats:
             self.grants: Counter[str] = Counter()
             self.revokes = 0
             self.faults: Counter[str] = Counter()
+            # (monotonic time, route, status) of every answered request, for pacing assertions.
+            self.timeline: deque[tuple[float, str, int]] = deque(maxlen=100_000)
 
     def count(self, route: str, status: int) -> None:
         with self._lock:
             self.requests[f"{route} {status}"] += 1
+            self.timeline.append((time.monotonic(), route, status))
             if status == 429:
                 self.rate_limited += 1
 
