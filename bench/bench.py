@@ -154,8 +154,13 @@ def run_archiver(env: dict[str, str], since: datetime) -> tuple[dict[str, Any], 
 
 
 def heavy_requests(emu: Emulator) -> int:
+    """Heavy requests the workload needed: refused ones (429) are not work done."""
     requests_seen = emu.stats.snapshot()["requests"]
-    return sum(n for k, n in requests_seen.items() if k.split()[0] in ("call-log", "recording", "content"))
+    return sum(
+        n
+        for k, n in requests_seen.items()
+        if k.split()[0] in ("call-log", "recording", "content") and not k.endswith(" 429")
+    )
 
 
 def pacing(recordings: int, work: Path) -> dict[str, Any]:

@@ -1,0 +1,233 @@
+"""Crash safety with real processes: kill `rc-archiver run` anywhere, lose nothing, duplicate nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from archiver.emulator import DataOptions, Emulator, GroupLimit
+from tests.conftest import BIN, archiver_env, run_subprocess, s3_objects
+from tests.test_pipeline import SINCE, assert_matches_ground_truth, audio_by_recording
+
+MB = 1024 * 1024
+
+
+def versioned_bucket(bucket: str) -> None:
+    """Versioning makes every PUT visible: an object uploaded twice has two versions."""
+    boto3.client("s3").put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def versions_per_key(bucket: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for page in boto3.client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for version in page.get("Versions", []):
+            counts[version["Key"]] = counts.get(version["Key"], 0) + 1
+    return counts
+
+
+def start_run(env: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen[str]:
+    full_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        if name in os.environ:
+            full_env[name] = os.environ[name]
+    return subprocess.Popen(
+        [str(BIN / "rc-archiver"), "run", "--since", SINCE, *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def events_of(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def integrity(state: Path) -> str:
+    return str(sqlite3.connect(state).execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def slow_emulator(factory: Callable[..., Emulator], **data: Any) -> Emulator:
+    """About 40 recordings a second: a full run takes a few seconds, so kills land mid-run."""
+    options = {"seed": 31, "calls": 60, "days": 2, "bytes_per_second": 2000, **data}
+    return factory(data=DataOptions(**options), heavy=GroupLimit(40, 1.0, 1.0))
+
+
+def test_sigkill_at_random_moments_then_a_last_run_archives_each_recording_once(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str
+) -> None:
+    emu = slow_emulator(emulator_factory)
+    versioned_bucket(s3_bucket)
+    # A low multipart threshold puts multipart uploads in flight when the kills land.
+    env = archiver_env(emu, tmp_path, f"s3://{s3_bucket}/rec", RC_ARCHIVER_MULTIPART_THRESHOLD=str(5 * MB))
+    rng = random.Random(20261128)
+    for _ in range(8):
+        proc = start_run(env)
+        time.sleep(rng.uniform(0.3, 2.5))
+        proc.kill()
+        proc.communicate()
+        assert integrity(tmp_path / "state" / "state.db") == "ok"
+    final = run_subprocess(env, "run", "--since", SINCE)
+    assert final.returncode == 0, final.stdout[-3000:]
+    assert integrity(tmp_path / "state" / "state.db") == "ok"
+    objects = s3_objects(s3_bucket, "rec/")
+    assert_matches_ground_truth(
+        emu, audio_by_recording({k.removeprefix("rec/"): v for k, v in objects.items()})
+    )
+    versions = versions_per_key(s3_bucket)
+    assert set(versions) == set(objects)  # no stray objects, no partial multipart leftovers
+    assert set(versions.values()) == {1}  # nothing uploaded twice: audio and sidecars alike
+    assert list((tmp_path / "spool").rglob("*.part")) == []
+
+
+def test_sigterm_stops_cleanly_and_the_next_run_finishes(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emu = slow_emulator(emulator_factory, calls=120)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emu, tmp_path, dest.as_uri())
+    proc = start_run(env)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode in (0, 1)
+    events = events_of(out)
+    names = [e["event"] for e in events]
+    assert "stop_requested" in names
+    summary = next(e for e in events if e["event"] == "run_summary")
+    assert summary["stopped"] is True and summary["archived"] < len(emu.ground_truth())
+    assert integrity(tmp_path / "state" / "state.db") == "ok"
+    final = run_subprocess(env, "run", "--since", SINCE)
+    assert final.returncode == 0
+    files = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert_matches_ground_truth(emu, audio_by_recording(files))
+
+
+def test_a_second_signal_exits_at_once_without_corruption(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emu = slow_emulator(emulator_factory, calls=120)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_STOP_TIMEOUT="60s")
+    proc = start_run(env)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    proc.communicate(timeout=30)
+    assert time.monotonic() - started < 5
+    # 130 from our handler; -SIGINT when it lands while the interpreter is already shutting down
+    # (handlers are reset then); 0/1 when the run had just finished on its own.
+    assert proc.returncode in (128 + signal.SIGINT, -signal.SIGINT, 0, 1)
+    assert integrity(tmp_path / "state" / "state.db") == "ok"
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+
+
+def test_two_runs_started_together_one_waits_or_exits_5(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emu = slow_emulator(emulator_factory)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emu, tmp_path, dest.as_uri())
+    first, second = start_run(env), start_run(env)
+    outs = [p.communicate(timeout=120) for p in (first, second)]
+    codes = sorted(p.returncode for p in (first, second))
+    assert codes == [0, 5], outs
+    held = next(
+        events_of(out) for (out, _), p in zip(outs, (first, second), strict=True) if p.returncode == 5
+    )
+    assert held[-1]["event"] == "lock_held"
+    # With --wait-lock the second one waits its turn and then finds nothing left to do.
+    first = start_run(env)
+    time.sleep(0.5)
+    waited = run_subprocess(env, "run", "--since", SINCE, "--wait-lock", "60")
+    first.communicate(timeout=120)
+    assert waited.returncode == 0
+    summary = next(e for e in events_of(waited.stdout) if e["event"] == "run_summary")
+    assert summary["archived"] == 0
+
+
+def test_losing_the_state_file_costs_lookups_not_uploads(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    versioned_bucket(s3_bucket)
+    env = archiver_env(emulator, tmp_path, f"s3://{s3_bucket}")
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    before = versions_per_key(s3_bucket)
+    downloads = emulator.stats.snapshot()["downloads"]
+    for leftover in (tmp_path / "state").iterdir():
+        leftover.unlink()
+    again = run_subprocess(env, "run", "--since", SINCE)
+    assert again.returncode == 0
+    summary = next(e for e in events_of(again.stdout) if e["event"] == "run_summary")
+    assert summary["archived"] == 0 and summary["skipped"] == summary["found"] > 0
+    assert versions_per_key(s3_bucket) == before  # nothing uploaded
+    assert emulator.stats.snapshot()["downloads"] == downloads  # nothing downloaded
+
+
+def test_audio_without_its_sidecar_is_completed_without_a_download(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    env = archiver_env(emulator, tmp_path, f"s3://{s3_bucket}")
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    client = boto3.client("s3")
+    sidecar = next(k for k in s3_objects(s3_bucket) if k.endswith(".json"))
+    client.delete_object(Bucket=s3_bucket, Key=sidecar)  # as if killed between audio and sidecar
+    (tmp_path / "state" / "state.db").unlink()
+    downloads = sum(emulator.stats.snapshot()["downloads"].values())
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    assert sum(emulator.stats.snapshot()["downloads"].values()) == downloads
+    restored = json.loads(client.get_object(Bucket=s3_bucket, Key=sidecar)["Body"].read())
+    assert restored["key"] == sidecar.replace(".json", "." + restored["key"].rsplit(".", 1)[-1])
+
+
+def test_leftover_spool_files_are_removed_at_start(emulator: Emulator, tmp_path: Path) -> None:
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    (spool,) = (tmp_path / "spool").iterdir()
+    (spool / "1234-abc.part").write_bytes(b"half a recording")
+    (dest / ".rc-archiver-staging" / ".part-xyz").write_bytes(b"half an upload")
+    result = run_subprocess(env, "run", "--since", SINCE)
+    assert result.returncode == 0
+    assert list(spool.iterdir()) == []
+    assert list((dest / ".rc-archiver-staging").iterdir()) == []
+    assert any(e["event"] == "spool_cleared" for e in events_of(result.stdout))
+
+
+def test_a_full_spool_disk_fails_the_recording_clearly(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str
+) -> None:
+    emu = emulator_factory(data=DataOptions(seed=41, calls=8, days=1, fixed_size=3 * MB))
+    env = archiver_env(emu, tmp_path, f"s3://{s3_bucket}")
+
+    def small_disk() -> None:  # in the child: files may not grow past 1 MB, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MB, MB))
+
+    proc = start_run(env, preexec_fn=small_disk)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    assert "Traceback" not in out + err
+    summary = next(e for e in events_of(out) if e["event"] == "run_summary")
+    assert summary["failed"] == summary["found"] > 0
+    assert all("cannot write the spool file" in f["reason"] for f in summary["failures"])
+    assert s3_objects(s3_bucket) == {}  # nothing partial was uploaded
+    assert integrity(tmp_path / "state" / "state.db") == "ok"
