@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from archiver.emulator import DataOptions, Emulator, GroupLimit
 from tests.conftest import BIN, archiver_env, run_subprocess, s3_objects
@@ -56,6 +57,9 @@ def events_of(text: str) -> list[dict[str, Any]]:
 
 
 def integrity(state: Path) -> str:
+    """SQLite's own check; a run killed before it created the file has nothing to corrupt."""
+    if not state.exists():
+        return "ok"
     return str(sqlite3.connect(state).execute("PRAGMA integrity_check").fetchone()[0])
 
 
@@ -65,19 +69,22 @@ def slow_emulator(factory: Callable[..., Emulator], **data: Any) -> Emulator:
     return factory(data=DataOptions(**options), heavy=GroupLimit(40, 1.0, 1.0))
 
 
-def test_sigkill_at_random_moments_then_a_last_run_archives_each_recording_once(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str
+@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_signals_at_random_moments_then_a_last_run_archives_each_recording_once(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str, kill_signal: signal.Signals
 ) -> None:
     emu = slow_emulator(emulator_factory)
     versioned_bucket(s3_bucket)
     # A low multipart threshold puts multipart uploads in flight when the kills land.
     env = archiver_env(emu, tmp_path, f"s3://{s3_bucket}/rec", RC_ARCHIVER_MULTIPART_THRESHOLD=str(5 * MB))
-    rng = random.Random(20261128)
+    rng = random.Random(20261128 + kill_signal)
     for _ in range(8):
         proc = start_run(env)
         time.sleep(rng.uniform(0.3, 2.5))
-        proc.kill()
-        proc.communicate()
+        proc.send_signal(kill_signal)
+        proc.communicate(timeout=60)
+        if kill_signal == signal.SIGTERM:
+            assert proc.returncode in (0, 1, -signal.SIGTERM)  # -SIGTERM: it landed before start-up ended
         assert integrity(tmp_path / "state" / "state.db") == "ok"
     final = run_subprocess(env, "run", "--since", SINCE)
     assert final.returncode == 0, final.stdout[-3000:]
@@ -103,7 +110,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(
     time.sleep(2.0)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode in (0, 1)
+    assert proc.returncode == 0  # stopped cleanly with nothing failed: what is left is pending
     events = events_of(out)
     names = [e["event"] for e in events]
     assert "stop_requested" in names

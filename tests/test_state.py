@@ -122,3 +122,20 @@ def test_state_lock_is_exclusive_and_released(tmp_path: Path) -> None:
     first.release()
     second.acquire()
     second.release()
+
+
+def test_state_migrates_forward_keeping_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import archiver.state as state_module
+
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    store.note_found([ref("r1")])
+    store.close()
+    upgrade = "ALTER TABLE recordings ADD COLUMN retention_until TEXT"
+    monkeypatch.setattr(state_module, "MIGRATIONS", [*state_module.MIGRATIONS, upgrade])
+    monkeypatch.setattr(state_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    upgraded = StateStore(path)
+    assert upgraded.schema_version == SCHEMA_VERSION + 1
+    assert upgraded.get("r1") is not None
+    columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(recordings)")}
+    assert "retention_until" in columns
