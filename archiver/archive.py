@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import math
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from zoneinfo import ZoneInfo
@@ -54,6 +56,18 @@ class RunOptions:
     download_concurrency: int = 2
     stop_timeout: float = 20.0
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    progress_interval: float = 30.0
+    progress_bar: bool = False  # a one-line bar on stderr (a TTY) instead of progress events
+    budget_per_second: float = 10 / 60  # Heavy requests a second RingCentral allows: the ETA's basis
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a dry run would archive."""
+
+    recording_id: str
+    key: str
+    start: datetime
 
 
 def spool_folder(spool_dir: Path, state_path: Path) -> Path:
@@ -129,6 +143,8 @@ class Archiver:
         self._spool_slots = threading.BoundedSemaphore(options.upload_concurrency * 2)
         self._summary = RunSummary(run_id="")
         self._scan_errors = 0
+        self._processed = 0
+        self._manifest: list[dict[str, Any]] = []
         self.spool = options.spool_dir
 
     # -- the pass ---------------------------------------------------------------------------------
@@ -137,8 +153,12 @@ class Archiver:
         self._summary = summary = RunSummary(run_id=run_id)
         self._submitted.clear()
         self._found.clear()
+        self._manifest.clear()
         self._scan_errors = 0
+        self._processed = 0
         slices = day_slices(start, end, self.options.timezone)
+        progress = Progress(self, started, len(slices))
+        progress.start()
         log.info(
             "run_started", window_start=format_time(start), window_end=format_time(end), slices=len(slices)
         )
@@ -156,13 +176,16 @@ class Archiver:
                         scanned_all = False
                         continue
                     self.state.mark_window_done(slice_start, slice_end, run_id)
+                progress.slices_done += 1
                 self._submit_due(downloads, uploads)
             finished = self._wait_idle()
         finally:
+            progress.stop()
             downloads.shutdown(wait=False, cancel_futures=True)
             uploads.shutdown(wait=False, cancel_futures=True)
         if self._fatal is not None:
             raise self._fatal
+        self._write_manifest(run_id)
         if scanned_all and not self.cancel.is_set():
             self.state.advance_watermark(end)
         for row in self.state.exhausted(self.options.max_attempts):
@@ -228,7 +251,26 @@ class Archiver:
     def _done(self) -> None:
         with self._lock:
             self._active -= 1
+            self._processed += 1
             self._idle.notify_all()
+
+    def snapshot(self) -> tuple[int, int, int]:
+        """(recordings processed, recordings found, bytes archived) so far, for progress reports."""
+        with self._lock:
+            return self._processed, self._summary.found, self._summary.bytes
+
+    def _write_manifest(self, run_id: str) -> None:
+        """`_manifests/<run-id>.jsonl`: what this run archived, for auditors and query engines."""
+        if not self._manifest:
+            return
+        lines = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in self._manifest)
+        key = f"_manifests/{run_id}.jsonl"
+        try:
+            self.destination.put_bytes(key, lines.encode(), content_type="application/x-ndjson")
+        except RecordingError as exc:  # the recordings are archived; a missing manifest is reported
+            log.error("manifest_failed", key=key, reason=str(exc))
+        else:
+            log.info("manifest_written", key=key, recordings=len(self._manifest))
 
     def _wait_idle(self) -> bool:
         """Wait for all work; once stopping, at most stop_timeout. False if work was abandoned."""
@@ -251,7 +293,7 @@ class Archiver:
         try:
             if self.cancel.is_set():
                 return
-            if self._already_stored(row):
+            if not row.force_upload and self._already_stored(row):
                 with self._lock:
                     self._summary.skipped += 1
                 bound.info("recording_already_archived")
@@ -318,6 +360,16 @@ class Archiver:
             with self._lock:
                 self._summary.archived += 1
                 self._summary.bytes += dl.size
+                self._manifest.append(
+                    {
+                        "recording_id": row.recording_id,
+                        "key": key,
+                        "size": dl.size,
+                        "sha256": dl.sha256,
+                        "call_id": row.ref.call_id,
+                        "start_time": format_time(row.ref.start),
+                    }
+                )
             log.info(
                 "recording_archived",
                 recording_id=row.recording_id,
@@ -383,30 +435,69 @@ class Archiver:
             return None
         return data if isinstance(data, dict) else None
 
-    def _already_stored(self, row: RecordingRow) -> bool:
-        """True (and marked archived) when the destination already holds this recording intact."""
-        ref = row.ref
+    def find_stored(self, ref: RecordingRef) -> tuple[str, StoredObject, dict[str, Any] | None] | None:
+        """Where the destination already holds this recording intact: (key, object, sidecar or None).
+
+        The sidecar is None when only the audio made it (killed before the sidecar), which is
+        accepted when the object's own metadata names this recording and its sha256.
+        """
         for key in self.candidate_keys(ref):
             stored = self.destination.stat(key)
             if stored is None:
                 continue
             sidecar = self.read_sidecar(sidecar_key(key))
             if sidecar is not None and self._matches(stored, sidecar, ref.recording_id):
-                content_type = str(
-                    sidecar.get("content_type") or CONTENT_TYPES.get(key.rsplit(".", 1)[-1], "")
-                )
-                self.state.mark_archived(
-                    ref.recording_id, key, content_type, stored.size, str(sidecar["sha256"])
-                )
-                return True
+                return key, stored, sidecar
             if sidecar is None and stored.sha256 and stored.metadata.get("recording-id") == ref.recording_id:
-                # Killed between the audio upload and the sidecar: finish the job without a download.
-                content_type = stored.content_type or CONTENT_TYPES.get(key.rsplit(".", 1)[-1], "")
-                document = sidecar_document(ref, key, content_type, stored.size, stored.sha256)
-                self.destination.put_bytes(sidecar_key(key), document, content_type="application/json")
-                self.state.mark_archived(ref.recording_id, key, content_type, stored.size, stored.sha256)
-                return True
-        return False
+                return key, stored, None
+        return None
+
+    def _already_stored(self, row: RecordingRow) -> bool:
+        """True (and marked archived) when the destination already holds this recording intact."""
+        found = self.find_stored(row.ref)
+        if found is None:
+            return False
+        key, stored, sidecar = found
+        content_type = CONTENT_TYPES.get(key.rsplit(".", 1)[-1], "application/octet-stream")
+        if sidecar is not None:
+            sha256 = str(sidecar["sha256"])
+            content_type = str(sidecar.get("content_type") or content_type)
+        else:
+            # Killed between the audio upload and the sidecar: finish the job without a download.
+            assert stored.sha256 is not None
+            sha256 = stored.sha256
+            content_type = stored.content_type or content_type
+            document = sidecar_document(row.ref, key, content_type, stored.size, sha256)
+            self.destination.put_bytes(sidecar_key(key), document, content_type="application/json")
+        self.state.mark_archived(row.recording_id, key, content_type, stored.size, sha256)
+        return True
+
+    # -- dry run and verify -----------------------------------------------------------------------
+    def scan_window(self, start: datetime, end: datetime) -> tuple[set[str], int]:
+        """Scan [start, end) into the state's scan cache only (no window marks, no watermark).
+
+        Returns the recording ids the call log holds for the window and the number of slices that
+        could not be read.
+        """
+        self._summary = RunSummary(run_id="scan")
+        self._found.clear()
+        self._scan_errors = 0
+        for slice_start, slice_end in day_slices(start, end, self.options.timezone):
+            if self.cancel.is_set():
+                break
+            self._scan(slice_start, slice_end)
+        return set(self._found), self._scan_errors
+
+    def plan(self, start: datetime, end: datetime) -> list[Planned]:
+        """What a run over [start, end) would archive. Downloads and writes nothing; the state gains
+        only the recordings seen in the call log (the scan cache), never a window, watermark or result."""
+        self.scan_window(start, end)
+        planned = []
+        for row in self.state.due(self.options.max_attempts):
+            if not row.force_upload and self.find_stored(row.ref) is not None:
+                continue
+            planned.append(Planned(row.recording_id, self.candidate_keys(row.ref)[0], row.ref.start))
+        return planned
 
     @staticmethod
     def _matches(stored: StoredObject, sidecar: dict[str, Any], recording_id: str) -> bool:
@@ -416,3 +507,67 @@ class Archiver:
             and isinstance(sidecar.get("sha256"), str)
             and (stored.sha256 is None or stored.sha256 == sidecar["sha256"])
         )
+
+
+class Progress:
+    """Reports a run's progress every interval: an event off a TTY, a one-line bar on one.
+
+    The ETA comes from the rate budget: each remaining recording costs one Heavy request, and the
+    budget, not the machine, is what bounds a RingCentral archive.
+    """
+
+    def __init__(self, archiver: Archiver, started: float, slices: int) -> None:
+        self._archiver = archiver
+        self._started = started
+        self.slices_total = slices
+        self.slices_done = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+
+    def start(self) -> None:
+        if self._archiver.options.progress_interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._archiver.options.progress_bar:
+            self.report(final=True)
+
+    def _loop(self) -> None:
+        interval = self._archiver.options.progress_interval
+        if self._archiver.options.progress_bar:
+            interval = min(interval, 1.0)
+        while not self._stop.wait(interval):
+            self.report()
+
+    def numbers(self) -> dict[str, Any]:
+        done, total, size = self._archiver.snapshot()
+        elapsed = max(1e-6, self._archiver.clock() - self._started)
+        remaining = max(0, total - done) + (self.slices_total - self.slices_done)
+        return {
+            "done": done,
+            "total": total,
+            "bytes": size,
+            "rate": round(done / elapsed, 2),
+            "eta_seconds": math.ceil(remaining / self._archiver.options.budget_per_second),
+            "days_scanned": self.slices_done,
+            "days_total": self.slices_total,
+        }
+
+    def report(self, final: bool = False) -> None:
+        numbers = self.numbers()
+        if not self._archiver.options.progress_bar:
+            log.info("progress", **numbers)
+            return
+        total = max(numbers["total"], 1)
+        filled = int(30 * numbers["done"] / total)
+        bar = "#" * filled + "-" * (30 - filled)
+        line = (
+            f"\r[{bar}] {numbers['done']}/{numbers['total']} recordings, {numbers['bytes'] / 1e6:.1f} MB, "
+            f"{numbers['rate']:.1f}/s, days {numbers['days_scanned']}/{numbers['days_total']}, "
+            f"ETA {timedelta(seconds=numbers['eta_seconds'])}"
+        )
+        sys.stderr.write(line + ("\n" if final else ""))
+        sys.stderr.flush()

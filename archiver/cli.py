@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -78,6 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for another run to release the state file (default: exit 5 at once)",
     )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="scan and print what would be archived; download and write nothing",
+    )
+
+    status = commands.add_parser("status", help="watermark, last runs, failures, recordings at risk")
+    status.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+    verify = commands.add_parser("verify", help="check the archive against the call log for a range")
+    verify.add_argument("--since", type=_timestamp, help="range start (default: 90 days ago)")
+    verify.add_argument("--until", type=_timestamp, help="range end (default: now - settle delay)")
+    verify.add_argument(
+        "--sample",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help="re-read this share of the objects in full and re-hash them (100 = all)",
+    )
+    verify.add_argument(
+        "--repair", action="store_true", help="queue missing and corrupt recordings for the next run"
+    )
+    verify.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS")
+
+    commands.add_parser("check", help="validate settings, log in, read the call log, probe the destination")
 
     emulator = commands.add_parser("emulator", help="serve a RingCentral look-alike on loopback")
     from archiver.emulator.cli import add_arguments
@@ -112,12 +137,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from archiver.runner import RunRequest, run_once
+    from archiver.runner import RunRequest, dry_run, run_once
 
     settings = _settings(args)
     cancel = threading.Event()
     _install_signal_handlers(cancel)
-    summary = run_once(settings, RunRequest(args.since, args.until, args.wait_lock), cancel)
+    request = RunRequest(args.since, args.until, args.wait_lock)
+    if args.dry_run:
+        planned = dry_run(settings, request, cancel)
+        for item in planned:
+            print(f"would archive {item.recording_id}  {item.start:%Y-%m-%d %H:%M}  -> {item.key}")
+        print(
+            f"{len(planned)} recording(s) would be archived; sizes are unknown until download "
+            "(the call log does not carry them); nothing was downloaded or written"
+        )
+        return EXIT_OK
+    summary = run_once(settings, request, cancel)
     code = summary_exit_code(summary)
     log.info("run_summary", **summary.as_dict(), exit_code=code)
     if summary.abandoned:
@@ -125,6 +160,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.shutdown()
         os._exit(code)
     return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from archiver.runner import state_file
+    from archiver.status import open_for_reading, render, status_report
+
+    settings = _settings(args)
+    state = open_for_reading(state_file(settings))
+    try:
+        report = status_report(state, settings.risk_days, datetime.now(UTC))
+    finally:
+        state.close()
+    print(render(report, args.json))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from archiver.runner import RunRequest, runtime
+    from archiver.verify import verify
+
+    settings = _settings(args)
+    cancel = threading.Event()
+    _install_signal_handlers(cancel)
+    since = args.since or datetime.now(UTC) - timedelta(days=90)
+    with runtime(settings, args.wait_lock, cancel) as rt:
+        start, end = rt.window(RunRequest(since, args.until))
+        result = verify(rt, start, end, args.sample, args.repair)
+    for recording_id, why in result.missing:
+        print(f"missing  {recording_id}  {why}")
+    for recording_id, why in result.corrupt:
+        print(f"corrupt  {recording_id}  {why}")
+    repaired = " (queued for the next run)" if args.repair and not result.ok else ""
+    print(
+        f"checked {result.checked}, missing {len(result.missing)}, corrupt {len(result.corrupt)}, "
+        f"re-hashed {result.rehashed}, call-log days unreadable {result.scan_errors}{repaired}"
+    )
+    return EXIT_OK if result.ok else EXIT_INCOMPLETE
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from archiver.check import CheckLine, run_checks
+    from archiver.runner import state_file
+
+    try:
+        settings = _settings(args)
+        path = state_file(settings)
+    except SettingsError as exc:
+        print(CheckLine("settings", False, str(exc), exc.hint).render())
+        return EXIT_INCOMPLETE
+    lines = run_checks(settings, path)
+    for line in lines:
+        print(line.render())
+    return EXIT_OK if all(line.ok for line in lines) else EXIT_INCOMPLETE
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -142,6 +230,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
+    "status": cmd_status,
+    "verify": cmd_verify,
+    "check": cmd_check,
     "emulator": cmd_emulator,
     "demo": cmd_demo,
 }

@@ -1,22 +1,25 @@
-"""Build the collaborators of one run from the settings, run it, and tear everything down.
+"""Build the collaborators of a command from the settings, and tear them down afterwards.
 
-Used by `rc-archiver run` and by each scheduled run of the daemon. The order of the start-up checks
-is deliberate: settings, then the state lock (a second run must not touch anything), then the
-destination, then the login, so each failure is reported before anything is downloaded.
+Used by `rc-archiver run` (and its dry run), `verify`, and each scheduled run of the daemon. The order
+of the start-up checks is deliberate: settings, then the state lock (a second run must not touch
+anything), then the destination, then the login, so each failure is reported before any work.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
-from archiver.archive import Archiver, RunOptions, clear_spool, spool_folder
-from archiver.destinations import open_destination
+from archiver.archive import Archiver, Planned, RunOptions, clear_spool, spool_folder
+from archiver.destinations import Destination, destination_for
 from archiver.errors import ArchiverError, AuthError, SettingsError, TransientError
 from archiver.logs import bind, register_secret
 from archiver.models import RunSummary
@@ -37,6 +40,27 @@ class RunRequest:
     wait_lock: float = 0.0
 
 
+@dataclass
+class Runtime:
+    """Everything a command needs, built once; `archiver` wires them into one pass."""
+
+    settings: Settings
+    state: StateStore
+    destination: Destination
+    client: RingCentralClient
+    archiver: Archiver
+
+    def window(self, request: RunRequest) -> tuple[datetime, datetime]:
+        return plan_window(
+            datetime.now(UTC),
+            self.state.watermark(),
+            request.since,
+            request.until,
+            self.settings.lookback,
+            self.settings.settle_delay,
+        )
+
+
 def state_file(settings: Settings) -> Path:
     if settings.state_path.startswith("s3://"):
         raise SettingsError(
@@ -50,28 +74,27 @@ def lock_for(path: Path) -> FileLock:
     return FileLock(path.with_name(path.name + ".lock"))
 
 
-def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -> RunSummary:
-    """One archive pass with everything it needs; raises ArchiverError subclasses for the CLI."""
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+
+
+@contextmanager
+def runtime(settings: Settings, wait_lock: float, cancel: threading.Event) -> Iterator[Runtime]:
+    """Lock, state, destination, login and client for one command; all released on the way out."""
     settings.require("client_id", "client_secret", "jwt", "destination")
-    assert settings.client_id and settings.client_secret and settings.jwt and settings.destination
+    assert settings.client_id and settings.client_secret and settings.jwt
     jwt, client_secret = settings.jwt.get_secret_value(), settings.client_secret.get_secret_value()
     register_secret(jwt)
     register_secret(client_secret)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-    bind(run_id=run_id)
     path = state_file(settings)
     lock = lock_for(path)
-    lock.acquire(request.wait_lock)
+    lock.acquire(wait_lock)
     session = make_session(settings.download_concurrency + 4)
     auth: Authenticator | None = None
     state: StateStore | None = None
     try:
         state = StateStore(path)
-        destination = open_destination(
-            settings.destination,
-            s3_max_attempts=settings.s3_max_attempts,
-            multipart_threshold=settings.multipart_threshold,
-        )
+        destination = destination_for(settings)
         destination.probe()
         timeout = (settings.connect_timeout.total_seconds(), settings.read_timeout.total_seconds())
         auth = Authenticator(
@@ -89,11 +112,12 @@ def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -
             raise AuthError(
                 f"could not log in to RingCentral: {exc}", hint="check RC_SERVER_URL and the network"
             ) from None
+        heavy_limit, heavy_window = settings.heavy_rate
         client = RingCentralClient(
             settings.server_url,
             session,
             auth,
-            RatePacer("heavy", *settings.heavy_rate),
+            RatePacer("heavy", heavy_limit, heavy_window),
             timeout,
             cancel=cancel,
         )
@@ -109,23 +133,12 @@ def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -
             download_concurrency=settings.download_concurrency,
             stop_timeout=settings.stop_timeout.total_seconds(),
             timezone=settings.tz,
+            progress_interval=settings.progress_interval.total_seconds(),
+            progress_bar=sys.stderr.isatty(),
+            budget_per_second=heavy_limit / heavy_window,
         )
-        start, end = plan_window(
-            datetime.now(UTC),
-            state.watermark(),
-            request.since,
-            request.until,
-            settings.lookback,
-            settings.settle_delay,
-        )
-        state.begin_run(run_id)
-        try:
-            summary = Archiver(client, destination, state, options, cancel).run(run_id, start, end)
-        except ArchiverError as exc:
-            state.finish_run(run_id, "error", {"error": str(exc)})
-            raise
-        state.finish_run(run_id, "complete" if summary.complete else "incomplete", summary.as_dict())
-        return summary
+        archiver = Archiver(client, destination, state, options, cancel)
+        yield Runtime(settings, state, destination, client, archiver)
     finally:
         if auth is not None:
             auth.revoke()
@@ -133,3 +146,27 @@ def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -
         if state is not None:
             state.close()
         lock.release()
+
+
+def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -> RunSummary:
+    """One archive pass; raises ArchiverError subclasses for the CLI to turn into exit codes."""
+    run_id = new_run_id()
+    bind(run_id=run_id)
+    with runtime(settings, request.wait_lock, cancel) as rt:
+        start, end = rt.window(request)
+        rt.state.begin_run(run_id)
+        try:
+            summary = rt.archiver.run(run_id, start, end)
+        except ArchiverError as exc:
+            rt.state.finish_run(run_id, "error", {"error": str(exc)})
+            raise
+        rt.state.finish_run(run_id, "complete" if summary.complete else "incomplete", summary.as_dict())
+        return summary
+
+
+def dry_run(settings: Settings, request: RunRequest, cancel: threading.Event) -> list[Planned]:
+    """What `run` would archive: scans the call log, downloads and writes nothing."""
+    bind(run_id="dry-run")
+    with runtime(settings, request.wait_lock, cancel) as rt:
+        start, end = rt.window(request)
+        return rt.archiver.plan(start, end)

@@ -58,6 +58,33 @@ def parse_rate(value: str) -> tuple[int, float]:
     return limit, seconds
 
 
+STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER",
+        "GLACIER_IR",
+        "DEEP_ARCHIVE",
+        "REDUCED_REDUNDANCY",
+    }
+)
+
+
+def parse_tags(value: str) -> dict[str, str]:
+    """'team=legal,retention=7y' -> {'team': 'legal', 'retention': '7y'}."""
+    tags: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"invalid tag {item[:40]!r}: use key=value pairs separated by commas")
+        tags[key.strip()] = val.strip()
+    if len(tags) > 10:
+        raise ValueError("S3 allows at most 10 tags per object")
+    return tags
+
+
 def _default_state_path() -> str:
     state_dir = os.environ.get("STATE_DIRECTORY")  # set by systemd's StateDirectory=
     if state_dir:
@@ -119,6 +146,22 @@ class Settings(BaseSettings):
     multipart_threshold: int = Field(
         16 * 1024 * 1024, ge=5 * 1024 * 1024, validation_alias=_env("RC_ARCHIVER_MULTIPART_THRESHOLD")
     )
+    risk_days: int = Field(75, ge=1, le=365, validation_alias=_env("RC_ARCHIVER_RISK_DAYS"))
+    progress_interval: timedelta = Field(
+        timedelta(seconds=30), validation_alias=_env("RC_ARCHIVER_PROGRESS_INTERVAL")
+    )
+    # S3 storage options, applied to audio and sidecars alike (ignored for folders).
+    s3_sse: Literal["", "AES256", "aws:kms"] = Field("", validation_alias=_env("RC_ARCHIVER_S3_SSE"))
+    s3_kms_key_id: str = Field("", validation_alias=_env("RC_ARCHIVER_S3_KMS_KEY_ID"))
+    s3_storage_class: str = Field("", validation_alias=_env("RC_ARCHIVER_S3_STORAGE_CLASS"))
+    s3_tags: str = Field("", validation_alias=_env("RC_ARCHIVER_S3_TAGS"))
+    s3_object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = Field(
+        "", validation_alias=_env("RC_ARCHIVER_S3_OBJECT_LOCK_MODE")
+    )
+    s3_object_lock_days: int = Field(
+        0, ge=0, le=36500, validation_alias=_env("RC_ARCHIVER_S3_OBJECT_LOCK_DAYS")
+    )
+    s3_legal_hold: bool = Field(False, validation_alias=_env("RC_ARCHIVER_S3_LEGAL_HOLD"))
 
     @classmethod
     def settings_customise_sources(
@@ -134,7 +177,13 @@ class Settings(BaseSettings):
 
     # -- field validation -----------------------------------------------------------------------
     @field_validator(
-        "lookback", "settle_delay", "stop_timeout", "connect_timeout", "read_timeout", mode="before"
+        "lookback",
+        "settle_delay",
+        "stop_timeout",
+        "connect_timeout",
+        "read_timeout",
+        "progress_interval",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> timedelta:
@@ -193,6 +242,32 @@ class Settings(BaseSettings):
     def _key_template(cls, value: str) -> str:
         validate_template(value)
         return value
+
+    @field_validator("s3_tags")
+    @classmethod
+    def _tags(cls, value: str) -> str:
+        parse_tags(value)
+        return value
+
+    @field_validator("s3_storage_class")
+    @classmethod
+    def _storage_class(cls, value: str) -> str:
+        if value and value not in STORAGE_CLASSES:
+            raise ValueError(
+                f"unknown storage class {value[:40]!r}; use one of {', '.join(sorted(STORAGE_CLASSES))}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _object_lock_pairs(self) -> Settings:
+        if bool(self.s3_object_lock_mode) != bool(self.s3_object_lock_days):
+            raise ValueError(
+                "RC_ARCHIVER_S3_OBJECT_LOCK_MODE and RC_ARCHIVER_S3_OBJECT_LOCK_DAYS go together: "
+                "set both or neither"
+            )
+        if self.s3_kms_key_id and self.s3_sse != "aws:kms":
+            raise ValueError("RC_ARCHIVER_S3_KMS_KEY_ID needs RC_ARCHIVER_S3_SSE=aws:kms")
+        return self
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:

@@ -65,6 +65,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: `verify --repair` forces a new upload even where an object (found corrupt) exists
+    """
+    ALTER TABLE recordings ADD COLUMN force_upload INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -85,6 +89,7 @@ class RecordingRow:
     sha256: str | None
     start_time: str
     ref: RecordingRef
+    force_upload: bool = False
 
 
 class FileLock:
@@ -281,6 +286,7 @@ class StateStore:
             sha256=row["sha256"],
             start_time=row["start_time"],
             ref=RecordingRef.from_call_log(source["record"], source["leg"]),
+            force_upload=bool(row["force_upload"]),
         )
 
     def get(self, recording_id: str) -> RecordingRow | None:
@@ -313,7 +319,7 @@ class StateStore:
         with self._tx() as db:
             db.execute(
                 "UPDATE recordings SET status = 'archived', key = ?, content_type = ?, size = ?, sha256 = ?, "
-                "last_error = NULL, archived_at = ?, updated_at = ? WHERE recording_id = ?",
+                "last_error = NULL, force_upload = 0, archived_at = ?, updated_at = ? WHERE recording_id = ?",
                 (key, content_type, size, sha256, now, now, recording_id),
             )
 
@@ -330,14 +336,30 @@ class StateStore:
             ).fetchone()
         return int(row["attempts"]) if row else 0
 
-    def requeue(self, recording_id: str) -> None:
-        """Make a recording due again (operator repair): pending, attempts reset."""
+    def requeue(self, recording_id: str, reason: str, *, force_upload: bool = False) -> None:
+        """Make a recording due again (operator repair): pending, attempts reset, reason kept."""
         with self._tx() as db:
             db.execute(
-                "UPDATE recordings SET status = 'pending', attempts = 0, updated_at = ? "
-                "WHERE recording_id = ?",
-                (_now(), recording_id),
+                "UPDATE recordings SET status = 'pending', attempts = 0, last_error = ?, force_upload = ?, "
+                "updated_at = ? WHERE recording_id = ?",
+                (reason[:1000], int(force_upload), _now(), recording_id),
             )
+
+    def at_risk(self, older_than: datetime) -> list[RecordingRow]:
+        """Not archived, and the call started before `older_than`: close to RingCentral's deletion."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM recordings WHERE status != 'archived' AND start_time < ? ORDER BY start_time",
+                (format_time(older_than),),
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def failed_rows(self) -> list[RecordingRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM recordings WHERE status = 'failed' ORDER BY start_time"
+            ).fetchall()
+        return [self._row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -72,7 +72,7 @@ def test_state_exhausted_after_max_attempts(tmp_path: Path) -> None:
     for _ in range(3):
         store.record_failure("r1", "HTTP 403 from media")
     assert store.due(3) == [] and [r.recording_id for r in store.exhausted(3)] == ["r1"]
-    store.requeue("r1")
+    store.requeue("r1", "operator")
     assert [r.recording_id for r in store.due(3)] == ["r1"]
 
 
@@ -131,7 +131,7 @@ def test_state_migrates_forward_keeping_the_data(tmp_path: Path, monkeypatch: py
     store = StateStore(path)
     store.note_found([ref("r1")])
     store.close()
-    upgrade = "ALTER TABLE recordings ADD COLUMN retention_until TEXT"
+    upgrade = "ALTER TABLE recordings ADD COLUMN retention_until TEXT"  # a future migration
     monkeypatch.setattr(state_module, "MIGRATIONS", [*state_module.MIGRATIONS, upgrade])
     monkeypatch.setattr(state_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     upgraded = StateStore(path)

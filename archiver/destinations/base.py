@@ -29,8 +29,8 @@ class Destination(Protocol):
     def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
         """Store the file's bytes under key."""
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
-        """Store a small object (a sidecar, a manifest, a probe)."""
+    def put_bytes(self, key: str, data: bytes, *, content_type: str, plain: bool = False) -> None:
+        """Store a small object (a sidecar, a manifest); `plain` skips retention (probe objects)."""
 
     def stat(self, key: str) -> StoredObject | None:
         """What is stored under key, or None."""

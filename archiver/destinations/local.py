@@ -93,7 +93,7 @@ class LocalDestination:
     def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
         self._write(key, path)
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+    def put_bytes(self, key: str, data: bytes, *, content_type: str, plain: bool = False) -> None:
         self._write(key, data)
 
     def stat(self, key: str) -> StoredObject | None:

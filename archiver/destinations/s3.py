@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -59,9 +61,50 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+@dataclass(frozen=True)
+class StorageOptions:
+    """Server-side encryption, storage class, tags and Object Lock retention for every object written."""
+
+    sse: str = ""  # AES256 | aws:kms
+    kms_key_id: str = ""
+    storage_class: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    object_lock_mode: str = ""  # GOVERNANCE | COMPLIANCE
+    object_lock_days: int = 0
+    legal_hold: bool = False
+
+    def extra_args(self, now: datetime) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if self.sse:
+            args["ServerSideEncryption"] = self.sse
+        if self.kms_key_id:
+            args["SSEKMSKeyId"] = self.kms_key_id
+        if self.storage_class:
+            args["StorageClass"] = self.storage_class
+        if self.tags:
+            args["Tagging"] = urlencode(self.tags)
+        if self.object_lock_mode:
+            args["ObjectLockMode"] = self.object_lock_mode
+            args["ObjectLockRetainUntilDate"] = now + timedelta(days=self.object_lock_days)
+        if self.legal_hold:
+            args["ObjectLockLegalHoldStatus"] = "ON"
+        return args
+
+    @property
+    def needs_object_lock(self) -> bool:
+        return bool(self.object_lock_mode or self.legal_hold)
+
+
 class S3Destination:
-    def __init__(self, url: str, client: S3Client, multipart_threshold: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        url: str,
+        client: S3Client,
+        multipart_threshold: int = 16 * 1024 * 1024,
+        storage: StorageOptions | None = None,
+    ) -> None:
         parts = urlsplit(url)
+        self.storage = storage or StorageOptions()
         self.url = url
         self.bucket = parts.netloc
         prefix = parts.path.strip("/")
@@ -109,6 +152,25 @@ class S3Destination:
                     hint="check AWS_ENDPOINT_URL, AWS_REGION and the network",
                 ) from None
             raise error from None
+        if self.storage.needs_object_lock:
+            self._probe_object_lock()
+
+    def _probe_object_lock(self) -> None:
+        """Object Lock settings on a bucket without Object Lock would fail every upload: say so first."""
+        try:
+            config = self._client.get_object_lock_configuration(Bucket=self.bucket)
+            enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        except ClientError as exc:
+            if _code(exc) not in ("ObjectLockConfigurationNotFoundError", "404"):
+                raise self._fail(exc, "checking Object Lock") from None
+            enabled = False
+        if not enabled:
+            raise DestinationError(
+                f"bucket {self.bucket} does not have S3 Object Lock enabled, but Object Lock retention or a "
+                "legal hold is configured",
+                hint="use a bucket created with Object Lock enabled, or unset "
+                "RC_ARCHIVER_S3_OBJECT_LOCK_MODE/_DAYS and RC_ARCHIVER_S3_LEGAL_HOLD",
+            )
 
     def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
         try:
@@ -116,13 +178,18 @@ class S3Destination:
                 str(path),
                 self.bucket,
                 self._key(key),
-                ExtraArgs={"ContentType": content_type, "Metadata": metadata, "ChecksumAlgorithm": "SHA256"},
+                ExtraArgs={
+                    "ContentType": content_type,
+                    "Metadata": metadata,
+                    "ChecksumAlgorithm": "SHA256",
+                    **self.storage.extra_args(datetime.now(UTC)),
+                },
                 Config=self._transfer,
             )
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise self._fail(exc, f"uploading {key[:120]!r}") from None
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+    def put_bytes(self, key: str, data: bytes, *, content_type: str, plain: bool = False) -> None:
         try:
             self._client.put_object(
                 Bucket=self.bucket,
@@ -130,6 +197,7 @@ class S3Destination:
                 Body=data,
                 ContentType=content_type,
                 ChecksumAlgorithm="SHA256",
+                **({} if plain else self.storage.extra_args(datetime.now(UTC))),
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"writing {key[:120]!r}") from None

@@ -166,6 +166,14 @@ class RingCentralClient:
             next_page = (page.get("navigation") or {}).get("nextPage") or {}
             url = next_page.get("uri") if isinstance(next_page, dict) else None
 
+    def first_page(self, date_from: datetime, date_to: datetime) -> list[dict[str, Any]]:
+        """One small call-log page: proves the token can read the company call log."""
+        query = urlencode(
+            [("dateFrom", format_time(date_from)), ("dateTo", format_time(date_to)), ("perPage", "1")]
+        )
+        records = self._get_json(f"{self._server_url}/restapi/v1.0/account/~/call-log?{query}").get("records")
+        return records if isinstance(records, list) else []
+
     def _get_json(self, url: str) -> dict[str, Any]:
         for attempt in policy(self._attempts, _log_retry):
             with attempt:

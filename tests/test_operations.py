@@ -1,0 +1,227 @@
+"""Operator tools against the emulator and the moto server: status, verify/repair, check, dry run,
+progress, S3 storage options and the per-run manifest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from archiver.emulator import DataOptions, Emulator
+from archiver.models import format_time
+from tests.conftest import archiver_env, run_subprocess, s3_objects
+from tests.test_pipeline import SINCE, assert_matches_ground_truth, audio_by_recording
+
+Run = Callable[..., tuple[int, list[dict[str, Any]]]]
+
+
+def test_status_shows_runs_failures_and_recordings_at_risk(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emu = emulator_factory(
+        data=DataOptions(seed=51, calls=40, days=80, bytes_per_second=20), recording_delay=1e9
+    )
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emu, tmp_path, dest.as_uri())
+    since = format_time(datetime.now(UTC) - timedelta(days=81))
+    assert run_subprocess(env, "run", "--since", since).returncode == 1  # nothing is ready at RingCentral
+    result = run_subprocess(env, "status", "--json")
+    assert result.returncode == 0, result.stdout
+    report = json.loads(result.stdout)
+    assert report["counts"]["pending"] > 0 and report["counts"]["archived"] == 0
+    assert report["last_runs"][0]["outcome"] == "incomplete"
+    old = [
+        c
+        for c in emu.state.data.calls
+        if c.recording and c.start < datetime.now(UTC).timestamp() - 75 * 86400
+    ]
+    assert old and len(report["at_risk"]) >= len({c.recording.id for c in old if c.recording})
+    assert all(item["age_days"] > 75 for item in report["at_risk"])
+    table = run_subprocess(env, "status").stdout
+    assert "at risk" in table and report["at_risk"][0]["recording_id"] in table
+
+
+def test_status_without_a_state_file_exits_2(tmp_path: Path) -> None:
+    result = run_subprocess({"RC_ARCHIVER_STATE_PATH": str(tmp_path / "none.db")}, "status")
+    assert result.returncode == 2 and "no state file" in result.stdout
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_verify_finds_deleted_and_altered_objects_and_repair_restores_them(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    env = archiver_env(emulator, tmp_path, f"s3://{s3_bucket}/v")
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    clean = run_subprocess(env, "verify", "--since", SINCE, "--sample", "100")
+    assert clean.returncode == 0, clean.stdout
+    assert "missing 0, corrupt 0" in clean.stdout
+    client = boto3.client("s3")
+    audio = sorted(k for k in s3_objects(s3_bucket) if k.endswith((".mp3", ".wav")))
+    deleted, altered = audio[0], audio[1]
+    client.delete_object(Bucket=s3_bucket, Key=deleted)
+    head = client.head_object(Bucket=s3_bucket, Key=altered)
+    body = client.get_object(Bucket=s3_bucket, Key=altered)["Body"].read()
+    flipped = bytes([body[0] ^ 0xFF]) + body[1:]  # same size, same metadata, different bytes
+    client.put_object(Bucket=s3_bucket, Key=altered, Body=flipped, Metadata=head["Metadata"])
+
+    found = run_subprocess(env, "verify", "--since", SINCE, "--sample", "100", "--repair")
+    assert found.returncode == 1
+    deleted_id = deleted.rsplit("/", 1)[-1].split(".")[0]
+    altered_id = altered.rsplit("/", 1)[-1].split(".")[0]
+    assert f"missing  {deleted_id}" in found.stdout and f"corrupt  {altered_id}" in found.stdout
+    assert "missing 1, corrupt 1" in found.stdout
+
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    objects = {k.removeprefix("v/"): v for k, v in s3_objects(s3_bucket).items()}
+    assert_matches_ground_truth(emulator, audio_by_recording(objects))
+    assert run_subprocess(env, "verify", "--since", SINCE, "--sample", "100").returncode == 0
+
+
+def test_verify_catches_recordings_the_state_never_knew(emulator: Emulator, tmp_path: Path) -> None:
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    result = run_subprocess(env, "verify", "--since", SINCE)
+    assert result.returncode == 1
+    assert f"missing {len(emulator.ground_truth())}" in result.stdout
+
+
+def test_check_passes_on_a_good_setup_with_one_line_per_check(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    env = archiver_env(emulator, tmp_path, f"s3://{s3_bucket}/c")
+    result = run_subprocess(env, "check")
+    assert result.returncode == 0, result.stdout
+    names = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok")]
+    assert names == ["settings", "state", "login", "call", "destination"]
+    assert s3_objects(s3_bucket) == {}  # the probe object is gone
+    assert emulator.stats.snapshot()["revokes"] == 1
+
+
+def test_check_reports_each_failure_with_its_fix(emulator: Emulator, tmp_path: Path, s3_bucket: str) -> None:
+    env = archiver_env(emulator, tmp_path, f"s3://{s3_bucket}-absent", RC_JWT="wrong")
+    result = run_subprocess(env, "check")
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert [line.split()[1] for line in failed] == ["login", "call", "destination"]
+    assert result.stdout.count("fix:") == 2 and "RC_JWT" in result.stdout
+    bad = run_subprocess({"RC_ARCHIVER_LOOKBACK": "never"}, "check")
+    assert (
+        bad.returncode == 1
+        and bad.stdout.startswith("FAILED  settings")
+        and "RC_ARCHIVER_LOOKBACK" in bad.stdout
+    )
+
+
+def test_dry_run_lists_keys_and_changes_nothing(emulator: Emulator, tmp_path: Path) -> None:
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    result = run_subprocess(env, "run", "--dry-run", "--since", SINCE)
+    assert result.returncode == 0, result.stdout
+    truth = emulator.ground_truth()
+    assert f"{len(truth)} recording(s) would be archived" in result.stdout
+    assert all(item["recordingId"] in result.stdout for item in truth)
+    assert [p for p in dest.rglob("*") if p.is_file()] == []
+    assert emulator.stats.snapshot()["downloads"] == {}
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "state" / "state.db")
+    assert db.execute("SELECT COUNT(*) FROM windows").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0  # no watermark
+    assert {r[0] for r in db.execute("SELECT status FROM recordings")} == {"pending"}  # the scan cache
+
+
+def test_backfill_reports_progress_off_a_tty(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    from archiver.emulator import GroupLimit
+
+    emu = emulator_factory(
+        data=DataOptions(seed=52, calls=60, days=3, bytes_per_second=20), heavy=GroupLimit(30, 1.0, 1.0)
+    )
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_PROGRESS_INTERVAL="0.5s")
+    result = run_subprocess(env, "run", "--since", SINCE)
+    assert result.returncode == 0
+    events = [json.loads(line) for line in result.stdout.splitlines() if '"progress"' in line]
+    assert len(events) >= 2
+    for event in events:
+        assert {"done", "total", "bytes", "rate", "eta_seconds", "days_scanned", "days_total"} <= set(event)
+    assert events[-1]["done"] >= events[0]["done"]
+    first = events[0]
+    assert first["done"] < first["total"] and first["eta_seconds"] > 0
+
+
+def test_each_run_writes_a_manifest(emulator: Emulator, tmp_path: Path, s3_bucket: str) -> None:
+    env = archiver_env(emulator, tmp_path, f"s3://{s3_bucket}/m")
+    result = run_subprocess(env, "run", "--since", SINCE)
+    assert result.returncode == 0
+    run_id = next(json.loads(line)["run_id"] for line in result.stdout.splitlines() if "run_summary" in line)
+    objects = s3_objects(s3_bucket)
+    manifest = [json.loads(line) for line in objects[f"m/_manifests/{run_id}.jsonl"].decode().splitlines()]
+    truth = {item["recordingId"]: item for item in emulator.ground_truth()}
+    assert {entry["recording_id"] for entry in manifest} == set(truth)
+    for entry in manifest:
+        assert set(entry) == {"recording_id", "key", "size", "sha256", "call_id", "start_time"}
+        assert entry["sha256"] == truth[entry["recording_id"]]["sha256"]
+        assert f"m/{entry['key']}" in objects
+
+
+def test_s3_storage_options_apply_to_audio_and_sidecar(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    client = boto3.client("s3")
+    locked = f"{s3_bucket}-lock"
+    client.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        f"s3://{locked}/o",
+        RC_ARCHIVER_S3_SSE="AES256",
+        RC_ARCHIVER_S3_STORAGE_CLASS="STANDARD_IA",
+        RC_ARCHIVER_S3_TAGS="team=legal,source=ringcentral",
+        RC_ARCHIVER_S3_OBJECT_LOCK_MODE="GOVERNANCE",
+        RC_ARCHIVER_S3_OBJECT_LOCK_DAYS="30",
+    )
+    assert run_subprocess(env, "check").returncode == 0
+    result = run_subprocess(env, "run", "--since", SINCE)
+    assert result.returncode == 0, result.stdout[-2000:]
+    keys = [k for k in s3_objects(locked) if not k.startswith("o/_manifests/")]
+    for key in [
+        next(k for k in keys if k.endswith((".mp3", ".wav"))),
+        next(k for k in keys if k.endswith(".json")),
+    ]:
+        head = client.head_object(Bucket=locked, Key=key)
+        assert head["ServerSideEncryption"] == "AES256"
+        assert head["StorageClass"] == "STANDARD_IA"
+        assert head["ObjectLockMode"] == "GOVERNANCE"
+        assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC) + timedelta(days=29)
+        tags = {t["Key"]: t["Value"] for t in client.get_object_tagging(Bucket=locked, Key=key)["TagSet"]}
+        assert tags == {"team": "legal", "source": "ringcentral"}
+
+
+@pytest.mark.parametrize("command", [("run", "--since", SINCE), ("check",)])
+def test_object_lock_on_a_bucket_without_it_is_a_clear_error_before_any_upload(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str, command: tuple[str, ...]
+) -> None:
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        f"s3://{s3_bucket}",
+        RC_ARCHIVER_S3_OBJECT_LOCK_MODE="COMPLIANCE",
+        RC_ARCHIVER_S3_OBJECT_LOCK_DAYS="365",
+    )
+    result = run_subprocess(env, *command)
+    assert result.returncode == (4 if command[0] == "run" else 1)
+    assert "Object Lock" in result.stdout
+    assert s3_objects(s3_bucket) == {}
+    assert emulator.stats.snapshot()["downloads"] == {}
