@@ -130,9 +130,15 @@ def _install_signal_handlers(cancel: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+# Commands whose stdout is a report for a person (status, verify, check, a dry run) log to stderr,
+# so the report stays readable and pipeable; `run` and `daemon` log to stdout, their real output.
+REPORT_COMMANDS = {"status", "verify", "check"}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
-    configure_logging(settings.log_level, settings.resolved_log_format())
+    reports = args.command in REPORT_COMMANDS or getattr(args, "dry_run", False)
+    configure_logging(settings.log_level, settings.resolved_log_format(), sys.stderr if reports else None)
     return settings
 
 

@@ -49,7 +49,7 @@ def test_status_shows_runs_failures_and_recordings_at_risk(
 
 def test_status_without_a_state_file_exits_2(tmp_path: Path) -> None:
     result = run_subprocess({"RC_ARCHIVER_STATE_PATH": str(tmp_path / "none.db")}, "status")
-    assert result.returncode == 2 and "no state file" in result.stdout
+    assert result.returncode == 2 and "no state file" in result.stderr  # logs of report commands: stderr
     assert not (tmp_path / "none.db").exists()
 
 
@@ -222,6 +222,6 @@ def test_object_lock_on_a_bucket_without_it_is_a_clear_error_before_any_upload(
     )
     result = run_subprocess(env, *command)
     assert result.returncode == (4 if command[0] == "run" else 1)
-    assert "Object Lock" in result.stdout
+    assert "Object Lock" in result.stdout + result.stderr
     assert s3_objects(s3_bucket) == {}
     assert emulator.stats.snapshot()["downloads"] == {}
