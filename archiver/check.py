@@ -10,11 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from archiver.destinations import destination_for
-from archiver.errors import ArchiverError, AuthError, TransientError
-from archiver.logs import register_secret
-from archiver.ringcentral.auth import Authenticator
-from archiver.ringcentral.client import RingCentralClient, make_session
-from archiver.ringcentral.pacer import RatePacer
+from archiver.errors import ArchiverError
+from archiver.ringcentral.client import make_session
+from archiver.runner import connect, log_in
 from archiver.settings import ENV_NAMES, Settings
 from archiver.state import StateStore
 
@@ -70,41 +68,17 @@ def _check_ringcentral(settings: Settings) -> list[CheckLine]:
             CheckLine("login", False, f"missing settings: {names}", fix),
             CheckLine("call log", False, "skipped: no login"),
         ]
-    assert settings.client_id and settings.client_secret and settings.jwt
-    jwt, secret = settings.jwt.get_secret_value(), settings.client_secret.get_secret_value()
-    register_secret(jwt)
-    register_secret(secret)
     session = make_session(2)
-    timeout = (settings.connect_timeout.total_seconds(), settings.read_timeout.total_seconds())
-    auth = Authenticator(
-        settings.server_url,
-        settings.client_id,
-        secret,
-        jwt,
-        session,
-        timeout,
-        RatePacer("auth", *settings.auth_rate),
-    )
+    auth, client = connect(settings, session, threading.Event())
     try:
 
         def login() -> str:
-            try:
-                auth.token()
-            except TransientError as exc:
-                raise AuthError(f"cannot log in: {exc}", hint="check RC_SERVER_URL and the network") from None
+            log_in(auth, settings.server_url)
             return f"JWT login to {settings.server_url} accepted"
 
         login_line = _attempt("login", login)
         if not login_line.ok:
             return [login_line, CheckLine("call log", False, "skipped: no login")]
-        client = RingCentralClient(
-            settings.server_url,
-            session,
-            auth,
-            RatePacer("heavy", *settings.heavy_rate),
-            timeout,
-            cancel=threading.Event(),
-        )
 
         def call_log() -> str:
             now = datetime.now(UTC)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
 import structlog
 
 from archiver.archive import Archiver, Planned, RunOptions, clear_spool, spool_folder
@@ -78,14 +79,49 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
 
 
-@contextmanager
-def runtime(settings: Settings, wait_lock: float, cancel: threading.Event) -> Iterator[Runtime]:
-    """Lock, state, destination, login and client for one command; all released on the way out."""
-    settings.require("client_id", "client_secret", "jwt", "destination")
+def connect(
+    settings: Settings, session: requests.Session, cancel: threading.Event
+) -> tuple[Authenticator, RingCentralClient]:
+    """The login and the RingCentral client the settings describe, over `session`.
+
+    The secrets are registered for redaction here, before anything can log them.
+    """
+    settings.require("client_id", "client_secret", "jwt")
     assert settings.client_id and settings.client_secret and settings.jwt
     jwt, client_secret = settings.jwt.get_secret_value(), settings.client_secret.get_secret_value()
     register_secret(jwt)
     register_secret(client_secret)
+    timeout = (settings.connect_timeout.total_seconds(), settings.read_timeout.total_seconds())
+    auth = Authenticator(
+        settings.server_url,
+        settings.client_id,
+        client_secret,
+        jwt,
+        session,
+        timeout,
+        RatePacer("auth", *settings.auth_rate),
+    )
+    client = RingCentralClient(
+        settings.server_url, session, auth, RatePacer("heavy", *settings.heavy_rate), timeout, cancel=cancel
+    )
+    return auth, client
+
+
+def log_in(auth: Authenticator, server_url: str) -> None:
+    """The first login of a command: a RingCentral that cannot be reached is an auth failure (exit 3)."""
+    try:
+        auth.token()
+    except TransientError as exc:
+        raise AuthError(
+            f"could not log in to RingCentral at {server_url}: {exc}",
+            hint="check RC_SERVER_URL and the network",
+        ) from None
+
+
+@contextmanager
+def runtime(settings: Settings, wait_lock: float, cancel: threading.Event) -> Iterator[Runtime]:
+    """Lock, state, destination, login and client for one command; all released on the way out."""
+    settings.require("client_id", "client_secret", "jwt", "destination")
     path = state_file(settings)
     lock = lock_for(path)
     lock.acquire(wait_lock)
@@ -96,31 +132,9 @@ def runtime(settings: Settings, wait_lock: float, cancel: threading.Event) -> It
         state = StateStore(path)
         destination = destination_for(settings)
         destination.probe()
-        timeout = (settings.connect_timeout.total_seconds(), settings.read_timeout.total_seconds())
-        auth = Authenticator(
-            settings.server_url,
-            settings.client_id,
-            client_secret,
-            jwt,
-            session,
-            timeout,
-            RatePacer("auth", *settings.auth_rate),
-        )
-        try:
-            auth.token()
-        except TransientError as exc:
-            raise AuthError(
-                f"could not log in to RingCentral: {exc}", hint="check RC_SERVER_URL and the network"
-            ) from None
+        auth, client = connect(settings, session, cancel)
+        log_in(auth, settings.server_url)
         heavy_limit, heavy_window = settings.heavy_rate
-        client = RingCentralClient(
-            settings.server_url,
-            session,
-            auth,
-            RatePacer("heavy", heavy_limit, heavy_window),
-            timeout,
-            cancel=cancel,
-        )
         spool = spool_folder(settings.spool_dir, path)
         leftovers = clear_spool(spool)
         if leftovers:

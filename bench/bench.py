@@ -163,15 +163,22 @@ def heavy_requests(emu: Emulator) -> int:
     )
 
 
-def pacing(recordings: int, work: Path) -> dict[str, Any]:
-    limit, window = 10, 2.0
-    cfg = EmulatorConfig(
+PACED_LIMIT, PACED_WINDOW = 10, 2.0  # RingCentral's 10 a minute, with the window scaled to 2 s
+
+
+def paced_config(recordings: int) -> EmulatorConfig:
+    """The same workload for our archiver and the naive baseline."""
+    return EmulatorConfig(
         data=DataOptions(seed=1, calls=recordings, days=0.5, bytes_per_second=20, **NO_SHORTS),
-        heavy=GroupLimit(limit, window, window),
+        heavy=GroupLimit(PACED_LIMIT, PACED_WINDOW, PACED_WINDOW),
         record_delay=0,
         recording_delay=0,
     )
-    with Emulator(cfg) as emu:
+
+
+def pacing(recordings: int, work: Path) -> dict[str, Any]:
+    limit, window = PACED_LIMIT, PACED_WINDOW
+    with Emulator(paced_config(recordings)) as emu:
         dest = work / "pacing"
         dest.mkdir()
         env = archiver_env(emu, work / "pacing-state", dest.as_uri(), f"{limit}/{window}s", {})
@@ -189,13 +196,8 @@ def pacing(recordings: int, work: Path) -> dict[str, Any]:
 
 def naive(recordings: int) -> dict[str, Any]:
     """A sequential client that pages, downloads, and on a 429 sleeps Retry-After and retries."""
-    limit, window = 10, 2.0
-    cfg = EmulatorConfig(
-        data=DataOptions(seed=1, calls=recordings, days=0.5, bytes_per_second=20, **NO_SHORTS),
-        heavy=GroupLimit(limit, window, window),
-        record_delay=0,
-        recording_delay=0,
-    )
+    limit, window = PACED_LIMIT, PACED_WINDOW
+    cfg = paced_config(recordings)
     with Emulator(cfg) as emu:
         session = requests.Session()
         cfg_auth = (cfg.client_id, cfg.client_secret)

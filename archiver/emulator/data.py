@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from archiver.models import parse_time
+
 ACCOUNT_ID = "400131227008"
 CONTENT_BLOCK = 64 * 1024
 
@@ -324,13 +326,9 @@ def iso(ts: float) -> str:
 
 
 def parse_iso(value: str) -> float:
-    """Parse an ISO 8601 timestamp as RingCentral accepts it; naive times are UTC."""
-    # No repair of a space here: an unencoded '+' arrives as a space at RingCentral too, and the
-    # request fails there; the emulator must fail it the same way (NOTES.md, SDK traps).
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    """Parse an ISO 8601 timestamp as RingCentral accepts it, as epoch seconds; naive times are UTC.
+
+    No repair of a space: an unencoded '+' arrives as a space at RingCentral too, and the request
+    fails there; the emulator must fail it the same way (NOTES.md, SDK traps).
+    """
+    return parse_time(value).timestamp()

@@ -667,15 +667,23 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return rec
 
-    def _recording(self, recording_id: str) -> None:
-        route = "recording"
+    def _recording_gate(
+        self, route: str, recording_id: str
+    ) -> tuple[Recording, dict[str, str], str | None] | None:
+        """The API gate, then the recording if it exists and is ready; None when already answered."""
         gate = self._api_gate(route)
         if gate is None:
-            return
+            return None
         rate, fault = gate
         rec = self._find_recording(route, recording_id, rate)
-        if rec is None:
+        return None if rec is None else (rec, rate, fault)
+
+    def _recording(self, recording_id: str) -> None:
+        route = "recording"
+        found = self._recording_gate(route, recording_id)
+        if found is None:
             return
+        rec, rate, fault = found
         payload = {
             "id": rec.id,
             "contentUri": self._recording_json(rec)["contentUri"],
@@ -686,13 +694,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _content(self, recording_id: str) -> None:
         route = "content"
-        gate = self._api_gate(route)
-        if gate is None:
+        found = self._recording_gate(route, recording_id)
+        if found is None:
             return
-        rate, fault = gate
-        rec = self._find_recording(route, recording_id, rate)
-        if rec is None:
-            return
+        rec, rate, fault = found
         start, end, status = 0, rec.size, 200
         headers = {**rate, "Accept-Ranges": "bytes", "Content-Type": rec.content_type}
         range_header = self.headers.get("Range")
