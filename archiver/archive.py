@@ -177,7 +177,9 @@ class Archiver:
                         continue
                     self.state.mark_window_done(slice_start, slice_end, run_id)
                 progress.slices_done += 1
-                self._submit_due(downloads, uploads)
+                self._submit_due(downloads, uploads, slice_start, slice_end)
+            # A leg can start after its record, past the slice the record was found in: catch all.
+            self._submit_due(downloads, uploads)
             finished = self._wait_idle()
         finally:
             progress.stop()
@@ -229,8 +231,16 @@ class Archiver:
         )
         return True
 
-    def _submit_due(self, downloads: ThreadPoolExecutor, uploads: ThreadPoolExecutor) -> None:
-        for row in self.state.due(self.options.max_attempts):
+    def _submit_due(
+        self,
+        downloads: ThreadPoolExecutor,
+        uploads: ThreadPoolExecutor,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> None:
+        """Hand due recordings to the download workers: all of them, or one slice's (a long backfill
+        must not re-read every pending row after each of its days)."""
+        for row in self.state.due(self.options.max_attempts, start, end):
             if self.cancel.is_set():
                 return
             if row.recording_id in self._submitted:

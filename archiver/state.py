@@ -296,13 +296,18 @@ class StateStore:
             ).fetchone()
         return self._row(row) if row else None
 
-    def due(self, max_attempts: int) -> list[RecordingRow]:
-        """Recordings to (re)try: pending, or failed fewer than max_attempts times; oldest first."""
+    def due(
+        self, max_attempts: int, start: datetime | None = None, end: datetime | None = None
+    ) -> list[RecordingRow]:
+        """Recordings to (re)try: pending, or failed fewer than max_attempts times; oldest first.
+        With start/end, only those whose call started in [start, end) (one day slice)."""
+        query = "SELECT * FROM recordings WHERE status != 'archived' AND attempts < ?"
+        params: list[object] = [max_attempts]
+        if start is not None and end is not None:
+            query += " AND start_time >= ? AND start_time < ?"
+            params += [format_time(start), format_time(end)]
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM recordings WHERE status != 'archived' AND attempts < ? ORDER BY start_time",
-                (max_attempts,),
-            ).fetchall()
+            rows = self._db.execute(query + " ORDER BY start_time", params).fetchall()
         return [self._row(r) for r in rows]
 
     def exhausted(self, max_attempts: int) -> list[RecordingRow]:
