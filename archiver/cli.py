@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("check", help="validate settings, log in, read the call log, probe the destination")
 
+    daemon = commands.add_parser("daemon", help="archive on RC_ARCHIVER_SCHEDULE (cron), one run at a time")
+    daemon.add_argument("--run-now", action="store_true", help="also run once right away")
+
     emulator = commands.add_parser("emulator", help="serve a RingCentral look-alike on loopback")
     from archiver.emulator.cli import add_arguments
 
@@ -221,6 +224,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if all(line.ok for line in lines) else EXIT_INCOMPLETE
 
 
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from archiver.schedule import run_daemon
+
+    settings = _settings(args)
+    settings.require("client_id", "client_secret", "jwt", "destination")  # fail at start, not at 2 a.m.
+    cancel = threading.Event()
+    _install_signal_handlers(cancel)
+    return run_daemon(settings, cancel, args.run_now)
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from archiver.emulator.cli import serve
 
@@ -239,6 +252,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "verify": cmd_verify,
     "check": cmd_check,
+    "daemon": cmd_daemon,
     "emulator": cmd_emulator,
     "demo": cmd_demo,
 }

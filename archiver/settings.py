@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     multipart_threshold: int = Field(
         16 * 1024 * 1024, ge=5 * 1024 * 1024, validation_alias=_env("RC_ARCHIVER_MULTIPART_THRESHOLD")
     )
+    schedule: str = Field("0 2 * * *", validation_alias=_env("RC_ARCHIVER_SCHEDULE"))
+    jitter: timedelta = Field(timedelta(0), validation_alias=_env("RC_ARCHIVER_JITTER"))
     risk_days: int = Field(75, ge=1, le=365, validation_alias=_env("RC_ARCHIVER_RISK_DAYS"))
     progress_interval: timedelta = Field(
         timedelta(seconds=30), validation_alias=_env("RC_ARCHIVER_PROGRESS_INTERVAL")
@@ -183,6 +185,7 @@ class Settings(BaseSettings):
         "connect_timeout",
         "read_timeout",
         "progress_interval",
+        "jitter",
         mode="before",
     )
     @classmethod
@@ -241,6 +244,17 @@ class Settings(BaseSettings):
     @classmethod
     def _key_template(cls, value: str) -> str:
         validate_template(value)
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression {value[:60]!r} ({exc}); e.g. '0 2 * * *'") from None
         return value
 
     @field_validator("s3_tags")

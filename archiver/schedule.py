@@ -1,0 +1,109 @@
+"""`rc-archiver daemon`: archive passes on a cron schedule (APScheduler 3.x), one at a time.
+
+A run that overruns the next fire time is not doubled (max_instances=1) and the missed fires
+coalesce into one; a random jitter spreads start times. SIGTERM stops the scheduler and lets an
+in-flight run stop as a one-shot run does. Under systemd (Type=notify) it reports READY, STATUS,
+STOPPING and watchdog pings.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from archiver.errors import ArchiverError
+from archiver.notify import Watchdog, notify
+from archiver.runner import RunRequest, run_once
+from archiver.settings import Settings
+
+log = structlog.get_logger(__name__)
+JOB_ID = "archive"
+
+
+def build_scheduler(settings: Settings, job: Callable[[], None]) -> BlockingScheduler:
+    scheduler = BlockingScheduler(
+        timezone=settings.tz, executors={"default": ThreadPoolExecutor(max_workers=1)}
+    )
+    scheduler.add_job(
+        job,
+        cron_trigger(settings),
+        id=JOB_ID,
+        name="archive pass",
+        coalesce=True,  # fires missed while a run went on (or the host slept) become one
+        max_instances=1,  # a run that overruns the next fire time is never doubled
+        misfire_grace_time=3600,
+    )
+    return scheduler
+
+
+def cron_trigger(settings: Settings) -> CronTrigger:
+    trigger = CronTrigger.from_crontab(settings.schedule, timezone=settings.tz)
+    # from_crontab takes no jitter, and add_job ignores trigger arguments given beside a trigger
+    # instance, so the jitter is set on the trigger itself.
+    trigger.jitter = int(settings.jitter.total_seconds()) or None
+    return trigger
+
+
+def next_fire(scheduler: BlockingScheduler) -> datetime | None:
+    job = scheduler.get_job(JOB_ID)
+    return job.next_run_time if job is not None else None
+
+
+def run_daemon(settings: Settings, cancel: threading.Event, run_now: bool) -> int:
+    """Schedule runs until `cancel` is set; returns the exit code (0 on a clean stop)."""
+
+    def job() -> None:
+        notify("STATUS=archiving")
+        try:
+            summary = run_once(settings, RunRequest(), cancel)
+            log.info("run_summary", **summary.as_dict())
+            status = (
+                f"last run archived {summary.archived}, failed {summary.failed}, pending {summary.pending}"
+            )
+        except ArchiverError as exc:
+            log.error("run_failed", error=str(exc), fix=exc.hint or None)
+            status = f"last run failed: {exc}"
+        notify(f"STATUS={status}"[:400])
+
+    scheduler = build_scheduler(settings, job)
+
+    def after_job(event: JobEvent) -> None:
+        if event.code == EVENT_JOB_ERROR:
+            log.error("run_crashed", error=repr(getattr(event, "exception", None)))
+        log.info("next_run", at=str(next_fire(scheduler)))
+
+    scheduler.add_listener(after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    if run_now:
+        scheduler.add_job(job, id="run-now", name="archive pass (--run-now)", max_instances=1)
+
+    def stop_when_cancelled() -> None:
+        cancel.wait()
+        notify("STOPPING=1")
+        log.info("daemon_stopping")
+        scheduler.shutdown(wait=True)  # waits for an in-flight run, which stops within its timeout
+
+    watchdog = Watchdog()
+    threading.Thread(target=stop_when_cancelled, name="stopper", daemon=True).start()
+    first = cron_trigger(settings).get_next_fire_time(None, datetime.now(settings.tz))
+    log.info(
+        "daemon_started",
+        schedule=settings.schedule,
+        timezone=settings.timezone,
+        jitter_seconds=int(settings.jitter.total_seconds()),
+        next_run=str(first),
+        run_now=run_now,
+    )
+    notify("READY=1")
+    notify(f"STATUS=waiting; next run {first}")
+    watchdog.start()
+    scheduler.start()  # blocks until the stopper shuts the scheduler down
+    watchdog.stop()
+    log.info("daemon_stopped")
+    return 0

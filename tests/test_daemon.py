@@ -1,0 +1,122 @@
+"""The daemon as a real process: scheduling, --run-now, sd_notify and SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from archiver.emulator import Emulator
+from archiver.models import parse_time
+from archiver.schedule import JOB_ID, build_scheduler
+from archiver.settings import load_settings
+from tests.conftest import BIN, archiver_env, run_subprocess
+from tests.test_pipeline import audio_by_recording
+
+
+def _lines(proc: subprocess.Popen[str], out: queue.Queue[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.put(line)
+
+
+def _wait_for(lines: queue.Queue[str], seen: list[dict[str, Any]], event: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if seen[-1]["event"] == event:
+                return
+    raise AssertionError(f"no {event} event within {timeout} s; saw {[e['event'] for e in seen]}")
+
+
+def test_daemon_runs_now_speaks_sd_notify_and_stops_on_sigterm(emulator: Emulator, tmp_path: Path) -> None:
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(0.2)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        NOTIFY_SOCKET=str(notify_path),
+        WATCHDOG_USEC="300000",
+        RC_ARCHIVER_SCHEDULE="0 2 * * *",
+    )
+    full_env = {"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", **env}
+    proc = subprocess.Popen(
+        [str(BIN / "rc-archiver"), "daemon", "--run-now"],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
+    seen: list[dict[str, Any]] = []
+    messages: list[str] = []
+    try:
+        _wait_for(lines, seen, "run_summary")
+        _wait_for(lines, seen, "next_run")
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                messages.append(listener.recv(4096).decode())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        while True:
+            try:
+                messages.append(listener.recv(4096).decode())
+            except TimeoutError:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        listener.close()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    started = next(e for e in seen if e["event"] == "daemon_started")
+    assert started["schedule"] == "0 2 * * *" and "02:00:00" in started["next_run"]
+    assert "02:00:00" in next(e for e in seen if e["event"] == "next_run")["at"]
+    assert "READY=1" in messages and "STOPPING=1" in messages and "WATCHDOG=1" in messages
+    assert any(m.startswith("STATUS=last run archived") for m in messages)
+    files = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    window = next(e for e in seen if e["event"] == "run_started")  # the first run: the last 24 hours
+    truth = emulator.ground_truth(
+        parse_time(window["window_start"]).timestamp(), parse_time(window["window_end"]).timestamp()
+    )
+    assert truth and set(audio_by_recording(files)) == {item["recordingId"] for item in truth}
+
+
+def test_daemon_scheduler_never_doubles_a_run_and_coalesces_missed_fires(monkeypatch: Any) -> None:
+    monkeypatch.setenv("RC_ARCHIVER_SCHEDULE", "*/5 * * * *")
+    monkeypatch.setenv("RC_ARCHIVER_JITTER", "90s")
+    monkeypatch.setenv("RC_ARCHIVER_TIMEZONE", "Europe/Berlin")
+    scheduler = build_scheduler(load_settings(), lambda: None)
+    job = scheduler.get_job(JOB_ID)
+    assert job.max_instances == 1 and job.coalesce is True
+    assert job.trigger.jitter == 90
+    assert str(job.trigger.timezone) == "Europe/Berlin"
+    assert [str(f) for f in job.trigger.fields if f.name == "minute"] == ["*/5"]
+
+
+def test_daemon_with_an_invalid_schedule_exits_2_naming_it(emulator: Emulator, tmp_path: Path) -> None:
+    env = archiver_env(emulator, tmp_path, tmp_path.as_uri(), RC_ARCHIVER_SCHEDULE="every night")
+    result = run_subprocess(env, "daemon")
+    assert result.returncode == 2 and "RC_ARCHIVER_SCHEDULE" in result.stdout
