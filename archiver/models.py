@@ -125,6 +125,8 @@ class RunSummary:
     seconds: float = 0.0
     stopped: bool = False  # ended early by a signal
     abandoned: int = 0  # in-flight recordings given up at the stop timeout (still pending)
+    rate_limited: int = 0  # 429s received (each held its whole rate group until Retry-After)
+    rate_wait_seconds: float = 0.0  # time spent waiting for the rate budget
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -146,5 +148,7 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "stopped": self.stopped,
             "abandoned": self.abandoned,
+            "rate_limited": self.rate_limited,
+            "rate_wait_seconds": round(self.rate_wait_seconds, 3),
             "failures": [f.__dict__ for f in self.failures[:100]],
         }

@@ -22,7 +22,9 @@ import structlog
 from archiver.archive import Archiver, Planned, RunOptions, clear_spool, spool_folder
 from archiver.destinations import Destination, destination_for
 from archiver.errors import ArchiverError, AuthError, SettingsError, TransientError
+from archiver.heartbeat import Heartbeat
 from archiver.logs import bind, register_secret
+from archiver.metrics import Metrics
 from archiver.models import RunSummary
 from archiver.ringcentral.auth import Authenticator
 from archiver.ringcentral.client import RingCentralClient, make_session
@@ -48,6 +50,7 @@ class Runtime:
     settings: Settings
     state: StateStore
     destination: Destination
+    auth: Authenticator
     client: RingCentralClient
     archiver: Archiver
 
@@ -152,7 +155,7 @@ def runtime(settings: Settings, wait_lock: float, cancel: threading.Event) -> It
             budget_per_second=heavy_limit / heavy_window,
         )
         archiver = Archiver(client, destination, state, options, cancel)
-        yield Runtime(settings, state, destination, client, archiver)
+        yield Runtime(settings, state, destination, auth, client, archiver)
     finally:
         if auth is not None:
             auth.revoke()
@@ -162,10 +165,35 @@ def runtime(settings: Settings, wait_lock: float, cancel: threading.Event) -> It
         lock.release()
 
 
-def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -> RunSummary:
-    """One archive pass; raises ArchiverError subclasses for the CLI to turn into exit codes."""
+def run_once(
+    settings: Settings, request: RunRequest, cancel: threading.Event, metrics: Metrics | None = None
+) -> RunSummary:
+    """One archive pass with its heartbeat pings and metrics; raises ArchiverError subclasses for
+    the CLI to turn into exit codes. The final ping goes out on every path out of the run."""
     run_id = new_run_id()
     bind(run_id=run_id)
+    metrics = metrics or Metrics()
+    heartbeat = Heartbeat(settings.ping_url)
+    heartbeat.start()
+    try:
+        summary = _archive(settings, request, cancel, run_id, metrics)
+        if summary.complete:
+            heartbeat.success(summary.as_dict())
+        else:
+            heartbeat.fail(summary.as_dict())
+        return summary
+    except BaseException as exc:  # bad credentials, a missing bucket, a held lock, a crash
+        heartbeat.fail(
+            {"run_id": run_id, "error": str(exc) or type(exc).__name__, "fix": getattr(exc, "hint", None)}
+        )
+        raise
+    finally:
+        heartbeat.close()
+
+
+def _archive(
+    settings: Settings, request: RunRequest, cancel: threading.Event, run_id: str, metrics: Metrics
+) -> RunSummary:
     with runtime(settings, request.wait_lock, cancel) as rt:
         start, end = rt.window(request)
         rt.state.begin_run(run_id)
@@ -174,7 +202,17 @@ def run_once(settings: Settings, request: RunRequest, cancel: threading.Event) -
         except ArchiverError as exc:
             rt.state.finish_run(run_id, "error", {"error": str(exc)})
             raise
-        rt.state.finish_run(run_id, "complete" if summary.complete else "incomplete", summary.as_dict())
+        pacers = (rt.client.pacer, rt.auth.pacer)
+        summary.rate_limited = sum(p.penalties for p in pacers)
+        summary.rate_wait_seconds = sum(p.waited for p in pacers)
+        # "complete" means everything found was archived: the freshness signal (last success) counts
+        # only those, never a run cut short by a signal.
+        outcome = "stopped" if summary.stopped else "complete" if summary.complete else "incomplete"
+        rt.state.finish_run(run_id, outcome, summary.as_dict())
+        metrics.record_run(summary)
+        metrics.refresh_from_state(rt.state)
+        if settings.metrics_file is not None:
+            metrics.write_textfile(settings.metrics_file)
         return summary
 
 

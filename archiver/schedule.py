@@ -18,7 +18,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, SettingsError
+from archiver.metrics import Metrics
 from archiver.notify import Watchdog, notify
 from archiver.runner import RunRequest, run_once
 from archiver.settings import Settings
@@ -51,18 +52,25 @@ def cron_trigger(settings: Settings) -> CronTrigger:
     return trigger
 
 
-def next_fire(scheduler: BlockingScheduler) -> datetime | None:
-    job = scheduler.get_job(JOB_ID)
-    return job.next_run_time if job is not None else None
-
-
 def run_daemon(settings: Settings, cancel: threading.Event, run_now: bool) -> int:
     """Schedule runs until `cancel` is set; returns the exit code (0 on a clean stop)."""
+    metrics = Metrics()
+    server = None
+    if settings.metrics_addr:
+        try:
+            server = metrics.serve(settings.metrics_addr, healthy=lambda: not cancel.is_set())
+        except OSError as exc:
+            raise SettingsError(
+                f"RC_ARCHIVER_METRICS_ADDR: cannot listen on {settings.metrics_addr}: {exc.strerror}",
+                hint="pick a free port, or leave it unset to serve no metrics",
+            ) from None
+    if server is not None:
+        log.info("metrics_listening", address=settings.metrics_addr, paths=["/metrics", "/healthz"])
 
     def job() -> None:
         notify("STATUS=archiving")
         try:
-            summary = run_once(settings, RunRequest(), cancel)
+            summary = run_once(settings, RunRequest(), cancel, metrics)
             log.info("run_summary", **summary.as_dict())
             status = (
                 f"last run archived {summary.archived}, failed {summary.failed}, pending {summary.pending}"
@@ -74,10 +82,14 @@ def run_daemon(settings: Settings, cancel: threading.Event, run_now: bool) -> in
 
     scheduler = build_scheduler(settings, job)
 
+    trigger = cron_trigger(settings)
+
     def after_job(event: JobEvent) -> None:
         if event.code == EVENT_JOB_ERROR:
             log.error("run_crashed", error=repr(getattr(event, "exception", None)))
-        log.info("next_run", at=str(next_fire(scheduler)))
+        # From the trigger, not the scheduler: listeners run under the scheduler's lock, and a
+        # shutdown waiting for this very job would deadlock on it.
+        log.info("next_run", at=str(trigger.get_next_fire_time(None, datetime.now(settings.tz))))
 
     scheduler.add_listener(after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     if run_now:
@@ -105,5 +117,7 @@ def run_daemon(settings: Settings, cancel: threading.Event, run_now: bool) -> in
     watchdog.start()
     scheduler.start()  # blocks until the stopper shuts the scheduler down
     watchdog.stop()
+    if server is not None:
+        server.shutdown()
     log.info("daemon_stopped")
     return 0

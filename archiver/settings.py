@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     )
     schedule: str = Field("0 2 * * *", validation_alias=_env("RC_ARCHIVER_SCHEDULE"))
     jitter: timedelta = Field(timedelta(0), validation_alias=_env("RC_ARCHIVER_JITTER"))
+    ping_url: str = Field("", validation_alias=_env("RC_ARCHIVER_PING_URL"))
+    metrics_addr: str = Field("", validation_alias=_env("RC_ARCHIVER_METRICS_ADDR"))
+    metrics_file: Path | None = Field(None, validation_alias=_env("RC_ARCHIVER_METRICS_FILE"))
     risk_days: int = Field(75, ge=1, le=365, validation_alias=_env("RC_ARCHIVER_RISK_DAYS"))
     progress_interval: timedelta = Field(
         timedelta(seconds=30), validation_alias=_env("RC_ARCHIVER_PROGRESS_INTERVAL")
@@ -255,6 +258,20 @@ class Settings(BaseSettings):
             CronTrigger.from_crontab(value)
         except ValueError as exc:
             raise ValueError(f"invalid cron expression {value[:60]!r} ({exc}); e.g. '0 2 * * *'") from None
+        return value
+
+    @field_validator("ping_url")
+    @classmethod
+    def _ping_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL, e.g. https://hc-ping.com/<uuid>")
+        return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _metrics_addr(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[\w.\-\[\]:]*:\d{1,5}", value):
+            raise ValueError("must be host:port, e.g. 0.0.0.0:9108 or 127.0.0.1:9108")
         return value
 
     @field_validator("s3_tags")

@@ -359,6 +359,22 @@ class StateStore:
             ).fetchall()
         return [self._row(r) for r in rows]
 
+    def last_success(self) -> datetime | None:
+        """When the last run that archived everything it found ended."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT ended_at FROM runs WHERE outcome = 'complete' ORDER BY ended_at DESC LIMIT 1"
+            ).fetchone()
+        return parse_time(row[0]) if row else None
+
+    def oldest_unarchived(self) -> datetime | None:
+        """Start of the oldest call whose recording is not archived yet."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(start_time) FROM recordings WHERE status != 'archived'"
+            ).fetchone()
+        return parse_time(row[0]) if row and row[0] else None
+
     def failed_rows(self) -> list[RecordingRow]:
         with self._lock:
             rows = self._db.execute(

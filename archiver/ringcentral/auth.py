@@ -98,6 +98,10 @@ class Authenticator:
         self._expires_at = 0.0
         self.logins = 0
 
+    @property
+    def pacer(self) -> RatePacer:
+        return self._pacer
+
     def token(self) -> str:
         """A token valid for at least RENEW_MARGIN seconds more (or half its lifetime)."""
         with self._lock:

@@ -88,6 +88,10 @@ class RingCentralClient:
         self._attempts = attempts
         self._cancel = cancel
 
+    @property
+    def pacer(self) -> RatePacer:
+        return self._heavy
+
     # -- one request ------------------------------------------------------------------------------
     def _send(self, url: str, *, stream: bool, headers: Mapping[str, str] | None = None) -> requests.Response:
         """One request with a valid token inside the rate budget; a 401 renews the token once."""
