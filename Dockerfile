@@ -17,9 +17,11 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 10001:10001
 ENV RC_ARCHIVER_STATE_PATH=/var/lib/rc-archiver/state.db \
     RC_ARCHIVER_SPOOL_DIR=/var/spool/rc-archiver \
+    TMPDIR=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-VOLUME ["/var/lib/rc-archiver", "/var/spool/rc-archiver"]
+# Everything written at run time lives on these volumes, so the root filesystem can be read-only.
+VOLUME ["/var/lib/rc-archiver", "/var/spool/rc-archiver", "/tmp"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["rc-archiver"]
-CMD ["run"]
+CMD ["daemon"]
