@@ -7,6 +7,7 @@ anything), then the destination, then the login, so each failure is reported bef
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 import uuid
@@ -21,11 +22,13 @@ import structlog
 
 from archiver.archive import Archiver, Planned, RunOptions, clear_spool, spool_folder
 from archiver.destinations import Destination, destination_for
+from archiver.destinations.s3 import make_s3_client
 from archiver.errors import ArchiverError, AuthError, SettingsError, TransientError
 from archiver.heartbeat import Heartbeat
 from archiver.logs import bind, register_secret
 from archiver.metrics import Metrics
 from archiver.models import RunSummary
+from archiver.remote_state import S3State
 from archiver.ringcentral.auth import Authenticator
 from archiver.ringcentral.client import RingCentralClient, make_session
 from archiver.ringcentral.pacer import RatePacer
@@ -66,12 +69,52 @@ class Runtime:
 
 
 def state_file(settings: Settings) -> Path:
+    """The local state file (for commands that read a local state only)."""
     if settings.state_path.startswith("s3://"):
         raise SettingsError(
-            "RC_ARCHIVER_STATE_PATH: an s3:// state is not supported by this version",
-            hint="use a local path (a PersistentVolumeClaim in Kubernetes)",
+            "RC_ARCHIVER_STATE_PATH: this command reads a local state file, not an s3:// one",
+            hint="copy the state object to a local file and point RC_ARCHIVER_STATE_PATH at it",
         )
     return Path(settings.state_path)
+
+
+@contextmanager
+def held_state(settings: Settings, wait_lock: float) -> Iterator[tuple[StateStore, S3State | None]]:
+    """The state, exclusively: a local file under an OS lock, or an S3 object under a lease (with
+    periodic checkpoints, and a final one that must succeed)."""
+    if not settings.state_path.startswith("s3://"):
+        path = Path(settings.state_path)
+        lock = lock_for(path)
+        lock.acquire(wait_lock)
+        try:
+            store = StateStore(path)
+            try:
+                yield store, None
+            finally:
+                store.close()
+        finally:
+            lock.release()
+        return
+    digest = hashlib.sha256(settings.state_path.encode()).hexdigest()[:12]
+    remote = S3State(
+        settings.state_path,
+        make_s3_client(settings.s3_max_attempts),
+        settings.spool_dir / f"s3-state-{digest}",
+    )
+    remote.acquire(wait_lock)
+    try:
+        store = StateStore(remote.download())
+        try:
+            remote.checkpoint_periodically(store)
+            try:
+                yield store, remote
+            finally:
+                remote.stop_checkpoints()
+                remote.checkpoint(store)  # on every path out: what the run recorded is kept
+        finally:
+            store.close()
+    finally:
+        remote.release()
 
 
 def lock_for(path: Path) -> FileLock:
@@ -125,20 +168,30 @@ def log_in(auth: Authenticator, server_url: str) -> None:
 def runtime(settings: Settings, wait_lock: float, cancel: threading.Event) -> Iterator[Runtime]:
     """Lock, state, destination, login and client for one command; all released on the way out."""
     settings.require("client_id", "client_secret", "jwt", "destination")
-    path = state_file(settings)
-    lock = lock_for(path)
-    lock.acquire(wait_lock)
+    with held_state(settings, wait_lock) as (state, _), _session_for(settings) as session:
+        yield from _wired(settings, state, session, cancel)
+
+
+@contextmanager
+def _session_for(settings: Settings) -> Iterator[requests.Session]:
     session = make_session(settings.download_concurrency + 4)
-    auth: Authenticator | None = None
-    state: StateStore | None = None
     try:
-        state = StateStore(path)
+        yield session
+    finally:
+        session.close()
+
+
+def _wired(
+    settings: Settings, state: StateStore, session: requests.Session, cancel: threading.Event
+) -> Iterator[Runtime]:
+    auth: Authenticator | None = None
+    try:
         destination = destination_for(settings)
         destination.probe()
         auth, client = connect(settings, session, cancel)
         log_in(auth, settings.server_url)
         heavy_limit, heavy_window = settings.heavy_rate
-        spool = spool_folder(settings.spool_dir, path)
+        spool = spool_folder(settings.spool_dir, state.path)
         leftovers = clear_spool(spool)
         if leftovers:
             log.info("spool_cleared", files=leftovers)
@@ -159,10 +212,6 @@ def runtime(settings: Settings, wait_lock: float, cancel: threading.Event) -> It
     finally:
         if auth is not None:
             auth.revoke()
-        session.close()
-        if state is not None:
-            state.close()
-        lock.release()
 
 
 def run_once(

@@ -186,6 +186,15 @@ class StateStore:
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
+    def snapshot(self, path: Path) -> None:
+        """A consistent copy of the whole database (SQLite's backup API), safe while others write."""
+        with self._lock:
+            target = sqlite3.connect(path)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+
     def integrity_ok(self) -> bool:
         with self._lock:
             return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

@@ -1,0 +1,77 @@
+"""The state kept in S3 (moto server): lease, download, checkpoints with If-Match, release."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import boto3
+
+from archiver.emulator import Emulator
+from tests.conftest import archiver_env, run_subprocess
+from tests.test_crash import events_of, slow_emulator, start_run
+from tests.test_pipeline import SINCE
+
+
+def s3_state_env(emulator: Emulator, tmp_path: Path, bucket: str) -> dict[str, str]:
+    dest = tmp_path / "archive"
+    dest.mkdir(exist_ok=True)
+    return archiver_env(
+        emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_STATE_PATH=f"s3://{bucket}/state/state.db"
+    )
+
+
+def test_s3_state_is_used_and_carried_between_runs(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    env = s3_state_env(emulator, tmp_path, s3_bucket)
+    first = run_subprocess(env, "run", "--since", SINCE)
+    assert first.returncode == 0, first.stdout[-2000:]
+    client = boto3.client("s3")
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    assert keys == {"state/state.db"}  # the lease is released
+    downloads = emulator.stats.snapshot()["downloads"]
+    (tmp_path / "spool").rename(tmp_path / "spool-old")  # a new pod: no local copy survives
+    second = run_subprocess(env, "run", "--since", SINCE)
+    assert second.returncode == 0
+    summary = next(e for e in events_of(second.stdout) if e["event"] == "run_summary")
+    assert summary["archived"] == 0 and summary["skipped"] == summary["found"] > 0
+    assert emulator.stats.snapshot()["downloads"] == downloads
+    assert any(e["event"] == "state_downloaded" for e in events_of(second.stdout))
+
+
+def test_a_live_lease_makes_a_second_run_exit_5(emulator: Emulator, tmp_path: Path, s3_bucket: str) -> None:
+    lease = {"owner": "other-pod", "expires_at": time.time() + 600}
+    boto3.client("s3").put_object(
+        Bucket=s3_bucket, Key="state/state.db.lease", Body=json.dumps(lease).encode()
+    )
+    result = run_subprocess(s3_state_env(emulator, tmp_path, s3_bucket), "run", "--since", SINCE)
+    assert result.returncode == 5
+    assert "lease" in result.stdout and emulator.stats.snapshot()["downloads"] == {}
+
+
+def test_an_expired_lease_is_taken_over(emulator: Emulator, tmp_path: Path, s3_bucket: str) -> None:
+    lease = {"owner": "crashed-pod", "expires_at": time.time() - 1}
+    boto3.client("s3").put_object(
+        Bucket=s3_bucket, Key="state/state.db.lease", Body=json.dumps(lease).encode()
+    )
+    result = run_subprocess(s3_state_env(emulator, tmp_path, s3_bucket), "run", "--since", SINCE)
+    assert result.returncode == 0
+    assert any(e["event"] == "expired_lease_taken_over" for e in events_of(result.stdout))
+
+
+def test_a_concurrent_writer_is_detected_and_never_overwritten(
+    emulator_factory: object, tmp_path: Path, s3_bucket: str
+) -> None:
+    emu = slow_emulator(emulator_factory, calls=120)  # type: ignore[arg-type]
+    env = s3_state_env(emu, tmp_path, s3_bucket)
+    proc = start_run(env)
+    time.sleep(2.0)
+    client = boto3.client("s3")
+    client.put_object(Bucket=s3_bucket, Key="state/state.db", Body=b"another writer's state")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out[-2000:]
+    assert "changed by another writer" in out
+    body = client.get_object(Bucket=s3_bucket, Key="state/state.db")["Body"].read()
+    assert body == b"another writer's state"
