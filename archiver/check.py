@@ -36,9 +36,12 @@ def _attempt(name: str, action: Callable[[], str]) -> CheckLine:
         return CheckLine(name, False, str(exc), exc.hint)
 
 
-def run_checks(settings: Settings, state_path: Path) -> list[CheckLine]:
+def run_checks(settings: Settings) -> list[CheckLine]:
     lines = [CheckLine("settings", True, "valid")]
-    lines.append(_attempt("state", lambda: _check_state(state_path)))
+    if settings.state_path.startswith("s3://"):
+        lines.append(_attempt("state", lambda: _check_remote_state(settings)))
+    else:
+        lines.append(_attempt("state", lambda: _check_state(Path(settings.state_path))))
     lines += _check_ringcentral(settings)
     lines.append(_attempt("destination", lambda: _check_destination(settings)))
     return lines
@@ -57,6 +60,37 @@ def _check_state(path: Path) -> str:
         return f"{path} (schema {store.schema_version}, integrity ok)"
     finally:
         store.close()
+
+
+def _check_remote_state(settings: Settings) -> str:
+    """The state bucket is reachable, and whether a state object or a live lease is there."""
+    import json
+    import time
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from archiver.destinations.s3 import make_s3_client
+    from archiver.remote_state import S3State
+
+    remote = S3State(settings.state_path, make_s3_client(settings.s3_max_attempts), Path("/nonexistent"))
+    client = make_s3_client(settings.s3_max_attempts)
+    try:
+        client.head_bucket(Bucket=remote.bucket)
+        found = client.list_objects_v2(Bucket=remote.bucket, Prefix=remote.key)
+    except (ClientError, BotoCoreError) as exc:
+        raise ArchiverError(
+            f"cannot reach the state bucket {remote.bucket}: {type(exc).__name__}",
+            hint="create the bucket or fix RC_ARCHIVER_STATE_PATH and the AWS credentials",
+        ) from None
+    keys = {item["Key"] for item in found.get("Contents", [])}
+    detail = f"{settings.state_path} " + (
+        "exists" if remote.key in keys else "will be created by the first run"
+    )
+    if remote.lease_key in keys:
+        lease = json.loads(client.get_object(Bucket=remote.bucket, Key=remote.lease_key)["Body"].read())
+        remaining = float(lease.get("expires_at", 0)) - time.time()
+        detail += f"; leased by {lease.get('owner')} for {int(remaining)} s more" if remaining > 0 else ""
+    return detail
 
 
 def _check_ringcentral(settings: Settings) -> list[CheckLine]:

@@ -210,15 +210,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from archiver.check import CheckLine, run_checks
-    from archiver.runner import state_file
 
     try:
         settings = _settings(args)
-        path = state_file(settings)
     except SettingsError as exc:
         print(CheckLine("settings", False, str(exc), exc.hint).render())
         return EXIT_INCOMPLETE
-    lines = run_checks(settings, path)
+    lines = run_checks(settings)
     for line in lines:
         print(line.render())
     return EXIT_OK if all(line.ok for line in lines) else EXIT_INCOMPLETE

@@ -75,3 +75,11 @@ def test_a_concurrent_writer_is_detected_and_never_overwritten(
     assert "changed by another writer" in out
     body = client.get_object(Bucket=s3_bucket, Key="state/state.db")["Body"].read()
     assert body == b"another writer's state"
+
+
+def test_check_reports_the_s3_state(emulator: Emulator, tmp_path: Path, s3_bucket: str) -> None:
+    env = s3_state_env(emulator, tmp_path, s3_bucket)
+    result = run_subprocess(env, "check")
+    assert result.returncode == 0, result.stdout
+    state_line = next(line for line in result.stdout.splitlines() if line.split()[1] == "state")
+    assert "will be created by the first run" in state_line
