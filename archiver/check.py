@@ -72,8 +72,9 @@ def _check_remote_state(settings: Settings) -> str:
     from archiver.destinations.s3 import make_s3_client
     from archiver.remote_state import S3State
 
-    remote = S3State(settings.state_path, make_s3_client(settings.s3_max_attempts), Path("/nonexistent"))
     client = make_s3_client(settings.s3_max_attempts)
+    # Only its names are used (bucket, key, lease key): no lease is taken and nothing is downloaded.
+    remote = S3State(settings.state_path, client, settings.spool_dir)
     try:
         client.head_bucket(Bucket=remote.bucket)
         found = client.list_objects_v2(Bucket=remote.bucket, Prefix=remote.key)
