@@ -11,6 +11,8 @@ from typing import Any
 import requests
 import structlog
 
+from archiver.logs import redact_text
+
 log = structlog.get_logger(__name__)
 TIMEOUT = (5.0, 10.0)
 
@@ -25,7 +27,10 @@ class Heartbeat:
             return
         try:
             reply = self._session.post(
-                self.url + suffix, data=json.dumps(body or {}, default=str).encode(), timeout=TIMEOUT
+                # The body leaves the machine: the same redaction as every log line.
+                self.url + suffix,
+                data=redact_text(json.dumps(body or {}, default=str)).encode(),
+                timeout=TIMEOUT,
             )
             if reply.status_code >= 400:
                 log.warning("ping_failed", ping=suffix or "/", status=reply.status_code)

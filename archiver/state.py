@@ -298,6 +298,15 @@ class StateStore:
             force_upload=bool(row["force_upload"]),
         )
 
+    def _select(self, condition: str, params: tuple[object, ...] = ()) -> list[RecordingRow]:
+        """Recordings matching an SQL condition, oldest call first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM recordings WHERE {condition} ORDER BY start_time",  # noqa: S608 - fixed text
+                params,
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
     def get(self, recording_id: str) -> RecordingRow | None:
         with self._lock:
             row = self._db.execute(
@@ -310,23 +319,16 @@ class StateStore:
     ) -> list[RecordingRow]:
         """Recordings to (re)try: pending, or failed fewer than max_attempts times; oldest first.
         With start/end, only those whose call started in [start, end) (one day slice)."""
-        query = "SELECT * FROM recordings WHERE status != 'archived' AND attempts < ?"
-        params: list[object] = [max_attempts]
         if start is not None and end is not None:
-            query += " AND start_time >= ? AND start_time < ?"
-            params += [format_time(start), format_time(end)]
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY start_time", params).fetchall()
-        return [self._row(r) for r in rows]
+            return self._select(
+                "status != 'archived' AND attempts < ? AND start_time >= ? AND start_time < ?",
+                (max_attempts, format_time(start), format_time(end)),
+            )
+        return self._select("status != 'archived' AND attempts < ?", (max_attempts,))
 
     def exhausted(self, max_attempts: int) -> list[RecordingRow]:
         """Recordings that failed max_attempts times: reported in every run until fixed or cleared."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM recordings WHERE status != 'archived' AND attempts >= ? ORDER BY start_time",
-                (max_attempts,),
-            ).fetchall()
-        return [self._row(r) for r in rows]
+        return self._select("status != 'archived' AND attempts >= ?", (max_attempts,))
 
     def mark_archived(self, recording_id: str, key: str, content_type: str, size: int, sha256: str) -> None:
         now = _now()
@@ -361,12 +363,7 @@ class StateStore:
 
     def at_risk(self, older_than: datetime) -> list[RecordingRow]:
         """Not archived, and the call started before `older_than`: close to RingCentral's deletion."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM recordings WHERE status != 'archived' AND start_time < ? ORDER BY start_time",
-                (format_time(older_than),),
-            ).fetchall()
-        return [self._row(r) for r in rows]
+        return self._select("status != 'archived' AND start_time < ?", (format_time(older_than),))
 
     def last_success(self) -> datetime | None:
         """When the last run that archived everything it found ended."""
@@ -385,11 +382,7 @@ class StateStore:
         return parse_time(row[0]) if row and row[0] else None
 
     def failed_rows(self) -> list[RecordingRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM recordings WHERE status = 'failed' ORDER BY start_time"
-            ).fetchall()
-        return [self._row(r) for r in rows]
+        return self._select("status = 'failed'")
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -397,10 +390,3 @@ class StateStore:
         out = {PENDING: 0, ARCHIVED: 0, FAILED: 0}
         out.update({r["status"]: int(r["n"]) for r in rows})
         return out
-
-    def archived_rows(self) -> list[RecordingRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM recordings WHERE status = 'archived' ORDER BY start_time"
-            ).fetchall()
-        return [self._row(r) for r in rows]
