@@ -35,11 +35,10 @@ import structlog
 
 from archiver import __version__
 from archiver.destinations.base import Destination, StoredObject
-from archiver.errors import DestinationError, NotReady, RecordingError
+from archiver.errors import Cancelled, DestinationError, NotReady, RecordingError, TransientError
 from archiver.keys import extension_for, render_key, sidecar_key
 from archiver.models import Failure, RecordingRef, RunSummary, format_time, recordings_in
 from archiver.ringcentral.client import Downloaded, RingCentralClient
-from archiver.ringcentral.pacer import Cancelled
 from archiver.state import ARCHIVED, RecordingRow, StateStore
 from archiver.windows import day_slices
 
@@ -214,7 +213,7 @@ class Archiver:
                             self._found.add(recording_id)
                             self._summary.found += 1
                             self._summary.skipped += status == ARCHIVED
-        except (RecordingError, Cancelled) as exc:
+        except (RecordingError, TransientError, Cancelled) as exc:
             if isinstance(exc, Cancelled):
                 return False
             self._scan_errors += 1
@@ -277,7 +276,7 @@ class Archiver:
         key = f"_manifests/{run_id}.jsonl"
         try:
             self.destination.put_bytes(key, lines.encode(), content_type="application/x-ndjson")
-        except RecordingError as exc:  # the recordings are archived; a missing manifest is reported
+        except (RecordingError, TransientError) as exc:  # the recordings are archived: report the manifest
             log.error("manifest_failed", key=key, reason=str(exc))
         else:
             log.info("manifest_written", key=key, recordings=len(self._manifest))
@@ -413,7 +412,7 @@ class Archiver:
                     self._summary.pending += 1
             bound.warning("recording_not_ready", attempts=attempts, reason=str(exc))
             return
-        if isinstance(exc, RecordingError):
+        if isinstance(exc, RecordingError | TransientError):
             reason = str(exc)
             bound.warning("recording_failed", reason=reason)
         else:

@@ -19,28 +19,12 @@ from types import FrameType
 import structlog
 
 from archiver import __version__
-from archiver.errors import ArchiverError, AuthError, DestinationError, LockHeld, SettingsError, StateError
+from archiver.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiverError, SettingsError, exit_code_for
 from archiver.logs import configure_logging
 from archiver.models import RunSummary, parse_time
 from archiver.settings import Settings, load_settings
 
 log = structlog.get_logger("archiver")
-
-EXIT_OK, EXIT_INCOMPLETE = 0, 1
-EXIT_CODES: dict[type[ArchiverError], int] = {
-    SettingsError: 2,
-    StateError: 2,
-    AuthError: 3,
-    DestinationError: 4,
-    LockHeld: 5,
-}
-
-
-def exit_code_for(exc: ArchiverError) -> int:
-    for kind, code in EXIT_CODES.items():
-        if isinstance(exc, kind):
-            return code
-    return EXIT_INCOMPLETE
 
 
 def summary_exit_code(summary: RunSummary) -> int:

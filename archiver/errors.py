@@ -1,17 +1,25 @@
-"""The archiver's exception tree. cli.py maps each branch to one exit code, in one table.
+"""The archiver's exception tree, and the one table that turns each branch into an exit code.
 
-ArchiverError                 carries a hint: what to do about it
- +-- SettingsError            exit 2  a setting is missing or invalid (names every bad one)
- +-- AuthError                exit 3  RingCentral refused the client credentials or the JWT
- +-- DestinationError         exit 4  the bucket/folder is missing, unreachable or forbidden
- +-- LockHeld                 exit 5  another run holds the state file's lock
- +-- RecordingError           (never leaves a run: recorded on the recording, retried later)
- |    +-- NotReady            404 CMN-102: the content is not available yet; stays pending
- |    +-- PermanentError      400/403/404: fails the recording at once, reason recorded
- |    +-- TransientError      5xx, 408, connection errors, timeouts, short bodies: retried
- |         +-- RateLimited    429: the pacer holds the whole group until Retry-After
- |         +-- TokenExpired   401 on an API call: log in again once, retry
- +-- StateError               the state file is unusable (corrupt, newer schema)
+ArchiverError                       every expected error; `hint` says what to do about it
+ +-- SettingsError           exit 2  a setting or command-line option is missing or invalid
+ +-- AuthError               exit 3  login refused, a 401 no new token fixes, a missing permission
+ +-- DestinationError        exit 4  the destination is missing, forbidden, unreachable or full
+ |    +-- SpoolError         exit 4  the spool folder cannot be written (full, read-only, forbidden)
+ +-- StateError              exit 4  the state file is unusable (bad path, read-only, corrupt, newer)
+ +-- LockHeld                exit 5  another run holds the state's lock (or lease)
+ +-- RingCentralUnavailable  exit 6  RingCentral unreachable or failing: the outage breaker tripped
+ +-- Cancelled               -       the run is stopping; the work it interrupts is simply not done
+ +-- RecordingError          -       about one recording: charged to its attempts, retried next run
+ |    +-- NotReady                   404 CMN-102: the content is not available yet; stays pending
+ |    +-- PermanentError             a per-recording 4xx, or a body that is no recording (empty, HTML)
+ |    +-- TruncatedBody              the body ended before its length: resumed, then charged
+ +-- TransientError          -       a failing world (5xx, timeouts, connections): retried with
+      |                              backoff, never charged to a recording; counted by the breaker
+      +-- RateLimited                429: the pacer holds the whole group
+      +-- TokenExpired               a token-class 401: the token is renewed once, then retried
+
+Exit 0 is a complete run (or one stopped by a signal in which nothing failed), exit 1 a run that
+left recordings failed or not yet available; neither is an exception.
 """
 
 from __future__ import annotations
@@ -37,12 +45,27 @@ class DestinationError(ArchiverError):
     pass
 
 
-class LockHeld(ArchiverError):
+class SpoolError(DestinationError):
     pass
 
 
 class StateError(ArchiverError):
     pass
+
+
+class LockHeld(ArchiverError):
+    pass
+
+
+class RingCentralUnavailable(ArchiverError):
+    pass
+
+
+class Cancelled(ArchiverError):
+    """The wait for a slot (or for work) was abandoned because the run is stopping."""
+
+    def __init__(self, message: str = "the run is stopping") -> None:
+        super().__init__(message)
 
 
 class RecordingError(ArchiverError):
@@ -57,24 +80,42 @@ class PermanentError(RecordingError):
     pass
 
 
-class TransientError(RecordingError):
+class TruncatedBody(RecordingError):
+    """The connection ended before Content-Length bytes arrived; what did arrive is kept on disk."""
+
+
+class TransientError(ArchiverError):
     pass
 
 
 class RateLimited(TransientError):
-    def __init__(self, message: str, retry_after: float, group: str = "heavy") -> None:
+    def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.group = group
 
 
 class TokenExpired(TransientError):
     pass
 
 
-class TruncatedBody(TransientError):
-    """The connection ended before Content-Length bytes arrived; `received` bytes are on disk."""
+EXIT_OK, EXIT_INCOMPLETE = 0, 1
 
-    def __init__(self, message: str, received: int) -> None:
-        super().__init__(message)
-        self.received = received
+# The one table: each error branch, its exit code and the `outcome` a run_summary reports for it.
+EXIT_CODES: tuple[tuple[type[ArchiverError], int, str], ...] = (
+    (SettingsError, 2, "settings"),
+    (AuthError, 3, "auth"),
+    (DestinationError, 4, "destination"),
+    (StateError, 4, "destination"),
+    (LockHeld, 5, "lock"),
+    (RingCentralUnavailable, 6, "outage"),
+)
+
+
+def exit_code_for(exc: ArchiverError) -> int:
+    """The exit code of an error that ends a command (1 for one the table does not name)."""
+    return next((code for kind, code, _ in EXIT_CODES if isinstance(exc, kind)), EXIT_INCOMPLETE)
+
+
+def outcome_for(exc: ArchiverError) -> str:
+    """The run_summary `outcome` of a run that an error ended."""
+    return next((outcome for kind, _, outcome in EXIT_CODES if isinstance(exc, kind)), "incomplete")

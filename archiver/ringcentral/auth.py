@@ -143,9 +143,7 @@ class Authenticator:
                 ) from None
             if status == 429:
                 self._pacer.penalize(retry_after(headers))
-                raise RateLimited(
-                    "HTTP 429 from the token endpoint", retry_after(headers) or 0.0, "auth"
-                ) from None
+                raise RateLimited("HTTP 429 from the token endpoint", retry_after(headers)) from None
             if status == 0:
                 raise TransientError(f"cannot reach RingCentral at {self._server_url} ({cause})") from None
             raise TransientError(f"HTTP {status} {code} from the token endpoint".rstrip()) from None

@@ -24,7 +24,7 @@ import urllib3.exceptions
 from tenacity import RetryCallState
 
 from archiver import __version__
-from archiver.errors import RateLimited, RecordingError, TokenExpired, TransientError, TruncatedBody
+from archiver.errors import RateLimited, SpoolError, TokenExpired, TransientError, TruncatedBody
 from archiver.models import format_time
 from archiver.ringcentral.auth import Authenticator
 from archiver.ringcentral.pacer import RatePacer
@@ -110,7 +110,7 @@ class RingCentralClient:
                 )
             except requests.exceptions.ChunkedEncodingError:
                 self._heavy.release(ticket, None)
-                raise TruncatedBody(f"a reply from {what} cut short", 0) from None
+                raise TruncatedBody(f"a reply from {what} cut short") from None
             except requests.RequestException as exc:
                 self._heavy.release(ticket, None)  # the server may have counted it: so do we
                 # Only the class name: requests' messages can carry the URL and pool details.
@@ -185,7 +185,7 @@ class RingCentralClient:
                 try:
                     data = response.json()
                 except requests.RequestException:
-                    raise TruncatedBody("a call-log page cut short", 0) from None
+                    raise TransientError("a call-log page cut short") from None
                 except ValueError:
                     raise TransientError("a call-log page that is not JSON") from None
                 if not isinstance(data, dict):
@@ -205,7 +205,7 @@ class RingCentralClient:
             # machine crash the spool is discarded anyway; durability belongs to the destination.
             sink.flush()
         except OSError as exc:
-            raise RecordingError(f"cannot write the spool file: {exc.strerror}") from None
+            raise SpoolError(f"cannot write the spool file: {exc.strerror}") from None
         return Downloaded(state.received, state.hasher.hexdigest(), state.content_type, state.resumes)
 
     def _download_once(self, content_uri: str, state: _DownloadState) -> None:
@@ -228,10 +228,9 @@ class RingCentralClient:
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
                 raise TruncatedBody(
                     f"body cut short after {state.received} of {total if total is not None else '?'} bytes",
-                    state.received,
                 ) from None
         if total is not None and state.received < total:
-            raise TruncatedBody(f"body cut short after {state.received} of {total} bytes", state.received)
+            raise TruncatedBody(f"body cut short after {state.received} of {total} bytes")
         if total is not None and state.received > total:
             state.restart()
             raise TransientError(f"body longer than its Content-Length ({total} bytes)")
@@ -260,7 +259,7 @@ class _DownloadState:
             self.sink.write(chunk)
         except OSError as exc:
             # A full spool disk fails this recording with a clear reason; the next run retries it.
-            raise RecordingError(f"cannot write the spool file: {exc.strerror}") from None
+            raise SpoolError(f"cannot write the spool file: {exc.strerror}") from None
         self.hasher.update(chunk)
         self.received += len(chunk)
 

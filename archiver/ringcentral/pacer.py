@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from archiver.errors import Cancelled
+
 DEFAULT_RETRY_AFTER = 30.0  # NOTES.md: when a 429 has no Retry-After, wait at least 30 s
 SAFETY_MARGIN = 0.05  # seconds added after a window edge, for clock granularity
 
@@ -44,10 +46,6 @@ def next_slot(
 class Ticket:
     group: str
     sent_at: float
-
-
-class Cancelled(Exception):
-    """The wait for a slot was abandoned because the run is stopping."""
 
 
 class RatePacer:

@@ -18,10 +18,10 @@ from typing import Any
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from archiver.errors import (
+    ArchiverError,
     NotReady,
     PermanentError,
     RateLimited,
-    RecordingError,
     TokenExpired,
     TransientError,
     TruncatedBody,
@@ -49,7 +49,7 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def classify(status: int, body: Any, headers: Mapping[str, str], what: str) -> RecordingError | None:
+def classify(status: int, body: Any, headers: Mapping[str, str], what: str) -> ArchiverError | None:
     """The error an HTTP status stands for (None for success). Messages never carry headers."""
     if status < 300:
         return None
@@ -58,7 +58,7 @@ def classify(status: int, body: Any, headers: Mapping[str, str], what: str) -> R
     if status == 401:
         return TokenExpired(detail)
     if status == 429:
-        return RateLimited(detail, retry_after(headers) or 0.0)
+        return RateLimited(detail, retry_after(headers))
     if status == 408 or status >= 500:
         return TransientError(detail)
     if status == 404 and code == "CMN-102":
@@ -86,7 +86,7 @@ def policy(
     if sleep is not None:
         kwargs["sleep"] = sleep
     return Retrying(
-        retry=retry_if_exception_type(TransientError),
+        retry=retry_if_exception_type((TransientError, TruncatedBody)),
         stop=stop_after_attempt(attempts),
         wait=_wait,
         before_sleep=on_retry,
