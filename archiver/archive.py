@@ -37,7 +37,8 @@ from archiver import __version__
 from archiver.destinations.base import Destination, StoredObject
 from archiver.errors import Cancelled, DestinationError, NotReady, RecordingError, TransientError
 from archiver.keys import extension_for, render_key, sidecar_key
-from archiver.models import Failure, RecordingRef, RunSummary, format_time, recordings_in
+from archiver.models import Failure, RunSummary, format_time
+from archiver.ringcentral.calllog import FoundRecording
 from archiver.ringcentral.client import Downloaded, RingCentralClient
 from archiver.state import ARCHIVED, RecordingRow, StateStore
 from archiver.windows import day_slices
@@ -69,6 +70,22 @@ class Planned:
     start: datetime
 
 
+def key_values(ref: FoundRecording, ext: str) -> dict[str, object]:
+    return {
+        "recording_id": ref.recording_id,
+        "call_id": ref.call_id,
+        "session_id": ref.session_id,
+        "telephony_session_id": ref.telephony_session_id,
+        "direction": ref.direction,
+        "from_number": ref.from_number,
+        "to_number": ref.to_number,
+        "from_name": ref.from_name,
+        "to_name": ref.to_name,
+        "extension_id": ref.extension_id,
+        "ext": ext,
+    }
+
+
 def spool_folder(spool_dir: Path, state_path: Path) -> Path:
     """A spool folder of this state file's own, so runs for different accounts never share one."""
     digest = hashlib.sha256(str(state_path.resolve()).encode()).hexdigest()[:12]
@@ -89,7 +106,7 @@ def clear_spool(folder: Path) -> int:
     return removed
 
 
-def sidecar_document(ref: RecordingRef, key: str, content_type: str, size: int, sha256: str) -> bytes:
+def sidecar_document(ref: FoundRecording, key: str, content_type: str, size: int, sha256: str) -> bytes:
     """The JSON written beside each recording: enough to understand it without RingCentral."""
     source = ref.leg if ref.leg is not None else ref.record
     doc = {
@@ -203,8 +220,8 @@ class Archiver:
         records = found = 0
         try:
             for page in self.client.call_log_pages(start, end):
-                records += len(page)
-                refs = [ref for record in page for ref in recordings_in(record)]
+                records += page.records
+                refs = page.recordings
                 found += len(refs)
                 statuses = self.state.note_found(refs)
                 with self._lock:
@@ -311,7 +328,7 @@ class Archiver:
                 path, downloaded, seconds = self._download(row)
                 key = render_key(
                     self.options.key_template,
-                    row.ref.key_values(extension_for(downloaded.content_type)),
+                    key_values(row.ref, extension_for(downloaded.content_type)),
                     row.ref.start.astimezone(self.options.timezone),
                 )
                 uploads.submit(
@@ -425,12 +442,14 @@ class Archiver:
                 self._summary.failures.append(Failure(row.recording_id, reason, attempts))
 
     # -- already archived? ------------------------------------------------------------------------
-    def candidate_keys(self, ref: RecordingRef) -> list[str]:
+    def candidate_keys(self, ref: FoundRecording) -> list[str]:
         """Where this recording would be stored; the extension is only known after download."""
         local_start = ref.start.astimezone(self.options.timezone)
         exts = ["mp3", "wav"] if "{ext" in self.options.key_template else ["bin"]
         return list(
-            dict.fromkeys(render_key(self.options.key_template, ref.key_values(e), local_start) for e in exts)
+            dict.fromkeys(
+                render_key(self.options.key_template, key_values(ref, e), local_start) for e in exts
+            )
         )
 
     def read_sidecar(self, key: str) -> dict[str, Any] | None:
@@ -444,7 +463,7 @@ class Archiver:
             return None
         return data if isinstance(data, dict) else None
 
-    def find_stored(self, ref: RecordingRef) -> tuple[str, StoredObject, dict[str, Any] | None] | None:
+    def find_stored(self, ref: FoundRecording) -> tuple[str, StoredObject, dict[str, Any] | None] | None:
         """Where the destination already holds this recording intact: (key, object, sidecar or None).
 
         The sidecar is None when only the audio made it (killed before the sidecar), which is

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from archiver.errors import LockHeld, StateError
-from archiver.models import RecordingRef, format_time, parse_time
+from archiver.models import format_time, parse_time
+from archiver.ringcentral.calllog import FoundRecording, recording_from
 
 PENDING, ARCHIVED, FAILED = "pending", "archived", "failed"
 
@@ -88,7 +89,7 @@ class RecordingRow:
     size: int | None
     sha256: str | None
     start_time: str
-    ref: RecordingRef
+    ref: FoundRecording
     force_upload: bool = False
 
 
@@ -254,7 +255,7 @@ class StateStore:
             )
 
     # -- recordings ---------------------------------------------------------------------------------
-    def note_found(self, refs: list[RecordingRef]) -> dict[str, str]:
+    def note_found(self, refs: list[FoundRecording]) -> dict[str, str]:
         """Record recordings seen in the call log (one transaction); returns each one's status."""
         now = _now()
         statuses: dict[str, str] = {}
@@ -294,7 +295,7 @@ class StateStore:
             size=row["size"],
             sha256=row["sha256"],
             start_time=row["start_time"],
-            ref=RecordingRef.from_call_log(source["record"], source["leg"]),
+            ref=recording_from(source["record"], source["leg"]),
             force_upload=bool(row["force_upload"]),
         )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import LockHeld, StateError
-from archiver.models import RecordingRef, recordings_in
+from archiver.ringcentral.calllog import FoundRecording, recordings_in
 from archiver.state import SCHEMA_VERSION, FileLock, StateStore
 
 
@@ -39,7 +39,7 @@ def record(recording_id: str, leg_recording: str | None = None) -> dict[str, obj
     return out
 
 
-def ref(recording_id: str) -> RecordingRef:
+def ref(recording_id: str) -> FoundRecording:
     return recordings_in(record(recording_id))[0]
 
 

@@ -27,6 +27,7 @@ from archiver import __version__
 from archiver.errors import RateLimited, SpoolError, TokenExpired, TransientError, TruncatedBody
 from archiver.models import format_time
 from archiver.ringcentral.auth import Authenticator
+from archiver.ringcentral.calllog import CallLogPage, recordings_in
 from archiver.ringcentral.pacer import RatePacer
 from archiver.ringcentral.retry import DEFAULT_ATTEMPTS, classify, policy
 
@@ -145,7 +146,7 @@ class RingCentralClient:
             raise error
 
     # -- call log ---------------------------------------------------------------------------------
-    def call_log_pages(self, date_from: datetime, date_to: datetime) -> Iterator[list[dict[str, Any]]]:
+    def call_log_pages(self, date_from: datetime, date_to: datetime) -> Iterator[CallLogPage]:
         """Pages of the company call log for [date_from, date_to): Detailed view, recorded calls only."""
         query = urlencode(
             [
@@ -166,7 +167,7 @@ class RingCentralClient:
             records = page.get("records")
             if not isinstance(records, list):
                 raise TransientError("a call-log page without a records list")
-            yield records
+            yield CallLogPage(len(records), [ref for record in records for ref in recordings_in(record)])
             next_page = (page.get("navigation") or {}).get("nextPage") or {}
             url = next_page.get("uri") if isinstance(next_page, dict) else None
 

@@ -1,0 +1,94 @@
+"""Call-log records as the archiver needs them: the one place that reads RingCentral's JSON keys.
+
+A record carries a recording at its top level and/or on its legs (a transferred call's second recording
+often exists only on a leg: docs/ringcentral-api.md#records-and-legs), so every record yields the
+distinct recordings of the record and of each leg. The raw record (and leg) travel along only for the
+sidecar, which keeps what RingCentral said about the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from archiver.models import parse_time
+
+
+@dataclass(frozen=True)
+class FoundRecording:
+    """One recording found in the call log, with the fields the archive uses."""
+
+    recording_id: str
+    content_uri: str
+    recording_type: str
+    call_id: str
+    session_id: str
+    telephony_session_id: str
+    start: datetime
+    duration: int
+    direction: str
+    from_number: str
+    to_number: str
+    from_name: str
+    to_name: str
+    extension_id: str
+    on_leg_only: bool = False  # the record's own `recording` is another one (or absent)
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    leg: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def parties(self) -> tuple[Any, Any]:
+        """The raw `from` and `to` of the leg (or record) the recording belongs to, for the sidecar."""
+        source = self.leg if self.leg is not None else self.record
+        return source.get("from") or self.record.get("from"), source.get("to") or self.record.get("to")
+
+
+def recording_from(record: dict[str, Any], leg: dict[str, Any] | None) -> FoundRecording:
+    source = leg if leg is not None else record
+    recording = source["recording"]
+    recording_id = str(recording["id"])
+    party_from = source.get("from") or record.get("from") or {}
+    party_to = source.get("to") or record.get("to") or {}
+    extension = source.get("extension") or record.get("extension") or {}
+    top = record.get("recording")
+    return FoundRecording(
+        recording_id=recording_id,
+        content_uri=str(recording["contentUri"]),
+        recording_type=str(recording.get("type", "")),
+        call_id=str(record.get("id", "")),
+        session_id=str(record.get("sessionId", "")),
+        telephony_session_id=str(source.get("telephonySessionId") or record.get("telephonySessionId") or ""),
+        start=parse_time(str(source.get("startTime") or record["startTime"])),
+        duration=int(source.get("duration") or record.get("duration") or 0),
+        direction=str(source.get("direction") or record.get("direction") or ""),
+        from_number=str(party_from.get("phoneNumber") or party_from.get("extensionNumber") or ""),
+        to_number=str(party_to.get("phoneNumber") or party_to.get("extensionNumber") or ""),
+        from_name=str(party_from.get("name") or ""),
+        to_name=str(party_to.get("name") or ""),
+        extension_id=str(extension.get("id") or ""),
+        on_leg_only=leg is not None
+        and not (isinstance(top, dict) and str(top.get("id")) == str(recording["id"])),
+        record=record,
+        leg=leg,
+    )
+
+
+def recordings_in(record: dict[str, Any]) -> list[FoundRecording]:
+    """Every recording of a call-log record: on the record itself and on each leg, deduplicated."""
+    found: dict[str, FoundRecording] = {}
+    if isinstance(record.get("recording"), dict):
+        ref = recording_from(record, None)
+        found[ref.recording_id] = ref
+    for leg in record.get("legs") or []:
+        if isinstance(leg, dict) and isinstance(leg.get("recording"), dict):
+            ref = recording_from(record, leg)
+            found.setdefault(ref.recording_id, ref)
+    return list(found.values())
+
+
+@dataclass(frozen=True)
+class CallLogPage:
+    """One page of the call log: how many records it held and the recordings found in them."""
+
+    records: int
+    recordings: list[FoundRecording]
