@@ -267,19 +267,19 @@ class Settings(BaseSettings):
         "{start:%Y/%m/%d}/{recording_id}.{ext}",
         env="RC_ARCHIVER_KEY_TEMPLATE",
         group=WHERE,
-        description="Object key under the prefix. Placeholders: {recording_id} (required), {call_id}, "
-        "{session_id}, {telephony_session_id}, {start:<strftime>}, {direction}, {from_number}, "
-        "{to_number}, {from_name}, {to_name}, {extension_id}, {ext} (mp3, wav, or bin for other "
-        "types). Must end in `.{ext}`: the sidecar is the key with `.json` in place of `.{ext}`, so "
-        "the two never collide. Values are sanitised to one safe segment each, and the template is "
-        "test-rendered with hostile values at start: one that could escape the prefix, render an "
-        "empty or `..` segment or a key over 900 bytes is refused.",
+        description="Object key under the prefix. Placeholders: `{recording_id}` (required), "
+        "`{call_id}`, `{session_id}`, `{telephony_session_id}`, `{start:<strftime>}`, `{direction}`, "
+        "`{from_number}`, `{to_number}`, `{from_name}`, `{to_name}`, `{extension_id}`, `{ext}` (mp3, "
+        "wav, or bin for other types). Must end in `.{ext}`: the sidecar is the key with `.json` in "
+        "place of `.{ext}`, so the two never collide. Values are sanitised to one safe segment each, "
+        "and the template is test-rendered with hostile values at start: one that could escape the "
+        "prefix, render an empty or `..` segment or a key over 900 bytes is refused.",
     )
     timezone: str = setting(
         "UTC",
         env="RC_ARCHIVER_TIMEZONE",
         group=WHERE,
-        description="IANA time zone of {start:...} in keys, of the day slices a long window is scanned "
+        description="IANA time zone of `{start:...}` in keys, of the day slices a long window is scanned "
         "in, and of the daemon's schedule.",
         example="Europe/Berlin",
     )
