@@ -25,6 +25,7 @@ from pydantic import (
     JsonValue,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -36,6 +37,7 @@ from archiver.keys import validate_template
 
 SECRET_FIELDS = ("client_secret", "jwt")
 CREDENTIAL_NAMES = {"client_secret": "rc_client_secret", "jwt": "rc_jwt"}
+SECRET_FILE_VARIABLES = {"client_secret": "RC_CLIENT_SECRET_FILE", "jwt": "RC_JWT_FILE"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
@@ -568,14 +570,15 @@ class Settings(BaseSettings):
 
     @field_validator("client_secret", "jwt")
     @classmethod
-    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secret_not_blank(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # An empty variable is a mistake (a template left unfilled, a Secret key misspelt), not "unset":
         # refused here rather than failing later at login. The value never reaches the message.
         if value is None:
             return None
         text = value.get_secret_value().strip()
         if not text:
-            raise ValueError("is empty: give the value, or unset it and use the *_FILE variable")
+            alternative = SECRET_FILE_VARIABLES[str(info.field_name)]
+            raise ValueError(f"is empty: give the value, or unset it and use {alternative}")
         return SecretStr(text)
 
     @field_validator("client_secret_file", "jwt_file", mode="before")
@@ -723,7 +726,7 @@ class Settings(BaseSettings):
             if getattr(self, name) is not None:
                 continue
             path: Path | None = getattr(self, f"{name}_file")
-            env_name = "RC_CLIENT_SECRET_FILE" if name == "client_secret" else "RC_JWT_FILE"
+            env_name = SECRET_FILE_VARIABLES[name]
             if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
                 candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAMES[name]
                 if candidate.exists():
