@@ -3,7 +3,11 @@
 Environment variables win over the file. Secrets (RC_CLIENT_SECRET, RC_JWT) come from the
 environment, from a file named by RC_CLIENT_SECRET_FILE / RC_JWT_FILE, or from systemd's
 $CREDENTIALS_DIRECTORY (credentials `rc_client_secret`, `rc_jwt`), never from the TOML file, which
-tends to end up in version control. Every invalid setting is reported at once, by its variable name.
+tends to end up in version control. Every invalid setting is reported at once, by its variable name,
+when the settings are loaded: before any lock, login or download.
+
+Each field carries its own documentation (description, group, example): the README's settings table
+and config/rc-archiver.example.toml are generated from it by archiver/settings_docs.py.
 """
 
 from __future__ import annotations
