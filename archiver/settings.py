@@ -3,7 +3,11 @@
 Environment variables win over the file. Secrets (RC_CLIENT_SECRET, RC_JWT) come from the
 environment, from a file named by RC_CLIENT_SECRET_FILE / RC_JWT_FILE, or from systemd's
 $CREDENTIALS_DIRECTORY (credentials `rc_client_secret`, `rc_jwt`), never from the TOML file, which
-tends to end up in version control. Every invalid setting is reported at once, by its variable name.
+tends to end up in version control. Every invalid setting is reported at once, by its variable name,
+when the settings are loaded: before any lock, login or download.
+
+Each field carries its own documentation (description, group, example): the README's settings table
+and config/rc-archiver.example.toml are generated from it by archiver/settings_docs.py.
 """
 
 from __future__ import annotations
@@ -13,12 +17,22 @@ import re
 import sys
 import tempfile
 import tomllib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    JsonValue,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -27,6 +41,7 @@ from archiver.keys import validate_template
 
 SECRET_FIELDS = ("client_secret", "jwt")
 CREDENTIAL_NAMES = {"client_secret": "rc_client_secret", "jwt": "rc_jwt"}
+SECRET_FILE_VARIABLES = {"client_secret": "RC_CLIENT_SECRET_FILE", "jwt": "RC_JWT_FILE"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
@@ -96,77 +111,434 @@ def _default_spool_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"rc-archiver-spool-{os.getuid()}"
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+# Documentation groups: the README table and the example TOML list the settings in this order, under
+# these headings (STYLE.md: one schema validates the settings AND generates their documentation).
+RINGCENTRAL = "RingCentral"
+WHERE = "Where recordings go"
+STATE = "State and spool"
+WINDOW = "Window"
+WORK = "Throughput and retries"
+SOURCE = "RingCentral's retention, and deleting at the source"
+S3 = "S3 storage options (audio and sidecars alike; ignored for folders)"
+DAEMON = "Daemon (`rc-archiver daemon`)"
+MONITORING = "Monitoring"
+PROCESS = "Process"
+GROUPS = (RINGCENTRAL, WHERE, STATE, WINDOW, WORK, SOURCE, S3, DAEMON, MONITORING, PROCESS)
+
+DURATIONS = "Durations: 30s, 90m, 24h, 2d, 1h30m."
+
+
+def setting(
+    default: Any = None,
+    *,
+    env: str,
+    group: str,
+    description: str,
+    example: object = None,
+    shown_default: str | None = None,
+    required: bool = False,
+    default_factory: Callable[[], Any] | None = None,
+    **constraints: Any,
+) -> Any:
+    """A field with everything its documentation needs: variable, group, description, example.
+
+    `shown_default` replaces the default in the docs where it depends on the machine; `required`
+    marks a setting a run cannot do without (the example TOML sets it to its example).
+    """
+    extra: dict[str, JsonValue] = {"group": group, "required": required}
+    if shown_default is not None:
+        extra["shown_default"] = shown_default
+    common: dict[str, Any] = {
+        "validation_alias": AliasChoices(env),
+        "description": description,
+        "examples": None if example is None else [example],
+        "json_schema_extra": extra,
+        **constraints,
+    }
+    if default_factory is not None:
+        return Field(default_factory=default_factory, **common)
+    return Field(default, **common)
+
+
+# Durations that must be longer than zero: a zero timeout, interval or window is never what anyone means
+# (RC_ARCHIVER_READ_TIMEOUT=0 used to be reported as "cannot reach RingCentral").
+POSITIVE_DURATIONS = (
+    "connect_timeout",
+    "read_timeout",
+    "lookback",
+    "exhausted_retry_interval",
+    "source_retention",
+    "progress_interval",
+    "stop_timeout",
+)
+# Durations where zero means something: no settle delay, no jitter, delete as soon as verified.
+NON_NEGATIVE_DURATIONS = ("settle_delay", "delete_after", "jitter")
 
 
 class Settings(BaseSettings):
-    """Every setting, with its environment variable as the alias (the names users depend on)."""
+    """Every setting, with its environment variable as the alias (the names users depend on).
+
+    Each field's `description` is its documentation: `python -m archiver.settings_docs --write`
+    regenerates the README's settings table and config/rc-archiver.example.toml from this model.
+    """
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, validate_default=True)
 
-    server_url: str = Field("https://platform.ringcentral.com", validation_alias=_env("RC_SERVER_URL"))
-    client_id: str | None = Field(None, validation_alias=_env("RC_CLIENT_ID"))
-    client_secret: SecretStr | None = Field(None, validation_alias=_env("RC_CLIENT_SECRET"))
-    client_secret_file: Path | None = Field(None, validation_alias=_env("RC_CLIENT_SECRET_FILE"))
-    jwt: SecretStr | None = Field(None, validation_alias=_env("RC_JWT"))
-    jwt_file: Path | None = Field(None, validation_alias=_env("RC_JWT_FILE"))
-    destination: str | None = Field(None, validation_alias=_env("RC_ARCHIVER_DESTINATION"))
-    state_path: str = Field(
-        default_factory=_default_state_path, validation_alias=_env("RC_ARCHIVER_STATE_PATH")
+    # -- RingCentral ------------------------------------------------------------------------------
+    server_url: str = setting(
+        "https://platform.ringcentral.com",
+        env="RC_SERVER_URL",
+        group=RINGCENTRAL,
+        description="The RingCentral platform API. Recording content comes from the media host the call "
+        "log names.",
     )
-    key_template: str = Field(
-        "{start:%Y/%m/%d}/{recording_id}.{ext}", validation_alias=_env("RC_ARCHIVER_KEY_TEMPLATE")
+    client_id: str | None = setting(
+        None,
+        env="RC_CLIENT_ID",
+        group=RINGCENTRAL,
+        description="The app's client id (not a secret).",
+        example="YOUR-CLIENT-ID",
+        shown_default="(required)",
+        required=True,
     )
-    log_format: Literal["json", "console", "auto"] = Field(
-        "auto", validation_alias=_env("RC_ARCHIVER_LOG_FORMAT")
+    client_secret: SecretStr | None = setting(
+        None,
+        env="RC_CLIENT_SECRET",
+        group=RINGCENTRAL,
+        description="The app's client secret: environment only, never the TOML file. Or "
+        "RC_CLIENT_SECRET_FILE, or the systemd credential `rc_client_secret`. Empty is refused.",
+        shown_default="(required)",
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", validation_alias=_env("RC_ARCHIVER_LOG_LEVEL")
+    client_secret_file: Path | None = setting(
+        None,
+        env="RC_CLIENT_SECRET_FILE",
+        group=RINGCENTRAL,
+        description="A file holding the client secret (a Kubernetes Secret, a root-only file).",
+        example="/etc/rc-archiver/client-secret",
     )
-    timezone: str = Field("UTC", validation_alias=_env("RC_ARCHIVER_TIMEZONE"))
-    lookback: timedelta = Field(timedelta(hours=24), validation_alias=_env("RC_ARCHIVER_LOOKBACK"))
-    settle_delay: timedelta = Field(timedelta(hours=1), validation_alias=_env("RC_ARCHIVER_SETTLE_DELAY"))
-    rate_heavy: str = Field("10/60s", validation_alias=_env("RC_ARCHIVER_RATE_HEAVY"))
-    rate_auth: str = Field("5/60s", validation_alias=_env("RC_ARCHIVER_RATE_AUTH"))
-    upload_concurrency: int = Field(4, ge=1, le=64, validation_alias=_env("RC_ARCHIVER_UPLOAD_CONCURRENCY"))
-    download_concurrency: int = Field(
-        2, ge=1, le=32, validation_alias=_env("RC_ARCHIVER_DOWNLOAD_CONCURRENCY")
+    jwt: SecretStr | None = setting(
+        None,
+        env="RC_JWT",
+        group=RINGCENTRAL,
+        description="The service user's JWT credential: environment only, never the TOML file. Or "
+        "RC_JWT_FILE, or the systemd credential `rc_jwt`. Empty is refused.",
+        shown_default="(required)",
     )
-    max_attempts: int = Field(5, ge=1, validation_alias=_env("RC_ARCHIVER_MAX_ATTEMPTS"))
-    spool_dir: Path = Field(
-        default_factory=_default_spool_dir, validation_alias=_env("RC_ARCHIVER_SPOOL_DIR")
+    jwt_file: Path | None = setting(
+        None,
+        env="RC_JWT_FILE",
+        group=RINGCENTRAL,
+        description="A file holding the JWT credential.",
+        example="/etc/rc-archiver/jwt",
     )
-    stop_timeout: timedelta = Field(timedelta(seconds=20), validation_alias=_env("RC_ARCHIVER_STOP_TIMEOUT"))
-    connect_timeout: timedelta = Field(
-        timedelta(seconds=10), validation_alias=_env("RC_ARCHIVER_CONNECT_TIMEOUT")
+    rate_heavy: str = setting(
+        "10/60s",
+        env="RC_ARCHIVER_RATE_HEAVY",
+        group=RINGCENTRAL,
+        description="RingCentral's Heavy group limit for this app, requests/window. Raise it only if "
+        "RingCentral raised yours.",
     )
-    read_timeout: timedelta = Field(timedelta(seconds=60), validation_alias=_env("RC_ARCHIVER_READ_TIMEOUT"))
-    s3_max_attempts: int = Field(10, ge=1, le=50, validation_alias=_env("RC_ARCHIVER_S3_MAX_ATTEMPTS"))
-    multipart_threshold: int = Field(
-        16 * 1024 * 1024, ge=5 * 1024 * 1024, validation_alias=_env("RC_ARCHIVER_MULTIPART_THRESHOLD")
+    rate_auth: str = setting(
+        "5/60s",
+        env="RC_ARCHIVER_RATE_AUTH",
+        group=RINGCENTRAL,
+        description="RingCentral's Auth group limit, requests/window.",
     )
-    schedule: str = Field("0 2 * * *", validation_alias=_env("RC_ARCHIVER_SCHEDULE"))
-    jitter: timedelta = Field(timedelta(0), validation_alias=_env("RC_ARCHIVER_JITTER"))
-    ping_url: str = Field("", validation_alias=_env("RC_ARCHIVER_PING_URL"))
-    metrics_addr: str = Field("", validation_alias=_env("RC_ARCHIVER_METRICS_ADDR"))
-    metrics_file: Path | None = Field(None, validation_alias=_env("RC_ARCHIVER_METRICS_FILE"))
-    risk_days: int = Field(75, ge=1, le=365, validation_alias=_env("RC_ARCHIVER_RISK_DAYS"))
-    progress_interval: timedelta = Field(
-        timedelta(seconds=30), validation_alias=_env("RC_ARCHIVER_PROGRESS_INTERVAL")
+    connect_timeout: timedelta = setting(
+        "10s",
+        env="RC_ARCHIVER_CONNECT_TIMEOUT",
+        group=RINGCENTRAL,
+        description="How long to wait for a connection to RingCentral (more than 0).",
     )
-    # S3 storage options, applied to audio and sidecars alike (ignored for folders).
-    s3_sse: Literal["", "AES256", "aws:kms"] = Field("", validation_alias=_env("RC_ARCHIVER_S3_SSE"))
-    s3_kms_key_id: str = Field("", validation_alias=_env("RC_ARCHIVER_S3_KMS_KEY_ID"))
-    s3_storage_class: str = Field("", validation_alias=_env("RC_ARCHIVER_S3_STORAGE_CLASS"))
-    s3_tags: str = Field("", validation_alias=_env("RC_ARCHIVER_S3_TAGS"))
-    s3_object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = Field(
-        "", validation_alias=_env("RC_ARCHIVER_S3_OBJECT_LOCK_MODE")
+    read_timeout: timedelta = setting(
+        "60s",
+        env="RC_ARCHIVER_READ_TIMEOUT",
+        group=RINGCENTRAL,
+        description="How long RingCentral may stay silent during a request or download (more than 0).",
     )
-    s3_object_lock_days: int = Field(
-        0, ge=0, le=36500, validation_alias=_env("RC_ARCHIVER_S3_OBJECT_LOCK_DAYS")
+
+    # -- Where recordings go ----------------------------------------------------------------------
+    destination: str | None = setting(
+        None,
+        env="RC_ARCHIVER_DESTINATION",
+        group=WHERE,
+        description="`s3://bucket/prefix` or `file:///absolute/folder`. S3 credentials, region and "
+        "endpoint come from the standard AWS variables and files (AWS_REGION, AWS_ENDPOINT_URL, "
+        "AWS_PROFILE, instance roles ...).",
+        example="s3://example-call-recordings/ringcentral",
+        shown_default="(required)",
+        required=True,
     )
-    s3_legal_hold: bool = Field(False, validation_alias=_env("RC_ARCHIVER_S3_LEGAL_HOLD"))
+    key_template: str = setting(
+        "{start:%Y/%m/%d}/{recording_id}.{ext}",
+        env="RC_ARCHIVER_KEY_TEMPLATE",
+        group=WHERE,
+        description="Object key under the prefix. Placeholders: `{recording_id}` (required), "
+        "`{call_id}`, `{session_id}`, `{telephony_session_id}`, `{start:<strftime>}`, `{direction}`, "
+        "`{from_number}`, `{to_number}`, `{from_name}`, `{to_name}`, `{extension_id}`, `{ext}` (mp3, "
+        "wav, or bin for other types). Must end in `.{ext}`: the sidecar is the key with `.json` in "
+        "place of `.{ext}`, so the two never collide. Values are sanitised to one safe segment each, "
+        "and the template is test-rendered with hostile values at start: one that could escape the "
+        "prefix, render an empty or `..` segment or a key over 900 bytes is refused.",
+    )
+    timezone: str = setting(
+        "UTC",
+        env="RC_ARCHIVER_TIMEZONE",
+        group=WHERE,
+        description="IANA time zone of `{start:...}` in keys, of the day slices a long window is scanned "
+        "in, and of the daemon's schedule.",
+        example="Europe/Berlin",
+    )
+
+    # -- State and spool --------------------------------------------------------------------------
+    state_path: str = setting(
+        env="RC_ARCHIVER_STATE_PATH",
+        group=STATE,
+        description="The SQLite state file, or `s3://bucket/key` for runs without a volume (leased, "
+        "checkpointed with If-Match).",
+        example="/var/lib/rc-archiver/state.db",
+        shown_default="$STATE_DIRECTORY/state.db under systemd, else ./rc-archiver-state.db",
+        default_factory=_default_state_path,
+    )
+    spool_dir: Path = setting(
+        env="RC_ARCHIVER_SPOOL_DIR",
+        group=STATE,
+        description="Folder for downloads in progress (each removed when stored; a killed run's "
+        "leftovers are cleared by the next).",
+        example="/var/spool/rc-archiver",
+        shown_default="$TMPDIR/rc-archiver-spool-<uid>",
+        default_factory=_default_spool_dir,
+    )
+
+    # -- Window -----------------------------------------------------------------------------------
+    lookback: timedelta = setting(
+        "24h",
+        env="RC_ARCHIVER_LOOKBACK",
+        group=WINDOW,
+        description="Each run scans from its last watermark minus this (the first run: the last "
+        f"`lookback`). More than 0. {DURATIONS}",
+    )
+    settle_delay: timedelta = setting(
+        "1h",
+        env="RC_ARCHIVER_SETTLE_DELAY",
+        group=WINDOW,
+        description="How far behind now a run stops: call-log records and recordings appear late. "
+        "0s allowed.",
+    )
+
+    # -- Throughput and retries -------------------------------------------------------------------
+    download_concurrency: int = setting(
+        2,
+        env="RC_ARCHIVER_DOWNLOAD_CONCURRENCY",
+        group=WORK,
+        description="Parallel downloads (1-32), all inside RC_ARCHIVER_RATE_HEAVY.",
+        ge=1,
+        le=32,
+    )
+    upload_concurrency: int = setting(
+        4,
+        env="RC_ARCHIVER_UPLOAD_CONCURRENCY",
+        group=WORK,
+        description="Parallel uploads (1-64).",
+        ge=1,
+        le=64,
+    )
+    max_attempts: int = setting(
+        5,
+        env="RC_ARCHIVER_MAX_ATTEMPTS",
+        group=WORK,
+        description="Runs a recording may fail (for reasons of its own, not outages) before it is "
+        "`exhausted`: reported loudly, then retried every RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL.",
+        ge=1,
+    )
+    exhausted_retry_interval: timedelta = setting(
+        "24h",
+        env="RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL",
+        group=WORK,
+        description="How often a recording past RC_ARCHIVER_MAX_ATTEMPTS is still retried: never "
+        "given up while RingCentral may hold it (`rc-archiver retry` resets it at once). More than 0.",
+    )
+    s3_max_attempts: int = setting(
+        10,
+        env="RC_ARCHIVER_S3_MAX_ATTEMPTS",
+        group=WORK,
+        description="Attempts per S3 request (botocore standard retries), 1-50.",
+        ge=1,
+        le=50,
+    )
+    multipart_threshold: int = setting(
+        16 * 1024 * 1024,
+        env="RC_ARCHIVER_MULTIPART_THRESHOLD",
+        group=WORK,
+        description="Bytes above which S3 uploads are multipart (at least 5 MiB, S3's smallest part).",
+        ge=5 * 1024 * 1024,
+    )
+
+    # -- RingCentral's retention, and deleting at the source --------------------------------------
+    source_retention: timedelta = setting(
+        "90d",
+        env="RC_ARCHIVER_SOURCE_RETENTION",
+        group=SOURCE,
+        description="How long RingCentral keeps a recording (90 days; 30 on HIPAA-configured "
+        "accounts): each recording's deadline is its call's start plus this. Any duration, e.g. 30d "
+        "or 900s. More than 0.",
+        example="30d",
+    )
+    source_cap: int = setting(
+        100_000,
+        env="RC_ARCHIVER_SOURCE_CAP",
+        group=SOURCE,
+        description="RingCentral's per-account recording cap, beyond which it drops the oldest first; "
+        "runs warn as the account approaches it.",
+        ge=1,
+    )
+    risk_days: int = setting(
+        75,
+        env="RC_ARCHIVER_RISK_DAYS",
+        group=SOURCE,
+        description="`status` reports recordings not archived whose call is older than this many days. "
+        "Below RC_ARCHIVER_SOURCE_RETENTION in days; 0 counts every one not yet archived.",
+        ge=0,
+        le=365,
+    )
+    delete_from_source: bool = setting(
+        False,
+        env="RC_ARCHIVER_DELETE_FROM_SOURCE",
+        group=SOURCE,
+        description="Delete recordings at RingCentral once their archived copy has been read back and "
+        "its sha256 matched (needs the EditCallLog app permission). Irreversible: opt in.",
+    )
+    delete_after: timedelta = setting(
+        "7d",
+        env="RC_ARCHIVER_DELETE_AFTER",
+        group=SOURCE,
+        description="With RC_ARCHIVER_DELETE_FROM_SOURCE, how long after archiving a recording is "
+        "deleted at RingCentral; 0s allowed.",
+    )
+
+    # -- S3 storage options -----------------------------------------------------------------------
+    s3_sse: Literal["", "AES256", "aws:kms"] = setting(
+        "",
+        env="RC_ARCHIVER_S3_SSE",
+        group=S3,
+        description='Server-side encryption: "" (the bucket\'s default), AES256 or aws:kms.',
+    )
+    s3_kms_key_id: str = setting(
+        "",
+        env="RC_ARCHIVER_S3_KMS_KEY_ID",
+        group=S3,
+        description='The KMS key for RC_ARCHIVER_S3_SSE=aws:kms ("" = the AWS-managed key).',
+    )
+    s3_storage_class: str = setting(
+        "",
+        env="RC_ARCHIVER_S3_STORAGE_CLASS",
+        group=S3,
+        description=f'Storage class: one of {", ".join(sorted(STORAGE_CLASSES))} ("" = STANDARD).',
+        example="GLACIER_IR",
+    )
+    s3_tags: str = setting(
+        "",
+        env="RC_ARCHIVER_S3_TAGS",
+        group=S3,
+        description="Object tags, key=value pairs separated by commas (at most 10).",
+        example="team=legal,retention=7y",
+    )
+    s3_object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = setting(
+        "",
+        env="RC_ARCHIVER_S3_OBJECT_LOCK_MODE",
+        group=S3,
+        description="S3 Object Lock retention mode, GOVERNANCE or COMPLIANCE, set together with "
+        "RC_ARCHIVER_S3_OBJECT_LOCK_DAYS; the bucket must have Object Lock enabled (checked first).",
+    )
+    s3_object_lock_days: int = setting(
+        0,
+        env="RC_ARCHIVER_S3_OBJECT_LOCK_DAYS",
+        group=S3,
+        description="Days each object is retained under RC_ARCHIVER_S3_OBJECT_LOCK_MODE (0-36500).",
+        ge=0,
+        le=36500,
+    )
+    s3_legal_hold: bool = setting(
+        False,
+        env="RC_ARCHIVER_S3_LEGAL_HOLD",
+        group=S3,
+        description="A legal hold on every object (needs an Object Lock bucket too).",
+    )
+
+    # -- Daemon -----------------------------------------------------------------------------------
+    schedule: str = setting(
+        "0 2 * * *",
+        env="RC_ARCHIVER_SCHEDULE",
+        group=DAEMON,
+        description="When the daemon runs: a 5-field cron expression in RC_ARCHIVER_TIMEZONE.",
+    )
+    jitter: timedelta = setting(
+        "0s",
+        env="RC_ARCHIVER_JITTER",
+        group=DAEMON,
+        description="A random delay of up to this after each scheduled time; 0s allowed.",
+    )
+
+    # -- Monitoring -------------------------------------------------------------------------------
+    ping_url: str = setting(
+        "",
+        env="RC_ARCHIVER_PING_URL",
+        group=MONITORING,
+        description="Heartbeat pings (healthchecks.io style): <url>/start when a run begins, <url> on "
+        'success, <url>/fail on failure, with the run summary as the body ("" = off).',
+        example="https://hc-ping.com/<uuid>",
+    )
+    pushgateway_url: str = setting(
+        "",
+        env="RC_ARCHIVER_PUSHGATEWAY_URL",
+        group=MONITORING,
+        description="A Prometheus Pushgateway that receives each run's metrics at its end, whatever "
+        'the outcome (for Kubernetes CronJobs; "" = off).',
+        example="http://pushgateway.monitoring:9091",
+    )
+    metrics_addr: str = setting(
+        "",
+        env="RC_ARCHIVER_METRICS_ADDR",
+        group=MONITORING,
+        description='host:port where the daemon serves /metrics and /healthz ("" = off).',
+        example="127.0.0.1:9108",
+    )
+    metrics_file: Path | None = setting(
+        None,
+        env="RC_ARCHIVER_METRICS_FILE",
+        group=MONITORING,
+        description="Where a one-shot run writes its metrics, for node_exporter's textfile collector "
+        "(unset or empty = off).",
+        example="/var/lib/node_exporter/textfile/rc-archiver.prom",
+    )
+    progress_interval: timedelta = setting(
+        "30s",
+        env="RC_ARCHIVER_PROGRESS_INTERVAL",
+        group=MONITORING,
+        description="How often a run reports progress (an event in the logs; a bar on a terminal). "
+        "More than 0.",
+    )
+
+    # -- Process ----------------------------------------------------------------------------------
+    stop_timeout: timedelta = setting(
+        "20s",
+        env="RC_ARCHIVER_STOP_TIMEOUT",
+        group=PROCESS,
+        description="On SIGTERM/SIGINT, how long in-flight transfers may finish (Kubernetes allows 30 s "
+        "by default). More than 0.",
+    )
+    log_format: Literal["json", "console", "auto"] = setting(
+        "auto",
+        env="RC_ARCHIVER_LOG_FORMAT",
+        group=PROCESS,
+        description="json, console, or auto: console on a terminal, json elsewhere.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        "info",
+        env="RC_ARCHIVER_LOG_LEVEL",
+        group=PROCESS,
+        description="debug, info, warning or error.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -181,19 +553,54 @@ class Settings(BaseSettings):
         return init_settings, env_settings, TomlSource(settings_cls)
 
     # -- field validation -----------------------------------------------------------------------
-    @field_validator(
-        "lookback",
-        "settle_delay",
-        "stop_timeout",
-        "connect_timeout",
-        "read_timeout",
-        "progress_interval",
-        "jitter",
-        mode="before",
-    )
+    @field_validator(*POSITIVE_DURATIONS, *NON_NEGATIVE_DURATIONS, mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
+
+    @field_validator(*POSITIVE_DURATIONS)
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s, e.g. 30s, 90m, 24h or 2d")
+        return value
+
+    @field_validator(*NON_NEGATIVE_DURATIONS)
+    @classmethod
+    def _non_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative (0s is allowed)")
+        return value
+
+    @field_validator("client_secret", "jwt")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # An empty variable is a mistake (a template left unfilled, a Secret key misspelt), not "unset":
+        # refused here rather than failing later at login. The value never reaches the message.
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if not text:
+            alternative = SECRET_FILE_VARIABLES[str(info.field_name)]
+            raise ValueError(f"is empty: give the value, or unset it and use {alternative}")
+        return SecretStr(text)
+
+    @field_validator("client_secret_file", "jwt_file", mode="before")
+    @classmethod
+    def _secret_file_not_blank(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():  # Path("") would be the current folder
+            raise ValueError("is empty: name the file holding the secret, or unset it")
+        return value
+
+    @field_validator("metrics_file", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("client_id")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None else None
 
     @field_validator("rate_heavy", "rate_auth")
     @classmethod
@@ -267,6 +674,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL, e.g. https://hc-ping.com/<uuid>")
         return value
 
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL, e.g. http://pushgateway.monitoring:9091")
+        return value.rstrip("/")
+
     @field_validator("metrics_addr")
     @classmethod
     def _metrics_addr(cls, value: str) -> str:
@@ -301,12 +715,22 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _risk_inside_retention(self) -> Settings:
+        retention_days = self.source_retention / timedelta(days=1)
+        if self.risk_days >= retention_days:
+            raise ValueError(
+                f"RC_ARCHIVER_RISK_DAYS ({self.risk_days}) must be below RC_ARCHIVER_SOURCE_RETENTION in "
+                f"days ({retention_days:g}): a recording is at risk before RingCentral deletes it, not after"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:
         for name in SECRET_FIELDS:
             if getattr(self, name) is not None:
                 continue
             path: Path | None = getattr(self, f"{name}_file")
-            env_name = "RC_CLIENT_SECRET_FILE" if name == "client_secret" else "RC_JWT_FILE"
+            env_name = SECRET_FILE_VARIABLES[name]
             if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
                 candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAMES[name]
                 if candidate.exists():
@@ -409,7 +833,8 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
         for error in exc.errors():
             loc = error["loc"][0] if error["loc"] else ""
             name = ENV_NAMES.get(str(loc), str(loc))
-            message = str(error["msg"]).removeprefix("Value error, ")
+            # One line, whatever a library put in its message: the error is one log line.
+            message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
             problems.append(f"{name}: {message}" if name else message)
         raise SettingsError(
             "invalid settings: " + "; ".join(problems),

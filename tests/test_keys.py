@@ -9,11 +9,14 @@ import pytest
 from archiver.emulator.data import HOSTILE_STRINGS
 from archiver.errors import SettingsError
 from archiver.keys import (
+    EXTENSIONS,
+    PLACEHOLDERS,
     check_key,
     extension_for,
     render_key,
     sanitise_segment,
     sidecar_key,
+    unsafe_reason,
     validate_template,
 )
 
@@ -103,3 +106,79 @@ def test_keys_extension_for_content_type(content_type: str, ext: str) -> None:
 def test_keys_sidecar_key_replaces_the_extension() -> None:
     assert sidecar_key("2026/03/04/123.mp3") == "2026/03/04/123.json"
     assert sidecar_key("flat") == "flat.json"
+
+
+# -- the template is proven at load time -----------------------------------------------------------
+ACCEPTED = (
+    DEFAULT,
+    "{recording_id}.{ext}",
+    "{from_name}/{to_number}/{direction}/{call_id}-{recording_id}-{from_number}.{ext}",
+    "{start:%Y-%m}/{extension_id}/{start:%d_%H%M%S}_{recording_id}.{ext}",
+)
+
+
+@pytest.mark.parametrize("template", ACCEPTED)
+def test_keys_accepted_templates_are_valid(template: str) -> None:
+    validate_template(template)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{recording_id}.json",  # the sidecar key would be the audio key: the audio is overwritten
+        "{recording_id}.{ext}.json",
+        "{recording_id}",
+        "{recording_id}{ext}",
+        "{recording_id}.{ext}/",
+        "{ext}/{recording_id}",
+        "{recording_id}-{from_name}",  # a caller-controlled ending could be 'json'
+    ],
+)
+def test_keys_templates_not_ending_in_ext_are_refused(template: str) -> None:
+    with pytest.raises(ValueError, match=r"must end in '\.\{ext\}'"):
+        validate_template(template)
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{start:%Y}/../{recording_id}.{ext}", "segment"),
+        ("../{recording_id}.{ext}", "segment"),
+        ("a//{recording_id}.{ext}", "segment"),
+        ("./{recording_id}.{ext}", "segment"),
+        ("{start:%Y/}/{recording_id}.{ext}", "segment"),  # only strftime's output makes the '//'
+        ("{start:..}/{recording_id}.{ext}", "segment"),
+        ("a\\b/{recording_id}.{ext}", "character"),
+        ("{start:%H:%M}/{recording_id}.{ext}", "character"),
+        ("{from_name}" * 12 + "/{recording_id}.{ext}", "longer than 900 bytes"),
+    ],
+)
+def test_keys_templates_that_could_render_unsafe_keys_are_refused(template: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason) as raised:
+        validate_template(template)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("template", ACCEPTED)
+@pytest.mark.parametrize("hostile", HOSTILE_STRINGS)
+def test_keys_accepted_templates_render_safe_keys_apart_from_their_sidecars(
+    template: str, hostile: str
+) -> None:
+    # The emulator's hostile list is independent of the one keys.py probes with: a template accepted
+    # by that probe must hold against these too, for every extension a recording can get.
+    values = {name: hostile for name in PLACEHOLDERS} | {"recording_id": "42"}
+    for ext in EXTENSIONS:
+        key = render_key(template, values | {"ext": ext}, START)
+        assert key.endswith(f".{ext}")
+        assert sidecar_key(key) != key and sidecar_key(key).endswith(".json")
+
+
+def test_keys_ext_is_never_json() -> None:
+    assert "json" not in EXTENSIONS
+    assert extension_for("application/json") == "bin"
+    assert {extension_for(t) for t in ("audio/mpeg", "audio/wav", "text/html")} <= EXTENSIONS
+
+
+def test_keys_unsafe_reason_is_empty_only_for_safe_keys() -> None:
+    assert unsafe_reason("2026/03/04/123.mp3") == ""
+    assert unsafe_reason("a//b.mp3") and unsafe_reason("../x") and unsafe_reason("x" * 901)
