@@ -86,8 +86,9 @@ def test_emulator_oauth_errors_are_ringcentral_bodies(emulator: Emulator) -> Non
     validate("ApiErrorResponseModel", bad_client.json())
 
     bad_jwt = login(emulator, assertion="not-the-jwt")
-    assert bad_jwt.status_code == 400
+    assert bad_jwt.status_code == 401  # the errors table: OAU-140 is a 401
     assert bad_jwt.json()["error"] == "invalid_grant"
+    assert bad_jwt.json()["errors"][0]["errorCode"] == "OAU-140"
     validate("ApiErrorResponseModel", bad_jwt.json())
 
     refresh = login(emulator, grant_type="refresh_token", refresh_token="anything")

@@ -6,7 +6,10 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-FAULT_KINDS = ("429", "500", "503", "reset", "truncate", "slow")
+# New kinds go at the end: a seeded draw over the old kinds then stays what it was.
+# "empty" and "html" are bad 200 replies (0 bytes; a text/html page, as a proxy or portal serves it):
+# a correct archiver never archives them.
+FAULT_KINDS = ("429", "500", "503", "reset", "truncate", "slow", "empty", "html")
 
 
 @dataclass
