@@ -25,13 +25,14 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from archiver.emulator.data import (
     ACCOUNT_ID,
+    LEG_ONLY_WHEN_FILTERED,
     Call,
     CallLogData,
     DataOptions,
@@ -241,7 +242,12 @@ class EmulatorState:
         self.readings = config.readings()
         if not config.data.anchor:
             config.data.anchor = config.clock()
-        self.data: CallLogData = generate(config.data)
+        options = config.data
+        if options.leg_only_fraction is None:
+            # Records whose only recording is on a leg matter only under the top-level filter reading.
+            share = LEG_ONLY_WHEN_FILTERED if self.readings.filter_top_level_only else 0.0
+            options = replace(options, leg_only_fraction=share)
+        self.data: CallLogData = generate(options)
         self.deletions = Deletions(self.data, config.retention)
         self.tokens: dict[str, TokenRecord] = {}
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> access token
