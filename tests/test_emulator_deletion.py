@@ -205,7 +205,7 @@ def test_emulator_delete_endpoint_refuses_bad_requests_and_deletes_nothing(
 
 
 def test_emulator_delete_endpoint_counts_in_heavy(emulator_factory: Callable[..., Emulator]) -> None:
-    emu = emulator_factory(scope=CAN_DELETE, heavy=GroupLimit(2, 60.0, 60.0))
+    emu = emulator_factory(scope=CAN_DELETE, heavy=GroupLimit(2, 60.0, 60.0), media_group="heavy")
     tok = token(emu)
     ids = sorted(emu.state.data.recordings)
     assert delete(emu, tok, {"records": ids[:1]}).status_code == 204

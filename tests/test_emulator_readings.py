@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from archiver.emulator import DataOptions, Emulator, EmulatorConfig, FaultOptions, GroupLimit
-from archiver.emulator.readings import OPTIMISTIC, PESSIMISTIC
+from archiver.emulator.readings import OPTIMISTIC, PESSIMISTIC, Readings
 
 SPEC = json.loads((Path(__file__).parent / "data" / "rc-archiver-subset.openapi.json").read_text())
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -95,7 +95,7 @@ def test_emulator_leg_only_records_appear_with_the_filter_reading(
     emulator_factory: Callable[..., Emulator],
 ) -> None:
     shapes = DataOptions(seed=3, calls=300, days=3, bytes_per_second=10)
-    default = emulator_factory(data=shapes)
+    default = emulator_factory(data=shapes, filter_top_level_only=False)
     assert all(c.recording is not None for c in default.state.data.calls if c.legs[-1].recording)
     filtered = emulator_factory(data=DataOptions(seed=3, calls=300, days=3), filter_top_level_only=True)
     assert any(c.recording is None and c.recordings() for c in filtered.state.data.calls)
@@ -192,7 +192,8 @@ def test_emulator_session_cap_ends_the_oldest_session(emulator_factory: Callable
     assert (stats["logins"], stats["sessions_invalidated"]) == (4, 1)
 
 
-def test_emulator_no_session_cap_by_default(emulator: Emulator) -> None:
+def test_emulator_session_cap_zero_means_none(emulator_factory: Callable[..., Emulator]) -> None:
+    emulator = emulator_factory(session_cap=0)
     tokens = [token(emulator) for _ in range(7)]
     assert all(get(call_log_url(emulator), t, **ALL_TIME).status_code == 200 for t in tokens)
     assert emulator.stats.snapshot()["sessions_invalidated"] == 0
@@ -267,8 +268,8 @@ def test_emulator_media_group_has_its_own_budget(emulator_factory: Callable[...,
     assert pages[0].headers["X-Rate-Limit-Group"] == "heavy"
 
 
-def test_emulator_media_shares_heavy_by_default(emulator_factory: Callable[..., Emulator]) -> None:
-    emu = emulator_factory(heavy=GroupLimit(2, 60.0, 60.0))
+def test_emulator_media_can_share_heavy(emulator_factory: Callable[..., Emulator]) -> None:
+    emu = emulator_factory(heavy=GroupLimit(2, 60.0, 60.0), media_group="heavy")
     tok = token(emu)
     download = get(content_url(emu), tok)
     assert download.headers["X-Rate-Limit-Group"] == "heavy"
@@ -387,3 +388,15 @@ def test_emulator_command_accepts_loopback_hosts(host: str) -> None:
     assert config.host == host
     assert config.readings() == PESSIMISTIC
     assert config.media == GroupLimit(4, 60.0, 60.0)
+
+
+@pytest.mark.parametrize(("switch", "expected"), [("1", PESSIMISTIC), ("", OPTIMISTIC)])
+def test_emulator_factory_follows_the_suite_switch(
+    emulator_factory: Callable[..., Emulator],
+    monkeypatch: pytest.MonkeyPatch,
+    switch: str,
+    expected: Readings,
+) -> None:
+    monkeypatch.setenv("RC_EMULATOR_PESSIMISTIC", switch)
+    assert emulator_factory().state.readings == expected
+    assert emulator_factory(session_cap=0).state.readings.session_cap == 0  # explicit wins
