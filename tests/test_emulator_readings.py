@@ -390,6 +390,41 @@ def test_emulator_command_accepts_loopback_hosts(host: str) -> None:
     assert config.media == GroupLimit(4, 60.0, 60.0)
 
 
+def test_emulator_command_options_reach_the_config() -> None:
+    import argparse
+
+    from archiver.emulator.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = [
+        "--pessimistic",
+        "--no-filter-top-level-only",
+        "--session-cap=0",
+        "--retry-after=http-date",
+        "--next-page-style=absolute",
+        "--media-group=heavy",
+        "--retention=30d",
+        "--scope=ReadCallLog ReadCallRecording EditCallLog",
+        "--content-error=login-required",
+        "--call-log-error=no-full-company-call-log",
+        "--token-error=unauthorized-grant",
+        "--leg-only=0.1",
+    ]
+    config = config_from_args(parser.parse_args(args))
+    assert config.readings() == Readings(False, 0, "http-date", "absolute", "heavy")
+    assert config.retention == 30 * 86400
+    assert config.scope.split() == ["ReadCallLog", "ReadCallRecording", "EditCallLog"]
+    assert (config.content_error, config.call_log_error, config.token_error) == (
+        "login-required",
+        "no-full-company-call-log",
+        "unauthorized-grant",
+    )
+    assert config.data.leg_only_fraction == 0.1
+    defaults = config_from_args(parser.parse_args([]))
+    assert defaults.readings() == OPTIMISTIC and defaults.retention is None
+
+
 @pytest.mark.parametrize(("switch", "expected"), [("1", PESSIMISTIC), ("", OPTIMISTIC)])
 def test_emulator_factory_follows_the_suite_switch(
     emulator_factory: Callable[..., Emulator],

@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="share of calls with hostile names and numbers ('../', control characters, ...)",
     )
+    a(
+        "--leg-only",
+        type=float,
+        metavar="SHARE",
+        help="share of calls recorded only on a transfer leg (default: 0.04 with the top-level filter)",
+    )
     a("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
     a(
         "--refresh-tokens",
@@ -154,6 +160,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             bytes_per_second=args.bytes_per_second,
             fixed_size=args.fixed_size,
             hostile_fraction=args.hostile,
+            leg_only_fraction=args.leg_only,
         ),
         token_ttl=args.token_ttl,
         refresh_tokens=args.refresh_tokens,
