@@ -20,7 +20,7 @@ class FaultOptions:
     retry_after: int = 1  # Retry-After of an injected 429 (it starts no penalty)
     routes: frozenset[str] = (
         frozenset()
-    )  # limit faults to these routes (call-log, recording, content); empty: all
+    )  # limit faults to these routes (call-log, recording, content, delete-recordings); empty: all
 
     def validate(self) -> None:
         unknown = set(self.rates) - set(FAULT_KINDS)

@@ -272,7 +272,11 @@ class EmulatorState:
         return self.deletions.deleted_at(recording.id, now) is not None
 
     def ground_truth(self, date_from: float, date_to: float) -> list[dict[str, Any]]:
-        """Every recording a correct archiver must archive for calls that started in [from, to)."""
+        """Every recording a correct archiver must archive for calls that started in [from, to).
+
+        Each entry also says when retention deletes it (`deadline`, None without retention) and whether
+        and when it is gone (`deletedAt`, `deletedBy` "api" | "retention"): one deleted before it was
+        archived is owed as lost, not as archived."""
         now = self.config.clock()
         out: dict[str, dict[str, Any]] = {}
         for call in self.data.calls:
