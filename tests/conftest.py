@@ -85,9 +85,16 @@ def s3_objects(bucket: str, prefix: str = "") -> dict[str, bytes]:
 
 
 def make_config(**changes: Any) -> EmulatorConfig:
-    """Fast defaults for tests: small recordings, no delays, raised limits."""
+    """Fast defaults for tests: small recordings, no delays, raised limits.
+
+    With RC_EMULATOR_PESSIMISTIC=1 every emulator takes the pessimistic reading of each point RingCentral
+    leaves open (a test that needs one reading sets that option, which wins over the switch).
+    """
     data = changes.pop("data", None) or DataOptions(seed=11, calls=60, days=3, bytes_per_second=40)
-    base = EmulatorConfig(data=data, heavy=FAST, auth=FAST, record_delay=0, recording_delay=0)
+    pessimistic = os.environ.get("RC_EMULATOR_PESSIMISTIC") == "1"
+    base = EmulatorConfig(
+        data=data, heavy=FAST, auth=FAST, record_delay=0, recording_delay=0, pessimistic=pessimistic
+    )
     return replace(base, **changes)
 
 

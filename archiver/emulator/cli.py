@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import threading
 from types import FrameType
@@ -12,8 +13,10 @@ import structlog
 from archiver.emulator.data import DataOptions
 from archiver.emulator.faults import FAULT_KINDS, FaultOptions
 from archiver.emulator.ratelimit import GroupLimit
+from archiver.emulator.readings import NEXT_PAGE_STYLES
+from archiver.emulator.replies import API_ERRORS, RETRY_AFTER_MODES, TOKEN_ERRORS
 from archiver.emulator.server import Emulator, EmulatorConfig
-from archiver.settings import parse_rate
+from archiver.settings import parse_duration, parse_rate
 
 log = structlog.get_logger("archiver.emulator")
 DEFAULTS = EmulatorConfig()
@@ -43,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="SHARE",
         help="share of calls with hostile names and numbers ('../', control characters, ...)",
+    )
+    a(
+        "--leg-only",
+        type=float,
+        metavar="SHARE",
+        help="share of calls recorded only on a transfer leg (default: 0.04 with the top-level filter)",
     )
     a("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
     a(
@@ -75,10 +84,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     a("--fault-auth", action="store_true", help="inject faults on the token endpoints too")
     a("--slow-seconds", type=float, default=1.0, help="delay of a 'slow' fault")
+    a("--scope", default=DEFAULTS.scope, help="scope of issued tokens (add EditCallLog to allow deletions)")
+    a(
+        "--retention",
+        help="delete each recording's content this long after its call started (90d, 900s); default never",
+    )
+    _add_readings(parser)
+    a("--content-error", choices=sorted(API_ERRORS), help="answer every content request with this error")
+    a("--call-log-error", choices=sorted(API_ERRORS), help="answer every call-log request with this error")
+    a("--token-error", choices=sorted(TOKEN_ERRORS), help="answer every login with this error")
+
+
+def _add_readings(parser: argparse.ArgumentParser) -> None:
+    """The points RingCentral's public sources leave open: each reading an option, and a switch."""
+    group = parser.add_argument_group(
+        "readings",
+        "how RingCentral behaves where no public source settles it (default: the optimistic reading)",
+    )
+    a = group.add_argument
+    a(
+        "--pessimistic",
+        action="store_true",
+        help="the worse reading of every unverified point at once (options below still override it)",
+    )
+    a(
+        "--filter-top-level-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recordingType matches only records whose own (top-level) recording is set",
+    )
+    a("--session-cap", type=int, help="live sessions per user and app; a new login ends the oldest (0: none)")
+    a("--retry-after", dest="retry_after_mode", choices=RETRY_AFTER_MODES, help="Retry-After form on 429s")
+    a("--next-page-style", choices=NEXT_PAGE_STYLES, help="'no-version': paging links lack /restapi/v1.0")
+    a("--media-group", help="rate group of content requests ('heavy' shares the platform's budget)")
+    a("--media", help="limit of a separate media group, requests/window (default: the Heavy limit)")
+
+
+def _check_loopback(host: str) -> None:
+    """The emulator accepts any JWT-looking login and serves fake data: never beyond this machine."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"--host {host[:60]!r} is not a loopback address: use 127.0.0.1, ::1 or localhost")
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    _check_loopback(args.host)
     heavy_limit, heavy_window = parse_rate(args.heavy)
+    media = None
+    if args.media:
+        media_limit, media_window = parse_rate(args.media)
+        media = GroupLimit(media_limit, media_window, args.penalty or media_window)
+    retention = parse_duration(args.retention).total_seconds() if args.retention else None
     auth_limit, auth_window = parse_rate(args.auth)
     faults = FaultOptions(
         rates={k: getattr(args, f"fault_{k}") for k in FAULT_KINDS if getattr(args, f"fault_{k}")},
@@ -99,6 +160,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             bytes_per_second=args.bytes_per_second,
             fixed_size=args.fixed_size,
             hostile_fraction=args.hostile,
+            leg_only_fraction=args.leg_only,
         ),
         token_ttl=args.token_ttl,
         refresh_tokens=args.refresh_tokens,
@@ -109,6 +171,18 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         recording_delay=args.recording_delay,
         faults=faults,
         fault_auth=args.fault_auth,
+        scope=args.scope,
+        pessimistic=args.pessimistic,
+        filter_top_level_only=args.filter_top_level_only,
+        session_cap=args.session_cap,
+        retry_after_mode=args.retry_after_mode,
+        next_page_style=args.next_page_style,
+        media_group=args.media_group,
+        media=media,
+        content_error=args.content_error or "",
+        call_log_error=args.call_log_error or "",
+        token_error=args.token_error or "",
+        retention=retention,
     )
 
 
@@ -116,6 +190,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         config.faults.validate()
+        config.validate()
     except ValueError as exc:
         log.error("emulator_settings_error", error=str(exc))
         return 2

@@ -5,6 +5,8 @@ calls and byte-identical recordings, and a test can compute what a correct archi
 The shapes follow ../shared/ringcentral/NOTES.md: recordings on records AND on legs (a transferred
 call's second recording is only on a leg), internal calls logged twice with one recording,
 shortRecording records, calls without recordings, Automatic and OnDemand, mp3 and wav.
+On request (DataOptions.leg_only_fraction) also records with no recording of their own whose transfer
+leg has one.
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ class DataOptions:
     short_fraction: float = 0.05
     unrecorded_fraction: float = 0.12
     fax_fraction: float = 0.03
+    # Transferred calls recorded only after the transfer: the record has no recording of its own, the
+    # transfer leg has one. A top-level-only recordingType filter never returns them. None: none unless
+    # the emulator takes that filter reading (then LEG_ONLY_WHEN_FILTERED), so default data stays as is.
+    leg_only_fraction: float | None = None
+
+
+LEG_ONLY_WHEN_FILTERED = 0.04
 
 
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Edsger", "Frances")
@@ -232,6 +241,8 @@ def generate(options: DataOptions) -> CallLogData:
             ("short", options.short_fraction),
             ("transfer", options.transfer_fraction),
             ("internal", options.internal_fraction),
+            # Last, so that a share of 0 leaves every other draw, and so the data, as it was.
+            ("leg-only", options.leg_only_fraction or 0.0),
         ]
         chosen = "recorded"
         acc = 0.0
@@ -247,10 +258,10 @@ def generate(options: DataOptions) -> CallLogData:
             short = True
             duration = rng.randint(3, 25)
             end = start + duration
-        elif chosen != "unrecorded":
+        elif chosen not in ("unrecorded", "leg-only"):
             recording = new_recording(end, duration)
         legs.append(Leg("Accept", action, direction, from_party, to_party, start, duration, True, recording))
-        if chosen == "transfer":
+        if chosen in ("transfer", "leg-only"):
             # The second half of a transferred call has its own recording, present ONLY on its leg.
             target = _party(rng, hostile, extension=True)
             second = new_recording(end + 30, duration)

@@ -6,7 +6,10 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-FAULT_KINDS = ("429", "500", "503", "reset", "truncate", "slow")
+# New kinds go at the end: a seeded draw over the old kinds then stays what it was.
+# "empty" and "html" are bad 200 replies (0 bytes; a text/html page, as a proxy or portal serves it):
+# a correct archiver never archives them.
+FAULT_KINDS = ("429", "500", "503", "reset", "truncate", "slow", "empty", "html")
 
 
 @dataclass
@@ -17,7 +20,7 @@ class FaultOptions:
     retry_after: int = 1  # Retry-After of an injected 429 (it starts no penalty)
     routes: frozenset[str] = (
         frozenset()
-    )  # limit faults to these routes (call-log, recording, content); empty: all
+    )  # limit faults to these routes (call-log, recording, content, delete-recordings); empty: all
 
     def validate(self) -> None:
         unknown = set(self.rates) - set(FAULT_KINDS)

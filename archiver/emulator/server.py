@@ -5,9 +5,12 @@ Routes (as RingCentral serves them, see ../shared/ringcentral/NOTES.md):
             POST /restapi/oauth/revoke
             GET  /restapi/v1.0/account/{~|id}/call-log
             GET  /restapi/v1.0/account/{~|id}/recording/{id}
+            DELETE /restapi/v1.0/account/{~|id}/call-recordings  {"records": [ids]}, at most 100
   media     GET  /restapi/v1.0/account/{~|id}/recording/{id}/content   (Range supported)
 Introspection for tests lives under /_emulator/, a prefix the real API does not have:
             GET  /_emulator/stats, GET /_emulator/ground-truth?dateFrom=&dateTo=, POST /_emulator/reset-stats
+            GET  /_emulator/deleted (every recording gone: when, and whether by the API or retention)
+Where no public source settles how RingCentral behaves, both readings are options (readings.py).
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from archiver.emulator.data import (
     ACCOUNT_ID,
+    LEG_ONLY_WHEN_FILTERED,
     Call,
     CallLogData,
     DataOptions,
@@ -39,13 +43,33 @@ from archiver.emulator.data import (
     iso,
     parse_iso,
 )
+from archiver.emulator.deletions import Deletions
 from archiver.emulator.faults import FaultInjector, FaultOptions
 from archiver.emulator.ratelimit import Decision, GroupLimit, RateLimiter
+from archiver.emulator.readings import NEXT_PAGE_STYLES, Readings, resolve
+from archiver.emulator.replies import (
+    API_ERRORS,
+    BAD_JSON,
+    INTERNAL_ERROR,
+    RANGE_NOT_SATISFIABLE,
+    RATE_EXCEEDED,
+    RETRY_AFTER_MODES,
+    TOKEN_ERRORS,
+    UNAVAILABLE,
+    ErrorReply,
+    app_permission,
+    retry_after_headers,
+)
 
 JSON = "application/json; charset=UTF-8"
 CALL_LOG_RE = re.compile(r"^/restapi/v1\.0/account/(~|\d+)/call-log$")
 RECORDING_RE = re.compile(r"^/restapi/v1\.0/account/(~|\d+)/recording/([^/]+)$")
 CONTENT_RE = re.compile(r"^/restapi/v1\.0/account/(~|\d+)/recording/([^/]+)/content$")
+DELETE_RE = re.compile(r"^/restapi/v1\.0/account/(~|\d+)/call-recordings$")
+MAX_DELETE_IDS = 100  # CallRecordingIds.records maxItems in the public spec
+HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><p>Please sign in.</p></body></html>"
+)
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 OWNER_ID = "400131227009"
 
@@ -73,6 +97,54 @@ class EmulatorConfig:
     faults: FaultOptions = field(default_factory=FaultOptions)
     fault_auth: bool = False  # also inject faults on the token/revoke endpoints
     clock: Callable[[], float] = time.time
+    scope: str = "ReadCallLog ReadCallRecording"  # the token reply's scope; API calls need theirs in it
+    # The unverified points (readings.py): None takes the optimistic reading, or the pessimistic one
+    # when `pessimistic` is on; a value set here wins either way.
+    pessimistic: bool = False
+    filter_top_level_only: bool | None = None
+    session_cap: int | None = None
+    retry_after_mode: str | None = None  # seconds | absent | http-date
+    next_page_style: str | None = None  # absolute | no-version
+    media_group: str | None = None  # "heavy", or the name of the media listener's own group
+    media: GroupLimit | None = None  # that group's limit (None: the heavy numbers)
+    # Per-test faults, never part of the pessimistic switch: a key of replies.API_ERRORS that every
+    # content (call-log) request answers instead of its body, and of replies.TOKEN_ERRORS for logins.
+    content_error: str = ""
+    call_log_error: str = ""
+    token_error: str = ""
+    retention: float | None = None  # seconds after call start that a recording's content is deleted
+
+    def readings(self) -> Readings:
+        return resolve(
+            self.pessimistic,
+            filter_top_level_only=self.filter_top_level_only,
+            session_cap=self.session_cap,
+            retry_after_mode=self.retry_after_mode,
+            next_page_style=self.next_page_style,
+            media_group=self.media_group,
+        )
+
+    def validate(self) -> None:
+        """Raise ValueError naming every option with a value the emulator does not know."""
+        readings = self.readings()
+        problems = []
+        if readings.retry_after_mode not in RETRY_AFTER_MODES:
+            problems.append(f"retry_after_mode must be one of {', '.join(RETRY_AFTER_MODES)}")
+        if readings.next_page_style not in NEXT_PAGE_STYLES:
+            problems.append(f"next_page_style must be one of {', '.join(NEXT_PAGE_STYLES)}")
+        if readings.media_group in ("", "auth"):
+            problems.append("media_group must be 'heavy' or a group name of its own")
+        if readings.session_cap < 0:
+            problems.append("session_cap must be 0 (no cap) or more")
+        for name in ("content_error", "call_log_error"):
+            if getattr(self, name) and getattr(self, name) not in API_ERRORS:
+                problems.append(f"{name} must be one of {', '.join(API_ERRORS)}")
+        if self.token_error and self.token_error not in TOKEN_ERRORS:
+            problems.append(f"token_error must be one of {', '.join(TOKEN_ERRORS)}")
+        if self.retention is not None and self.retention <= 0:
+            problems.append("retention must be a positive number of seconds")
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 @dataclass
@@ -80,6 +152,7 @@ class TokenRecord:
     owner: str
     expires_at: float
     session: str
+    scope: frozenset[str] = frozenset()
     refresh_token: str | None = None
     refresh_expires_at: float = 0.0
 
@@ -99,6 +172,9 @@ class Stats:
             self.grants: Counter[str] = Counter()
             self.revokes = 0
             self.faults: Counter[str] = Counter()
+            self.logins = 0  # successful JWT grants
+            self.sessions_invalidated = 0  # sessions the session cap ended
+            self.deleted: dict[str, float] = {}  # recording id -> when the delete endpoint removed it
             # (monotonic time, route, status) of every answered request, for pacing assertions.
             self.timeline: deque[tuple[float, str, int]] = deque(maxlen=100_000)
 
@@ -125,6 +201,19 @@ class Stats:
         with self._lock:
             self.revokes += 1
 
+    def count_login(self) -> None:
+        with self._lock:
+            self.logins += 1
+
+    def count_invalidated(self) -> None:
+        with self._lock:
+            self.sessions_invalidated += 1
+
+    def count_deleted(self, recording_ids: list[str], when: float) -> None:
+        with self._lock:
+            for rec_id in recording_ids:
+                self.deleted.setdefault(rec_id, when)
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -134,6 +223,9 @@ class Stats:
                 "grants": dict(self.grants),
                 "revokes": self.revokes,
                 "faults": dict(self.faults),
+                "logins": self.logins,
+                "sessions_invalidated": self.sessions_invalidated,
+                "deleted": {rec_id: iso(when) for rec_id, when in self.deleted.items()},
             }
 
 
@@ -145,16 +237,25 @@ class EmulatorState:
     """Shared by both listeners: data, tokens, limits, faults and stats."""
 
     def __init__(self, config: EmulatorConfig) -> None:
+        config.validate()
         self.config = config
+        self.readings = config.readings()
         if not config.data.anchor:
             config.data.anchor = config.clock()
-        self.data: CallLogData = generate(config.data)
+        options = config.data
+        if options.leg_only_fraction is None:
+            # Records whose only recording is on a leg matter only under the top-level filter reading.
+            share = LEG_ONLY_WHEN_FILTERED if self.readings.filter_top_level_only else 0.0
+            options = replace(options, leg_only_fraction=share)
+        self.data: CallLogData = generate(options)
+        self.deletions = Deletions(self.data, config.retention)
         self.tokens: dict[str, TokenRecord] = {}
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> access token
         self.tokens_lock = threading.Lock()
-        self.limiter = RateLimiter(
-            {"heavy": config.heavy, "auth": config.auth}, config.clock, config.rate_limits
-        )
+        groups = {"heavy": config.heavy, "auth": config.auth}
+        if self.readings.media_group != "heavy":
+            groups[self.readings.media_group] = config.media or config.heavy
+        self.limiter = RateLimiter(groups, config.clock, config.rate_limits)
         self.faults = FaultInjector(config.faults)
         self.stats = Stats()
         self.platform_url = ""
@@ -167,8 +268,15 @@ class EmulatorState:
     def ready(self, recording: Recording, now: float) -> bool:
         return recording.call_end + self.config.recording_delay <= now
 
+    def gone(self, recording: Recording, now: float) -> bool:
+        return self.deletions.deleted_at(recording.id, now) is not None
+
     def ground_truth(self, date_from: float, date_to: float) -> list[dict[str, Any]]:
-        """Every recording a correct archiver must archive for calls that started in [from, to)."""
+        """Every recording a correct archiver must archive for calls that started in [from, to).
+
+        Each entry also says when retention deletes it (`deadline`, None without retention) and whether
+        and when it is gone (`deletedAt`, `deletedBy` "api" | "retention"): one deleted before it was
+        archived is owed as lost, not as archived."""
         now = self.config.clock()
         out: dict[str, dict[str, Any]] = {}
         for call in self.data.calls:
@@ -186,10 +294,28 @@ class EmulatorState:
                         "sha256": self.data.sha256(rec),
                         "contentType": rec.content_type,
                         "startTime": iso(call.start),
+                        **self._deletion_facts(rec.id, now),
                     },
                 )
                 entry["callIds"].append(call.id)
         return sorted(out.values(), key=lambda e: e["recordingId"])
+
+    def _deletion_facts(self, recording_id: str, now: float) -> dict[str, Any]:
+        deadline = self.deletions.deadline(recording_id)
+        gone = self.deletions.deleted_at(recording_id, now)
+        return {
+            "deadline": None if deadline is None else iso(deadline),
+            "deletedAt": None if gone is None else iso(gone[0]),
+            "deletedBy": None if gone is None else gone[1],
+        }
+
+    def deleted(self) -> list[dict[str, Any]]:
+        """Every recording RingCentral no longer has content for, earliest deletion first."""
+        now = self.config.clock()
+        return [
+            {"recordingId": rec_id, "deletedAt": iso(when), "deletedBy": by}
+            for rec_id, when, by in self.deletions.listing(now)
+        ]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -235,7 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if payload is not None:
             self.send_header("Content-Type", JSON)
-        self.send_header("Content-Length", str(len(body)))
+        if status != 204:  # a 204 carries no Content-Length (RFC 9110 8.6)
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if fault == "truncate" and body:
             cut = self.state.faults.truncate_point(len(body))
@@ -259,6 +386,12 @@ class _Handler(BaseHTTPRequestHandler):
         error: dict[str, Any] = {"errorCode": code, "message": message, **error_fields}
         payload: dict[str, Any] = {**(extra or {}), "errors": [error]}
         self._send(route, status, payload, headers)
+
+    def _reply(self, route: str, reply: ErrorReply, headers: dict[str, str] | None = None) -> None:
+        self._send(route, reply.status, reply.payload(), headers)
+
+    def _retry_after(self, seconds: float) -> dict[str, str]:
+        return retry_after_headers(self.state.readings.retry_after_mode, seconds, self.state.config.clock())
 
     def _reset_connection(self) -> None:
         # SO_LINGER with a zero timeout makes close() send RST: the client sees "connection reset".
@@ -291,18 +424,33 @@ class _Handler(BaseHTTPRequestHandler):
         return fault
 
     def _apply_status_fault(self, route: str, fault: str | None, rate: dict[str, str]) -> bool:
-        """Answer an injected 429/500/503; True when the request has been answered."""
+        """Answer an injected 429/500/503 or bad 200; True when the request has been answered."""
         if fault == "429":
-            retry = str(self.state.faults.options.retry_after)
-            self._error(route, 429, "CMN-301", "Request rate exceeded", {**rate, "Retry-After": retry})
+            retry = self._retry_after(self.state.faults.options.retry_after)
+            self._reply(route, RATE_EXCEEDED, {**rate, **retry})  # it starts no penalty
             return True
         if fault == "500":
-            self._error(route, 500, "CMN-500", "Internal Server Error", rate)
+            self._reply(route, INTERNAL_ERROR, rate)
             return True
         if fault == "503":
-            self._error(route, 503, "CMN-503", "Service Temporary Unavailable", {**rate, "Retry-After": "1"})
+            self._reply(route, UNAVAILABLE, {**rate, "Retry-After": "1"})
+            return True
+        if fault == "empty":
+            self._raw(route, 200, b"", {**rate, "Content-Type": "audio/mpeg"})
+            return True
+        if fault == "html":
+            self._raw(route, 200, HTML_PAGE, {**rate, "Content-Type": "text/html; charset=UTF-8"})
             return True
         return False
+
+    def _raw(self, route: str, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.state.stats.count(route, status)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _authorize(self, route: str) -> TokenRecord | None:
         """The token owner for an API call, or None after answering 401."""
@@ -325,8 +473,9 @@ class _Handler(BaseHTTPRequestHandler):
         decision = self.state.limiter.check(owner, group)
         if decision.allowed:
             return decision
-        headers = {**self._rate_headers(decision), "Retry-After": str(int(decision.retry_after))}
-        self._error(route, 429, "CMN-301", "Request rate exceeded", headers)
+        # With Retry-After absent the penalty still runs: the trap is the same, only unannounced.
+        headers = {**self._rate_headers(decision), **self._retry_after(decision.retry_after)}
+        self._reply(route, RATE_EXCEEDED, headers)
         return None
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -363,6 +512,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/_emulator/reset-stats":
             self.state.stats.reset()
             self._send("introspect", 200, {"ok": True})
+        else:
+            self._error("other", 404, "CMN-102", "Resource for parameter [path] is not found")
+
+    def do_DELETE(self) -> None:
+        url = urlsplit(self.path)
+        body = self._body()
+        if not self.media and DELETE_RE.match(url.path):
+            self._delete_recordings(body)
         else:
             self._error("other", 404, "CMN-102", "Resource for parameter [path] is not found")
 
@@ -412,9 +569,16 @@ class _Handler(BaseHTTPRequestHandler):
         grant = form.get("grant_type", "")
         cfg = self.state.config
         now = cfg.clock()
+        if cfg.token_error:
+            status, error, description, code = TOKEN_ERRORS[cfg.token_error]
+            self._oauth_error(route, status, error, description, code)
+            return
         if grant == JWT_GRANT:
             if not secrets.compare_digest(form.get("assertion", ""), cfg.jwt):
-                self._oauth_error(route, 400, "invalid_grant", "Invalid assertion signature", "OAU-140")
+                # The errors table: 401 OAU-140 (not 400), with OAuth's invalid_grant.
+                self._oauth_error(
+                    route, 401, "invalid_grant", "Invalid resource owner credentials.", "OAU-140"
+                )
                 return
         elif grant == "refresh_token":
             with self.state.tokens_lock:
@@ -427,12 +591,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._oauth_error(route, 400, "unsupported_grant_type", "Unsupported grant type", "OAU-250")
             return
         access = secrets.token_urlsafe(32)
-        record = TokenRecord(owner=OWNER_ID, expires_at=now + cfg.token_ttl, session=secrets.token_hex(8))
+        record = TokenRecord(
+            owner=OWNER_ID,
+            expires_at=now + cfg.token_ttl,
+            session=secrets.token_hex(8),
+            scope=frozenset(cfg.scope.split()),
+        )
         reply: dict[str, Any] = {
             "access_token": access,
             "token_type": "bearer",
             "expires_in": cfg.token_ttl,
-            "scope": "ReadCallLog ReadCallRecording",
+            "scope": cfg.scope,
             "owner_id": OWNER_ID,
             "endpoint_id": secrets.token_urlsafe(8),
             "session_id": record.session,
@@ -444,11 +613,29 @@ class _Handler(BaseHTTPRequestHandler):
             reply["refresh_token"] = refresh
             reply["refresh_token_expires_in"] = cfg.refresh_ttl
         with self.state.tokens_lock:
+            if grant == JWT_GRANT:
+                self._cap_sessions(record.owner, now)
             self.state.tokens[access] = record
             if record.refresh_token:
                 self.state.refresh_tokens[record.refresh_token] = access
+        if grant == JWT_GRANT:
+            self.state.stats.count_login()
         self.state.stats.count_grant(grant.rsplit(":", 1)[-1])
         self._send(route, 200, reply, rate)
+
+    def _cap_sessions(self, owner: str, now: float) -> None:
+        """Make room for one more session: the oldest live ones end (their tokens then answer 401
+        OAU-213 "Token not found", as a replaced token does). Call with tokens_lock held."""
+        cap = self.state.readings.session_cap
+        if not cap:
+            return
+        tokens = self.state.tokens
+        live = [t for t, r in tokens.items() if r.owner == owner and now < r.expires_at]  # oldest first
+        for access in live[: max(0, len(live) - cap + 1)]:
+            ended = tokens.pop(access)
+            if ended.refresh_token:
+                self.state.refresh_tokens.pop(ended.refresh_token, None)
+            self.state.stats.count_invalidated()
 
     def _revoke(self, raw: bytes) -> None:
         route = "revoke"
@@ -468,23 +655,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(route, 200, None, rate)
 
     # -- API -----------------------------------------------------------------------------------
-    def _api_gate(self, route: str, faults: bool = True) -> tuple[dict[str, str], str | None] | None:
-        """Token, Heavy rate group and faults for an API call; None when already answered."""
-        fault = self._draw_fault(route, faults)
+    def _api_gate(
+        self, route: str, permission: str, group: str = "heavy", knob: str = ""
+    ) -> tuple[dict[str, str], str | None] | None:
+        """Token, rate group, faults, the app permission (in the token's scope) and the route's error
+        knob for an API call; None when already answered."""
+        fault = self._draw_fault(route, True)
         record = self._authorize(route)
         if record is None:
             return None
-        decision = self._rate_check(route, record.owner, "heavy")
+        decision = self._rate_check(route, record.owner, group)
         if decision is None:
             return None
         rate = self._rate_headers(decision)
         if self._apply_status_fault(route, fault, rate):
             return None
+        if permission not in record.scope:
+            self._reply(route, app_permission(permission), rate)
+            return None
+        if knob:
+            self._reply(route, API_ERRORS[knob], rate)
+            return None
         return rate, fault
 
     def _call_log(self, query: dict[str, list[str]]) -> None:
         route = "call-log"
-        gate = self._api_gate(route)
+        gate = self._api_gate(route, "ReadCallLog", knob=self.state.config.call_log_error)
         if gate is None:
             return
         rate, fault = gate
@@ -553,14 +749,22 @@ class _Handler(BaseHTTPRequestHandler):
             if directions and call.direction not in directions:
                 return False
             if recording_type:
-                kinds = {r.type for r in call.recordings()}
+                if self.state.readings.filter_top_level_only:
+                    # The other reading: the filter looks at the record's own recording only, so a
+                    # recording that exists only on a leg is seen by unfiltered scans alone.
+                    kinds = {call.recording.type} if call.recording is not None else set()
+                else:
+                    kinds = {r.type for r in call.recordings()}
                 return bool(kinds) if recording_type == "All" else recording_type in kinds
             return True
 
         matching = [c for c in self.state.data.calls if wanted(c)]  # already newest first
         start = (page - 1) * per_page
         records = [self._record_json(c, view == "Detailed") for c in matching[start : start + per_page]]
-        base = f"{self.state.platform_url}/restapi/v1.0/account/{ACCOUNT_ID}/call-log"
+        # "no-version": links without /restapi/v1.0, as in RingCentral's 2021 Detailed-view example;
+        # following one reaches no route and answers 404.
+        prefix = "" if self.state.readings.next_page_style == "no-version" else "/restapi/v1.0"
+        base = f"{self.state.platform_url}{prefix}/account/{ACCOUNT_ID}/call-log"
         params: list[tuple[str, str]] = [
             (k, v) for k, values in query.items() if k not in ("page", "perPage") for v in values
         ]
@@ -653,8 +857,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _find_recording(self, route: str, recording_id: str, rate: dict[str, str]) -> Recording | None:
         rec = self.state.data.recordings.get(recording_id)
         now = self.state.config.clock()
-        if rec is None or not self.state.ready(rec, now):
-            # A recording not (yet) available: 404 CMN-102 (NOTES.md, "Recordings").
+        if rec is None or not self.state.ready(rec, now) or self.state.gone(rec, now):
+            # A recording not (yet) available: 404 CMN-102 (NOTES.md, "Recordings"). A deleted one
+            # (by the API or by retention) answers the same: RingCentral documents nothing else for
+            # a recording it no longer has, and CMN-102 is its "resource not found".
             self._error(
                 route,
                 404,
@@ -668,10 +874,10 @@ class _Handler(BaseHTTPRequestHandler):
         return rec
 
     def _recording_gate(
-        self, route: str, recording_id: str
+        self, route: str, recording_id: str, group: str = "heavy", knob: str = ""
     ) -> tuple[Recording, dict[str, str], str | None] | None:
         """The API gate, then the recording if it exists and is ready; None when already answered."""
-        gate = self._api_gate(route)
+        gate = self._api_gate(route, "ReadCallRecording", group, knob)
         if gate is None:
             return None
         rate, fault = gate
@@ -694,7 +900,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _content(self, recording_id: str) -> None:
         route = "content"
-        found = self._recording_gate(route, recording_id)
+        readings, cfg = self.state.readings, self.state.config
+        found = self._recording_gate(route, recording_id, readings.media_group, cfg.content_error)
         if found is None:
             return
         rec, rate, fault = found
@@ -704,11 +911,7 @@ class _Handler(BaseHTTPRequestHandler):
         if range_header:
             parsed = _parse_range(range_header, rec.size)
             if parsed is None:
-                self.state.stats.count(route, 416)
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{rec.size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self._reply(route, RANGE_NOT_SATISFIABLE, {**rate, "Content-Range": f"bytes */{rec.size}"})
                 return
             start, end = parsed
             status = 206
@@ -733,6 +936,56 @@ class _Handler(BaseHTTPRequestHandler):
         for chunk in chunks:
             self.wfile.write(chunk)
 
+    def _delete_recordings(self, raw: bytes) -> None:
+        """deleteCompanyCallRecordings: Heavy, app permission EditCallLog, 204 with no body."""
+        route = "delete-recordings"
+        gate = self._api_gate(route, "EditCallLog")
+        if gate is None:
+            return
+        rate, _ = gate
+        try:
+            document = json.loads(raw or b"null")
+        except ValueError:
+            self._reply(route, BAD_JSON, rate)
+            return
+        ids = document.get("records") if isinstance(document, dict) else None
+        if (
+            not isinstance(ids, list)
+            or not 1 <= len(ids) <= MAX_DELETE_IDS
+            or not all(isinstance(i, str) and i for i in ids)
+        ):
+            # The spec's CallRecordingIds: 1..100 string ids; past that, InvalidRequest (CMN-101).
+            self._error(
+                route,
+                400,
+                "CMN-101",
+                "Parameter [records] value is invalid.",
+                rate,
+                parameterName="records",
+                parameterValue=raw.decode(errors="replace")[:200],
+            )
+            return
+        now = self.state.config.clock()
+        missing = [
+            i for i in ids if i not in self.state.data.recordings or self.state.deletions.deleted_at(i, now)
+        ]
+        if missing:
+            # Unverified: the whole call is refused, nothing deleted (an already deleted id is "not
+            # found" too, so a retry after a lost 204 gets this 404).
+            self._error(
+                route,
+                404,
+                "CMN-102",
+                "Resource for parameter [records] is not found",
+                rate,
+                parameterName="records",
+                parameterValue=missing[0][:100],
+            )
+            return
+        self.state.deletions.delete(ids, now)
+        self.state.stats.count_deleted(ids, now)
+        self._send(route, 204, None, rate)
+
     # -- introspection -------------------------------------------------------------------------
     def _introspect(self, path: str, query: dict[str, list[str]]) -> None:
         if path == "/_emulator/stats":
@@ -742,6 +995,8 @@ class _Handler(BaseHTTPRequestHandler):
             date_to = parse_iso(query["dateTo"][0]) if "dateTo" in query else now
             date_from = parse_iso(query["dateFrom"][0]) if "dateFrom" in query else 0.0
             self._send("introspect", 200, {"recordings": self.state.ground_truth(date_from, date_to)})
+        elif path == "/_emulator/deleted":
+            self._send("introspect", 200, {"deleted": self.state.deleted()})
         else:
             self._send("introspect", 404, {"error": "unknown introspection path"})
 
@@ -827,6 +1082,9 @@ class Emulator:
 
     def ground_truth(self, date_from: float = 0.0, date_to: float | None = None) -> list[dict[str, Any]]:
         return self.state.ground_truth(date_from, self.config.clock() if date_to is None else date_to)
+
+    def deleted(self) -> list[dict[str, Any]]:
+        return self.state.deleted()
 
     def set_faults(self, options: FaultOptions) -> None:
         self.state.faults.reconfigure(options)
