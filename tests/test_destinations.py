@@ -218,6 +218,15 @@ def test_destination_missing_objects(backend: Backend) -> None:
     dest.delete("never/written.mp3")  # no error
 
 
+def test_destination_unreadable_source_is_the_callers_error_and_writes_nothing(
+    backend: Backend, tmp_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError):  # the spool's problem, not a failing destination
+        backend.destination.put("a.mp3", tmp_path / "vanished", content_type="audio/mpeg")
+    assert backend.destination.stat("a.mp3") is None
+    assert backend.leftovers() == 0
+
+
 def test_destination_metadata_and_content_type_round_trip(backend: Backend, tmp_path: Path) -> None:
     dest = backend.destination
     metadata = {"Recording-Id": "123", "call-id": "abc", "sha256": "0" * 64}

@@ -169,7 +169,7 @@ def test_s3_multipart_sends_at_most_two_parts_at_once_with_their_checksums(
         base64.b64encode(hashlib.sha256(data[i : i + THRESHOLD]).digest()).decode()
         for i in range(0, len(data), THRESHOLD)
     ]
-    assert peak == 2
+    assert 1 <= peak <= 2  # never a third part in memory (two at once is likely, not guaranteed)
     body = boto3.client("s3").get_object(Bucket=s3_bucket, Key="p/a.mp3")["Body"].read()
     assert body == data
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from archiver.destinations.base import StoredObject, normalise_metadata
+from archiver.destinations.base import StoredObject, normalise_metadata, open_source
 from archiver.destinations.folder_metadata import META_DIR, Attributes, FolderMetadata, fsync_dir
 from archiver.errors import DestinationError, SettingsError
 from archiver.keys import check_key
@@ -105,6 +105,10 @@ class LocalDestination:
     ) -> None:
         target = self._path(key)
         attrs = Attributes(content_type, normalise_metadata(metadata))
+        with open_source(source) as stream:
+            self._write(key, target, stream, attrs)
+
+    def _write(self, key: str, target: Path, stream: BinaryIO, attrs: Attributes) -> None:
         try:
             self._ensure_dir(target.parent)
             self._ensure_dir(self._staging)
@@ -114,11 +118,7 @@ class LocalDestination:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                if isinstance(source, Path):
-                    with source.open("rb") as src:
-                        shutil.copyfileobj(src, out, 1024 * 1024)
-                else:
-                    out.write(source)
+                shutil.copyfileobj(stream, out, 1024 * 1024)
                 out.flush()
                 self._meta.attach(out.fileno(), key, attrs)
                 os.fchmod(out.fileno(), 0o640)
