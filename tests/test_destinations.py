@@ -61,9 +61,10 @@ class Backend:
 
 
 def _folder(tmp_path: Path, *, xattrs: bool) -> Backend:
-    root = tmp_path / "archive"
-    root.mkdir()
-    (tmp_path / "neighbour").mkdir()  # a sibling folder an escaping key could reach
+    world = tmp_path / "world"
+    root, neighbour = world / "archive", world / "neighbour"  # a sibling an escaping key could reach
+    root.mkdir(parents=True)
+    neighbour.mkdir()
     staging = root / STAGING
 
     def make_leftover(when: datetime) -> None:
@@ -73,16 +74,14 @@ def _folder(tmp_path: Path, *, xattrs: bool) -> Backend:
         os.utime(leftover, (when.timestamp(), when.timestamp()))
 
     def outside() -> list[str]:
-        return sorted(
-            str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if not p.is_relative_to(root)
-        ) + [str(p) for p in (tmp_path / "neighbour").rglob("*")]
+        return [str(p) for p in world.rglob("*") if not p.is_relative_to(root) and p != neighbour]
 
     return Backend(
         "folder" if xattrs else "folder-metadata-files",
         LocalDestination(root.as_uri(), xattrs=xattrs),
         make_leftover,
         lambda: len(list(staging.iterdir())) if staging.exists() else 0,
-        lambda: [p for p in outside() if p not in ("archive", "neighbour")],
+        outside,
     )
 
 
