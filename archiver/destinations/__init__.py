@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from archiver.destinations.base import Destination, StoredObject
+from archiver.destinations.base import Destination, StoredObject, UploadJournal
 from archiver.destinations.local import LocalDestination
 from archiver.destinations.s3 import S3Destination, StorageOptions, make_s3_client
 from archiver.errors import SettingsError
@@ -12,7 +12,14 @@ from archiver.errors import SettingsError
 if TYPE_CHECKING:
     from archiver.settings import Settings
 
-__all__ = ["Destination", "StorageOptions", "StoredObject", "destination_for", "open_destination"]
+__all__ = [
+    "Destination",
+    "StorageOptions",
+    "StoredObject",
+    "UploadJournal",
+    "destination_for",
+    "open_destination",
+]
 
 
 def open_destination(
@@ -21,9 +28,11 @@ def open_destination(
     s3_max_attempts: int = 10,
     multipart_threshold: int = 16 * 1024 * 1024,
     storage: StorageOptions | None = None,
+    journal: UploadJournal | None = None,
 ) -> Destination:
+    """The backend the URL's scheme names; `journal` records S3 multipart uploads (unused by folders)."""
     if url.startswith("s3://"):
-        return S3Destination(url, make_s3_client(s3_max_attempts), multipart_threshold, storage)
+        return S3Destination(url, make_s3_client(s3_max_attempts), multipart_threshold, storage, journal)
     if url.startswith("file://"):
         return LocalDestination(url)
     raise SettingsError(
@@ -31,7 +40,7 @@ def open_destination(
     )
 
 
-def destination_for(settings: Settings) -> Destination:
+def destination_for(settings: Settings, *, journal: UploadJournal | None = None) -> Destination:
     """The destination the settings name, with their S3 options."""
     from archiver.settings import parse_tags
 
@@ -51,4 +60,5 @@ def destination_for(settings: Settings) -> Destination:
         s3_max_attempts=settings.s3_max_attempts,
         multipart_threshold=settings.multipart_threshold,
         storage=storage,
+        journal=journal,
     )

@@ -1,122 +1,221 @@
 """A local folder destination: `file:///absolute/dir`.
 
-Each object is written to a temporary file in a staging folder inside the root (the same file
-system, so the final rename is atomic), fsynced, renamed into place, and the parent folder fsynced.
-The staging folder is emptied when the destination is opened, so a killed run never leaves
-temporary files behind, and a reader never sees a partial file under a final name.
+Each object is written to a uniquely named temporary file in a staging folder inside the root (the same
+file system, so the final rename is atomic), given its metadata, fsynced, renamed into place, and the
+parent folder fsynced: a reader never sees a partial file under a final name, and of two writers of one
+key the last rename wins whole. Staging leftovers of a killed writer are removed only by recover(), and
+only when older than the time it is given: a younger file may be another process's write in progress.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from archiver.destinations.base import StoredObject
-from archiver.errors import DestinationError
+from archiver.destinations.base import StoredObject, normalise_metadata, open_source
+from archiver.destinations.folder_metadata import META_DIR, Attributes, FolderMetadata, fsync_dir
+from archiver.errors import DestinationError, SettingsError
 from archiver.keys import check_key
 
 STAGING = ".rc-archiver-staging"
+RESERVED = frozenset({STAGING, META_DIR})
+PART_PREFIX = ".part-"
+_HINTS = {
+    errno.ENOSPC: "free space on the destination's disk",
+    errno.EDQUOT: "raise the archiver user's disk quota or free space",
+    errno.EROFS: "the file system is read-only: remount it read-write or choose another folder",
+    errno.EACCES: "give the archiver's user write access or fix RC_ARCHIVER_DESTINATION",
+    errno.EPERM: "give the archiver's user write access or fix RC_ARCHIVER_DESTINATION",
+}
 
 
 class LocalDestination:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, xattrs: bool = True) -> None:
         self.url = url
         self.root = Path(unquote(urlsplit(url).path)).resolve()
         self._staging = self.root / STAGING
+        self._meta = FolderMetadata(self.root, self._staging, xattrs=xattrs and hasattr(os, "setxattr"))
         self._known_dirs: set[Path] = set()  # folders already created: skips a mkdir per write
 
-    def probe(self) -> None:
-        if not self.root.is_dir():
-            raise DestinationError(
-                f"destination folder {self.root} does not exist",
-                hint="create it (and make it writable by the archiver's user) or fix RC_ARCHIVER_DESTINATION",
-            )
-        try:
-            self._staging.mkdir(exist_ok=True)  # made once here: every write stages into it
-            for leftover in self._staging.iterdir():
-                leftover.unlink(missing_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self._staging):
-                pass
-        except OSError as exc:
-            raise DestinationError(
-                f"destination folder {self.root} is not writable: {exc.strerror}",
-                hint="give the archiver's user write access or fix RC_ARCHIVER_DESTINATION",
-            ) from None
+    def _fail(self, exc: OSError, doing: str) -> DestinationError:
+        return DestinationError(
+            f"cannot {doing} in {self.root}: {exc.strerror or exc}",
+            hint=_HINTS.get(exc.errno or 0, "check the destination's disk"),
+        )
 
     def _path(self, key: str) -> Path:
         # check_key guarantees a relative key without '..' segments, so joining it to the resolved
         # root stays inside the root lexically; no per-call resolve() (a syscall per component).
-        return self.root / check_key(key)
+        checked = check_key(key)
+        if checked.split("/", 1)[0] in RESERVED:
+            raise SettingsError(
+                f"the key {key[:120]!r} names the archiver's own folder {checked.split('/', 1)[0]}",
+                hint="start RC_ARCHIVER_KEY_TEMPLATE with something else",
+            )
+        return self.root / checked
 
-    def _write(self, key: str, fill: object) -> None:
-        target = self._path(key)
-        if target.parent not in self._known_dirs:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._known_dirs.add(target.parent)
-        if self._staging not in self._known_dirs:
+    def probe(self) -> None:
+        if not self.root.is_dir():
+            what = "is not a folder" if self.root.exists() else "does not exist"
+            raise DestinationError(
+                f"destination folder {self.root} {what}",
+                hint="create it (and make it writable by the archiver's user) or fix RC_ARCHIVER_DESTINATION",
+            )
+        payload = f"rc-archiver probe {uuid.uuid4().hex}\n".encode()
+        try:
             self._staging.mkdir(exist_ok=True)
-            self._known_dirs.add(self._staging)
-        fd, tmp_name = tempfile.mkstemp(dir=self._staging, prefix=".part-")
+            fd, name = tempfile.mkstemp(dir=self._staging, prefix=".probe-")
+            probe = Path(name)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(payload)
+                    out.flush()
+                    os.fsync(out.fileno())
+                renamed = probe.with_name(f"{probe.name}-renamed")  # a write ends in a rename: try one
+                os.replace(probe, renamed)
+                probe = renamed
+                if probe.read_bytes() != payload:
+                    raise DestinationError(f"destination folder {self.root} returned different bytes")
+            finally:
+                probe.unlink(missing_ok=True)
+        except OSError as exc:
+            raise DestinationError(
+                f"destination folder {self.root} is not writable: {exc.strerror or exc}",
+                hint=_HINTS.get(exc.errno or 0, "check the destination's disk"),
+            ) from None
+
+    def put(
+        self,
+        key: str,
+        source: Path | bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        target = self._path(key)
+        attrs = Attributes(content_type, normalise_metadata(metadata))
+        with open_source(source) as stream:
+            self._write(key, target, stream, attrs)
+
+    def _write(self, key: str, target: Path, stream: BinaryIO, attrs: Attributes) -> None:
+        try:
+            self._ensure_dir(target.parent)
+            self._ensure_dir(self._staging)
+            fd, tmp_name = tempfile.mkstemp(dir=self._staging, prefix=PART_PREFIX)
+        except OSError as exc:
+            raise self._fail(exc, f"write {key[:120]!r}") from None
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                if isinstance(fill, Path):
-                    with fill.open("rb") as src:
-                        shutil.copyfileobj(src, out, 1024 * 1024)
-                else:
-                    assert isinstance(fill, bytes)
-                    out.write(fill)
+                shutil.copyfileobj(stream, out, 1024 * 1024)
                 out.flush()
+                self._meta.attach(out.fileno(), key, attrs)
+                os.fchmod(out.fileno(), 0o640)
                 os.fsync(out.fileno())
-            os.chmod(tmp, 0o640)
-            os.replace(tmp, target)
-            dir_fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            replaced = self._inode(target) if not self._meta.xattrs else None
+            self._replace(tmp, target)
+            self._meta.forget(key, replaced)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise DestinationError(
-                f"cannot write {key[:120]!r}: {exc.strerror}", hint="check the disk"
-            ) from None
+            raise self._fail(exc, f"write {key[:120]!r}") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
 
-    def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
-        self._write(key, path)
+    def _ensure_dir(self, path: Path) -> None:
+        if path not in self._known_dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            self._known_dirs.add(path)
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str, plain: bool = False) -> None:
-        self._write(key, data)
+    def _replace(self, tmp: Path, target: Path) -> None:
+        try:
+            os.replace(tmp, target)
+        except FileNotFoundError:
+            # The cached parent folder was removed since (by hand, or an emptied tree): make it again, once.
+            self._known_dirs.discard(target.parent)
+            self._ensure_dir(target.parent)
+            os.replace(tmp, target)
+        fsync_dir(target.parent)
+
+    @staticmethod
+    def _inode(path: Path) -> int | None:
+        try:
+            return path.stat().st_ino
+        except FileNotFoundError:
+            return None
 
     def stat(self, key: str) -> StoredObject | None:
         path = self._path(key)
         try:
-            size = path.stat().st_size
-        except FileNotFoundError:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        return StoredObject(key, size, None)  # a folder keeps no metadata: the sidecar has the sha256
+        except OSError as exc:
+            raise self._fail(exc, f"check {key[:120]!r}") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return None  # a folder that other keys live under is no object
+            attrs = self._meta.read(fd, key)  # read through fd: the metadata of the version opened
+        except OSError as exc:
+            raise self._fail(exc, f"check {key[:120]!r}") from None
+        finally:
+            os.close(fd)
+        return StoredObject(key, info.st_size, attrs.metadata, attrs.content_type)
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         try:
             return self._path(key).open("rb")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise DestinationError(f"no object {key[:120]!r} in {self.root}") from None
+        except OSError as exc:
+            raise self._fail(exc, f"read {key[:120]!r}") from None
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        try:
+            inode = self._inode(path) if not self._meta.xattrs else None
+            path.unlink(missing_ok=True)
+            self._meta.forget(key, inode)
+        except OSError as exc:
+            raise self._fail(exc, f"delete {key[:120]!r}") from None
 
-    def list_keys(self, prefix: str = "") -> Iterator[str]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if d != STAGING)
-            for name in sorted(filenames):
-                key = Path(dirpath, name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    yield key
+    def recover(self, before: datetime) -> int:
+        """Remove staging files last written before `before`; a younger one may be another writer's."""
+        try:
+            entries = list(os.scandir(self._staging))
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise self._fail(exc, "list the staging folder") from None
+        try:
+            cutoff = before.timestamp() + self._clock_offset()
+            removed = 0
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # its writer finished (or gave up) meanwhile
+        except OSError as exc:
+            raise self._fail(exc, "clean the staging folder") from None
+        return removed
+
+    def _clock_offset(self) -> float:
+        """How far the file system's clock runs ahead of ours: NFS servers stamp files with their own clock,
+        and local file systems with a coarse clock up to a tick behind time.time()."""
+        with tempfile.NamedTemporaryFile(dir=self._staging, prefix=".clock-") as marker:
+            return os.fstat(marker.fileno()).st_mtime - time.time()

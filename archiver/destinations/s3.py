@@ -2,15 +2,17 @@
 
 The boto3 client is built here and only here (make_s3_client); it takes its endpoint, region and
 credentials from the standard AWS variables and files (AWS_ENDPOINT_URL, AWS_REGION, the credential
-chain). Uploads are boto3's managed transfers (multipart above the threshold, aborted on failure, so
-a failed upload never leaves an object under the final key), with a SHA-256 checksum S3 verifies and
-the recording's sha256 in the user metadata.
+chain). An upload is one PUT below the multipart threshold, else a journaled multipart upload
+(s3_multipart.py) that is aborted on failure: either way an object appears under its key complete, or
+not at all, with a SHA-256 checksum S3 verifies. Metadata is kept as S3 user metadata.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import uuid
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,12 +21,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlencode, urlsplit
 
 import boto3
-from boto3.exceptions import S3UploadFailedError
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from archiver.destinations.base import StoredObject
+from archiver.destinations.base import StoredObject, UploadJournal, normalise_metadata, open_source
+from archiver.destinations.s3_multipart import UploadLedger, abort_upload, upload_in_parts
 from archiver.errors import DestinationError, TransientError
 from archiver.keys import check_key
 
@@ -43,7 +44,7 @@ FATAL_CODES = {
     "InvalidBucketName",
     "AccountProblem",
 }
-CHUNK = 8 * 1024 * 1024
+PROBE_PREFIX = "_rc-archiver-probe/"  # probe() writes, reads back and deletes one object here
 
 
 def make_s3_client(max_attempts: int) -> S3Client:
@@ -90,6 +91,16 @@ class StorageOptions:
             args["ObjectLockLegalHoldStatus"] = "ON"
         return args
 
+    def probe_args(self) -> dict[str, Any]:
+        """What a probe object is written with: encryption and tags, so a refused KMS key or tagging
+        permission shows at once; no retention or legal hold (the probe must be deletable) and no storage
+        class (an archive class could not be read back)."""
+        return {
+            name: value
+            for name, value in self.extra_args(datetime.now(UTC)).items()
+            if name in ("ServerSideEncryption", "SSEKMSKeyId", "Tagging")
+        }
+
     @property
     def needs_object_lock(self) -> bool:
         return bool(self.object_lock_mode or self.legal_hold)
@@ -102,6 +113,7 @@ class S3Destination:
         client: S3Client,
         multipart_threshold: int = 16 * 1024 * 1024,
         storage: StorageOptions | None = None,
+        journal: UploadJournal | None = None,
     ) -> None:
         parts = urlsplit(url)
         self.storage = storage or StorageOptions()
@@ -110,12 +122,8 @@ class S3Destination:
         prefix = parts.path.strip("/")
         self.prefix = f"{prefix}/" if prefix else ""
         self._client = client
-        self._transfer = TransferConfig(
-            multipart_threshold=multipart_threshold,
-            multipart_chunksize=CHUNK,
-            max_concurrency=2,  # memory per upload stays ~2 chunks, whatever the file's size
-            use_threads=True,
-        )
+        self._threshold = max(multipart_threshold, 1)  # an empty body is always one PUT
+        self._ledger = UploadLedger(journal)
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
@@ -127,8 +135,6 @@ class S3Destination:
                 hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role",
             )
         code = _code(exc) if isinstance(exc, ClientError) else ""
-        if isinstance(exc, S3UploadFailedError):
-            code = next((c for c in FATAL_CODES if c in str(exc)), "")
         if code in FATAL_CODES:
             what = {"NoSuchBucket": "does not exist", "404": "does not exist"}.get(
                 code, f"refused access ({code})"
@@ -136,71 +142,123 @@ class S3Destination:
             return DestinationError(
                 f"bucket {self.bucket} {what} while {doing}",
                 hint="create the bucket or fix RC_ARCHIVER_DESTINATION, and grant s3:PutObject, "
-                "s3:GetObject, "
-                "s3:ListBucket to the archiver's credentials",
+                "s3:GetObject, s3:ListBucket, s3:AbortMultipartUpload, and s3:DeleteObject on "
+                f"{self.prefix}{PROBE_PREFIX}* to the archiver's credentials",
             )
         return TransientError(f"S3 error while {doing}: {code or type(exc).__name__}")
+
+    def _unusable(self, exc: Exception, doing: str) -> DestinationError:
+        """probe() answers usable or not: a failing world there is a DestinationError too."""
+        error = self._fail(exc, doing)
+        if isinstance(error, DestinationError):
+            return error
+        return DestinationError(
+            f"S3 bucket {self.bucket} is unreachable ({error})",
+            hint="check AWS_ENDPOINT_URL, AWS_REGION and the network",
+        )
 
     def probe(self) -> None:
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as exc:
-            error = self._fail(exc, "checking the bucket")
-            if isinstance(error, TransientError):
-                raise DestinationError(
-                    f"S3 bucket {self.bucket} is unreachable ({error})",
-                    hint="check AWS_ENDPOINT_URL, AWS_REGION and the network",
-                ) from None
-            raise error from None
-        if self.storage.needs_object_lock:
-            self._probe_object_lock()
-
-    def _probe_object_lock(self) -> None:
-        """Object Lock settings on a bucket without Object Lock would fail every upload: say so first."""
-        try:
-            config = self._client.get_object_lock_configuration(Bucket=self.bucket)
-            enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
-        except ClientError as exc:
-            if _code(exc) not in ("ObjectLockConfigurationNotFoundError", "404"):
-                raise self._fail(exc, "checking Object Lock") from None
-            enabled = False
-        if not enabled:
+            raise self._unusable(exc, "checking the bucket") from None
+        lock = self._object_lock_configuration()
+        if self.storage.needs_object_lock and lock.get("ObjectLockEnabled") != "Enabled":
             raise DestinationError(
                 f"bucket {self.bucket} does not have S3 Object Lock enabled, but Object Lock retention or a "
                 "legal hold is configured",
                 hint="use a bucket created with Object Lock enabled, or unset "
                 "RC_ARCHIVER_S3_OBJECT_LOCK_MODE/_DAYS and RC_ARCHIVER_S3_LEGAL_HOLD",
             )
-
-    def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
+        key = f"{self.prefix}{PROBE_PREFIX}{uuid.uuid4().hex}.txt"
         try:
-            self._client.upload_file(
-                str(path),
-                self.bucket,
-                self._key(key),
-                ExtraArgs={
-                    "ContentType": content_type,
-                    "Metadata": metadata,
-                    "ChecksumAlgorithm": "SHA256",
-                    **self.storage.extra_args(datetime.now(UTC)),
-                },
-                Config=self._transfer,
-            )
-        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
-            raise self._fail(exc, f"uploading {key[:120]!r}") from None
-
-    def put_bytes(self, key: str, data: bytes, *, content_type: str, plain: bool = False) -> None:
-        try:
-            self._client.put_object(
-                Bucket=self.bucket,
-                Key=self._key(key),
-                Body=data,
-                ContentType=content_type,
-                ChecksumAlgorithm="SHA256",
-                **({} if plain else self.storage.extra_args(datetime.now(UTC))),
-            )
+            if lock.get("Rule", {}).get("DefaultRetention"):
+                self._probe_without_object(key)
+            else:
+                self._probe_object(key)
         except (ClientError, BotoCoreError) as exc:
-            raise self._fail(exc, f"writing {key[:120]!r}") from None
+            raise self._unusable(exc, f"writing, reading and deleting the probe object {key}") from None
+
+    def _object_lock_configuration(self) -> dict[str, Any]:
+        """The bucket's Object Lock configuration ({} without one, or where we may not read it)."""
+        try:
+            answer = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) in ("ObjectLockConfigurationNotFoundError", "404"):
+                return {}
+            if self.storage.needs_object_lock:
+                raise self._unusable(exc, "checking Object Lock") from None
+            return {}  # not needed by our settings: the probe then assumes no default retention
+        except BotoCoreError as exc:
+            raise self._unusable(exc, "checking Object Lock") from None
+        return cast(dict[str, Any], answer.get("ObjectLockConfiguration", {}))
+
+    def _probe_object(self, key: str) -> None:
+        payload = f"rc-archiver probe {datetime.now(UTC).isoformat()}\n".encode()
+        written = self._client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=payload,
+            ContentType="text/plain",
+            ChecksumAlgorithm="SHA256",
+            **self.storage.probe_args(),
+        )
+        version: dict[str, Any] = {"VersionId": written["VersionId"]} if written.get("VersionId") else {}
+        try:
+            read = self._client.get_object(Bucket=self.bucket, Key=key, **version)["Body"].read()
+        finally:
+            # The version itself, where the bucket keeps versions: a delete marker would leave it stored.
+            self._client.delete_object(Bucket=self.bucket, Key=key, **version)
+        if read != payload:
+            raise DestinationError(f"bucket {self.bucket} returned different bytes for {key}")
+
+    def _probe_without_object(self, key: str) -> None:
+        """A bucket with default retention would lock any probe object for days: upload one part of a
+        multipart upload instead, and abort it, so that no object ever exists."""
+        created = self._client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **self.storage.probe_args()
+        )
+        upload_id = created["UploadId"]
+        self._ledger.started(key, upload_id)
+        try:
+            self._client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=1,
+                Body=b"rc-archiver probe\n",
+                ChecksumAlgorithm="SHA256",
+            )
+        finally:
+            abort_upload(self._client, self.bucket, key, upload_id)
+            self._ledger.ended(upload_id)
+
+    def put(
+        self,
+        key: str,
+        source: Path | bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        full_key = self._key(key)
+        args: dict[str, Any] = {
+            "ContentType": content_type,
+            "Metadata": normalise_metadata(metadata),
+            **self.storage.extra_args(datetime.now(UTC)),
+        }
+        with open_source(source) as stream:
+            size = stream.seek(0, os.SEEK_END)
+            stream.seek(0)
+            try:
+                if size >= self._threshold:
+                    upload_in_parts(self._client, self.bucket, full_key, stream, args, self._ledger)
+                else:
+                    self._client.put_object(
+                        Bucket=self.bucket, Key=full_key, Body=stream, ChecksumAlgorithm="SHA256", **args
+                    )
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail(exc, f"uploading {key[:120]!r}") from None
 
     def stat(self, key: str) -> StoredObject | None:
         try:
@@ -211,15 +269,23 @@ class S3Destination:
             raise self._fail(exc, f"checking {key[:120]!r}") from None
         except BotoCoreError as exc:
             raise self._fail(exc, f"checking {key[:120]!r}") from None
-        metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
         return StoredObject(
-            key, int(head["ContentLength"]), metadata.get("sha256"), metadata, head.get("ContentType")
+            key,
+            int(head["ContentLength"]),
+            {name.lower(): value for name, value in (head.get("Metadata") or {}).items()},
+            head.get("ContentType"),
+            head.get("ObjectLockRetainUntilDate"),
+            head.get("ObjectLockLegalHoldStatus") == "ON",
         )
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         try:
             body: Any = self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                raise DestinationError(f"no object {key[:120]!r} in {self.url}") from None
+            raise self._fail(exc, f"reading {key[:120]!r}") from None
+        except BotoCoreError as exc:
             raise self._fail(exc, f"reading {key[:120]!r}") from None
         return cast(AbstractContextManager[BinaryIO], contextlib.closing(body))
 
@@ -229,11 +295,14 @@ class S3Destination:
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"deleting {key[:120]!r}") from None
 
-    def list_keys(self, prefix: str = "") -> Iterator[str]:
-        paginator = self._client.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-                for item in page.get("Contents", []):
-                    yield item["Key"][len(self.prefix) :]
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail(exc, "listing") from None
+    def recover(self, before: datetime) -> int:
+        """Abort every multipart upload the journal recorded and never ended (and this process's own
+        started before `before`); one already gone is simply ended."""
+        aborted = 0
+        for full_key, upload_id in self._ledger.leftovers(before):
+            try:
+                aborted += abort_upload(self._client, self.bucket, full_key, upload_id)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail(exc, f"aborting the interrupted upload of {full_key[:120]!r}") from None
+            self._ledger.ended(upload_id)
+        return aborted

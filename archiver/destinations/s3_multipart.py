@@ -1,0 +1,142 @@
+"""S3 multipart uploads done by hand, so that every upload id is journaled before its first part.
+
+A kill (SIGKILL, a second signal, a stop timeout) can interrupt an upload at any point; its parts stay
+stored and billed until someone aborts it. So the id is recorded right after CreateMultipartUpload,
+before any part, and ended only once the upload is completed or aborted: whatever the journal still
+lists after a crash is an upload to abort (S3Destination.recover). Memory per upload stays at
+PARTS_IN_FLIGHT parts whatever the file's size. Each part carries its SHA-256, which S3 verifies.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from botocore.exceptions import ClientError
+
+from archiver.destinations.base import UploadJournal
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+PART_SIZE = 8 * 1024 * 1024
+PARTS_IN_FLIGHT = 2
+
+
+class UploadLedger:
+    """The journal, plus the uploads this process has under way (a live upload is not a leftover)."""
+
+    def __init__(self, journal: UploadJournal | None) -> None:
+        self._journal = journal
+        self._live: dict[str, tuple[str, datetime]] = {}  # upload id -> (key, started)
+        self._lock = threading.Lock()
+
+    def started(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._live[upload_id] = (key, datetime.now(UTC))
+        if self._journal is not None:
+            self._journal.upload_started(key, upload_id)
+
+    def ended(self, upload_id: str) -> None:
+        if self._journal is not None:
+            self._journal.upload_ended(upload_id)
+        with self._lock:
+            self._live.pop(upload_id, None)
+
+    def leftovers(self, before: datetime) -> list[tuple[str, str]]:
+        """(key, upload id) of every unended upload, but this process's own started at or after `before`."""
+        with self._lock:
+            live = dict(self._live)
+        recorded = self._journal.unended_uploads() if self._journal is not None else []
+        out = [(key, upload_id) for key, upload_id in recorded if upload_id not in live]
+        out += [(key, upload_id) for upload_id, (key, started) in live.items() if started < before]
+        return out
+
+
+def upload_in_parts(
+    client: S3Client,
+    bucket: str,
+    key: str,
+    stream: BinaryIO,
+    create_args: dict[str, Any],
+    ledger: UploadLedger,
+) -> None:
+    """Create, journal, send the parts, complete; on any failure abort (and journal-end once aborted)."""
+    upload_id = client.create_multipart_upload(
+        Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **create_args
+    )["UploadId"]
+    try:
+        ledger.started(key, upload_id)
+        parts = _send_parts(client, bucket, key, upload_id, stream)
+        client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        try:
+            abort_upload(client, bucket, key, upload_id)
+        except Exception:  # noqa: S110 - S3 is failing: the journal keeps the id for recover() to abort
+            pass
+        else:
+            ledger.ended(upload_id)
+        raise
+    ledger.ended(upload_id)
+
+
+def abort_upload(client: S3Client, bucket: str, key: str, upload_id: str) -> bool:
+    """Abort an upload; False if it was already gone (completed, aborted, expired by a lifecycle rule)."""
+    try:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404"):
+            return False
+        raise
+    return True
+
+
+def _send_parts(
+    client: S3Client, bucket: str, key: str, upload_id: str, stream: BinaryIO
+) -> list[CompletedPartTypeDef]:
+    parts: list[CompletedPartTypeDef] = []
+    pending: deque[Future[CompletedPartTypeDef]] = deque()
+    # Leaving the pool waits for parts still being sent, so an abort never races a part in flight
+    # (S3 may otherwise keep a part that finished after the abort).
+    with ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part") as pool:
+        try:
+            number = 0
+            while True:
+                if len(pending) == PARTS_IN_FLIGHT:
+                    parts.append(pending.popleft().result())  # read the next part only once one is sent
+                chunk = stream.read(PART_SIZE)
+                if not chunk:
+                    break
+                number += 1
+                pending.append(pool.submit(_send_part, client, bucket, key, upload_id, number, chunk))
+                del chunk  # the future holds the only reference: memory is the parts in flight
+            while pending:
+                parts.append(pending.popleft().result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return parts
+
+
+def _send_part(
+    client: S3Client, bucket: str, key: str, upload_id: str, number: int, chunk: bytes
+) -> CompletedPartTypeDef:
+    checksum = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+    response = client.upload_part(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
+        PartNumber=number,
+        Body=chunk,
+        ChecksumSHA256=checksum,
+    )
+    return {"ETag": response["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
