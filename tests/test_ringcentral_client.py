@@ -351,3 +351,11 @@ def test_client_delete_recordings_403_names_both_permissions() -> None:
     rig = Rig(lambda request, token: error(403, "CMN-401", permissionName="EditCallLog"))
     with pytest.raises(AuthError, match=r"EditCallLog.*EditCompanyCallRecordings"):
         rig.client.delete_recordings(["r1"])
+
+
+def test_client_persistent_token_401_stops_after_two_logins() -> None:
+    rig = Rig(lambda request, token: error(401, "OAU-213"), attempts=6)
+    with pytest.raises(AuthError, match="fresh tokens"):
+        pages(rig)
+    assert rig.server.logins == 2 and rig.server.revoked == ["tok-1"]
+    assert len(rig.api_requests()) <= 3
