@@ -1,15 +1,26 @@
-"""Retry classification: one table from HTTP status and RingCentral error code to a kind of failure."""
+"""Retry classification: one table from HTTP status and RingCentral error code to a kind of failure,
+Retry-After in both its forms, and the backoff each kind waits."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from archiver.errors import NotReady, PermanentError, RateLimited, TokenExpired, TransientError
-from archiver.ringcentral.retry import classify
+from archiver.errors import (
+    AuthError,
+    NotReady,
+    PermanentError,
+    RateLimited,
+    TokenExpired,
+    TransientError,
+    TruncatedBody,
+)
+from archiver.ringcentral.retry import ServerFailed, backoff_seconds, classify, header, retry_after
 
 
-def body(code: str) -> dict[str, object]:
-    return {"errors": [{"errorCode": code, "message": "m"}]}
+def body(code: str, **fields: str) -> dict[str, object]:
+    return {"errors": [{"errorCode": code, "message": "m", **fields}]}
 
 
 @pytest.mark.parametrize(
@@ -18,13 +29,20 @@ def body(code: str) -> dict[str, object]:
         (200, None, {}, None),
         (206, None, {}, None),
         (401, body("OAU-128"), {}, TokenExpired),
+        (401, body("OAU-129"), {}, TokenExpired),
+        (401, body("OAU-149"), {}, TokenExpired),
+        (401, body("OAU-213"), {}, TokenExpired),
+        (401, None, {}, TokenExpired),  # a 401 without a code
+        (401, body("CMN-405"), {}, AuthError),  # "Login to extension required": no token fixes it
+        (401, body("OAU-151"), {}, AuthError),
+        (403, body("CMN-401", permissionName="ReadCallRecording"), {}, AuthError),
+        (403, body("CMN-408"), {}, AuthError),
         (429, body("CMN-301"), {"Retry-After": "60"}, RateLimited),
-        (500, None, {}, TransientError),
-        (503, body("CMN-503"), {}, TransientError),
-        (408, None, {}, TransientError),
+        (500, None, {}, ServerFailed),
+        (503, body("CMN-203"), {}, ServerFailed),
+        (408, None, {}, ServerFailed),
         (404, body("CMN-102"), {}, NotReady),
         (404, body("CMN-999"), {}, PermanentError),
-        (403, body("CMN-408"), {}, PermanentError),
         (400, body("CMN-101"), {}, PermanentError),
     ],
 )
@@ -37,7 +55,52 @@ def test_retry_classify(status: int, payload: object, headers: dict[str, str], k
         assert str(status) in str(error)
 
 
-def test_retry_429_carries_retry_after() -> None:
-    error = classify(429, body("CMN-301"), {"Retry-After": "42"}, "h")
-    assert isinstance(error, RateLimited) and error.retry_after == 42.0
-    assert classify(429, None, {}, "h").retry_after == 0.0  # type: ignore[union-attr]
+def test_retry_403_names_the_permission_and_where_to_grant_it() -> None:
+    app = classify(403, body("CMN-401", permissionName="ReadCallRecording"), {}, "recording r1")
+    user = classify(403, body("CMN-401", permissionName="FullCompanyCallLog"), {}, "call-log")
+    assert app is not None and "ReadCallRecording" in str(app) and "Developer Console" in app.hint
+    assert user is not None and "FullCompanyCallLog" in str(user) and "Admin Portal" in user.hint
+
+
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "42"}, 42.0),
+        ({"retry-after": "42"}, 42.0),
+        ({"Retry-After": "Fri, 27 Nov 2026 12:00:30 GMT"}, 30.0),  # the HTTP-date form
+        ({"Retry-After": "Fri, 27 Nov 2026 11:59:00 GMT"}, 0.0),  # a date in the past
+        ({"Retry-After": "later"}, None),
+        ({"Retry-After": "nan"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_after(headers, NOW) == expected
+
+
+def test_retry_header_is_case_insensitive_on_plain_dicts() -> None:
+    assert header({"x-rate-limit-group": "media"}, "X-Rate-Limit-Group") == "media"
+    assert header(None, "Retry-After") is None
+
+
+def lowest(low: float, high: float) -> float:
+    return low
+
+
+@pytest.mark.parametrize(
+    ("exc", "attempt", "expected"),
+    [
+        (ServerFailed("HTTP 503", None), 1, 2.0),  # 5xx: from 2 s
+        (ServerFailed("HTTP 503", None), 2, 4.0),
+        (ServerFailed("HTTP 503", 9.0), 1, 9.0),  # never sooner than Retry-After
+        (TransientError("reset"), 1, 0.5),  # a dropped connection: sooner
+        (RateLimited("429", 30.0), 1, 0.0),  # the pacer waits
+        (TokenExpired("401"), 1, 0.0),
+        (TruncatedBody("cut"), 1, 0.0),
+    ],
+)
+def test_retry_backoff_seconds(exc: BaseException, attempt: int, expected: float) -> None:
+    assert backoff_seconds(exc, attempt, lowest) == expected

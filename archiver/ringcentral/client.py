@@ -1,73 +1,41 @@
-"""RingCentral data calls: call-log paging (a generator) and streamed recording downloads.
+"""RingCentral data calls: call-log paging (a generator), streamed recording downloads, deletions.
 
-Every request goes through one pooled `requests` session (passed in) with connect and read
-timeouts, the Heavy pacer, and one classification of failures (retry.py). A 401 logs in again once
-per request. A download streams to a file while hashing; a broken body resumes with a Range request
-from the bytes already on disk, and the whole is checked against the announced length.
+Each request goes through the Channel (channel.py: token, rate group, failure classification); each
+call here is retried by the one policy of retry.py, whose `retrying` events name the host, what was
+being fetched (`what`: "call-log 2026-11-27", "recording <id>") and the attempt. The body side of a
+download (what a recording is, Range resumes) is download.py; the URL rules are urls.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import requests
-import requests.adapters
-import requests.auth
 import structlog
-import urllib3.exceptions
-from tenacity import RetryCallState
+from tenacity import RetryCallState, Retrying
 
-from archiver import __version__
-from archiver.errors import RateLimited, SpoolError, TokenExpired, TransientError, TruncatedBody
+from archiver.errors import AuthError, TransientError
 from archiver.models import format_time
 from archiver.ringcentral.auth import Authenticator
 from archiver.ringcentral.calllog import CallLogPage, recordings_in
-from archiver.ringcentral.pacer import RatePacer
-from archiver.ringcentral.retry import DEFAULT_ATTEMPTS, classify, policy
+from archiver.ringcentral.channel import Channel, host_of, make_session
+from archiver.ringcentral.download import ContentSample, Downloaded, DownloadState, recording_id
+from archiver.ringcentral.pacer import RateGroups, RatePacer
+from archiver.ringcentral.retry import DEFAULT_ATTEMPTS, header, policy, rate_window
+from archiver.ringcentral.urls import same_resource
 
 log = structlog.get_logger(__name__)
-CHUNK = 1024 * 1024
 PER_PAGE = 1000
+MAX_DELETE = 100  # RingCentral's limit of ids per DELETE call-recordings (CallRecordingIds.maxItems)
+CALL_LOG_PATH = "/restapi/v1.0/account/~/call-log"
+DELETE_PATH = "/restapi/v1.0/account/~/call-recordings"
 
-
-class BearerAuth(requests.auth.AuthBase):
-    """Authorization: Bearer <token>; requests drops it on a redirect to another host."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        return request
-
-
-def make_session(pool_size: int) -> requests.Session:
-    """The one pooled HTTP session for RingCentral; retries are ours (retry.py), not urllib3's."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = f"rc-archiver/{__version__}"
-    return session
-
-
-@dataclass(frozen=True)
-class Downloaded:
-    size: int
-    sha256: str
-    content_type: str
-    resumed: int  # how many times the body was resumed with a Range request
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("retrying", attempt=state.attempt_number, reason=str(exc), kind=type(exc).__name__)
+__all__ = ["ContentSample", "Downloaded", "RingCentralClient", "make_session"]
 
 
 class RingCentralClient:
@@ -80,192 +48,178 @@ class RingCentralClient:
         timeout: tuple[float, float],
         attempts: int = DEFAULT_ATTEMPTS,
         cancel: threading.Event | None = None,
+        on_progress: Callable[[], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._server_url = server_url.rstrip("/")
-        self._session = session
         self._auth = auth
-        self._heavy = heavy
-        self._timeout = timeout
+        self._groups = RateGroups({"heavy": heavy, auth.pacer.group: auth.pacer})
+        self._channel = Channel(self._server_url, session, auth, self._groups, timeout, cancel, on_progress)
         self._attempts = attempts
-        self._cancel = cancel
+        self._on_progress = on_progress
+        self._sleep = sleep
 
     @property
-    def pacer(self) -> RatePacer:
-        return self._heavy
+    def pacers(self) -> dict[str, RatePacer]:
+        """Every rate group's pacer (heavy, auth, and any group RingCentral has named), by group."""
+        return self._groups.pacers
 
-    # -- one request ------------------------------------------------------------------------------
-    def _send(self, url: str, *, stream: bool, headers: Mapping[str, str] | None = None) -> requests.Response:
-        """One request with a valid token inside the rate budget; a 401 renews the token once."""
-        what = urlsplit(url).hostname or "RingCentral"
-        token = self._auth.token()
-        renewed = False
-        while True:
-            ticket = self._heavy.acquire(self._cancel)
-            try:
-                response = self._session.get(
-                    url,
-                    auth=BearerAuth(token),  # an auth object also spares requests a ~/.netrc lookup
-                    headers={"Accept": "*/*", **(headers or {})},
-                    timeout=self._timeout,
-                    stream=stream,
-                )
-            except requests.exceptions.ChunkedEncodingError:
-                self._heavy.release(ticket, None)
-                raise TruncatedBody(f"a reply from {what} cut short") from None
-            except requests.RequestException as exc:
-                self._heavy.release(ticket, None)  # the server may have counted it: so do we
-                # Only the class name: requests' messages can carry the URL and pool details.
-                raise TransientError(f"{type(exc).__name__} talking to {what}") from None
-            self._heavy.release(ticket, response.headers)
-            log.debug(
-                "http_response",
-                method="GET",
-                url=url,
-                status=response.status_code,
-                seconds=round(response.elapsed.total_seconds(), 3),
-                rate_remaining=response.headers.get("X-Rate-Limit-Remaining"),
+    @property
+    def scope(self) -> str:
+        """The token's scope: the app permissions RingCentral granted it, space-separated."""
+        return self._auth.scope
+
+    def _policy(self, url: str, what: str) -> Retrying:
+        host = host_of(url)
+
+        def log_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "retrying",
+                host=host,
+                what=what,
+                attempt=state.attempt_number,
+                reason=str(exc),
+                kind=type(exc).__name__,
             )
-            if response.status_code < 300:
-                return response
-            body: Any = None
-            if "json" in response.headers.get("Content-Type", ""):
-                try:
-                    body = response.json()
-                except (ValueError, requests.RequestException):
-                    body = None
-            response.close()
-            error = classify(response.status_code, body, response.headers, what)
-            if isinstance(error, TokenExpired) and not renewed:
-                token = self._auth.renew(token)
-                renewed = True
-                continue
-            if isinstance(error, RateLimited):
-                self._heavy.penalize(error.retry_after or None)
-                log.warning("rate_limited", group="heavy", retry_after=error.retry_after or None)
-            assert error is not None
-            raise error
+
+        return policy(self._attempts, log_retry, self._sleep)
 
     # -- call log ---------------------------------------------------------------------------------
-    def call_log_pages(self, date_from: datetime, date_to: datetime) -> Iterator[CallLogPage]:
-        """Pages of the company call log for [date_from, date_to): Detailed view, recorded calls only."""
-        query = urlencode(
-            [
-                ("dateFrom", format_time(date_from)),
-                ("dateTo", format_time(date_to)),
-                ("view", "Detailed"),
-                ("recordingType", "All"),
-                ("perPage", str(PER_PAGE)),
-            ]
-        )
-        url: str | None = f"{self._server_url}/restapi/v1.0/account/~/call-log?{query}"
+    def call_log_pages(
+        self,
+        date_from: datetime,
+        date_to: datetime,
+        what: str | None = None,
+        *,
+        recording_type: str | None = None,
+    ) -> Iterator[CallLogPage]:
+        """Pages of the company call log for [date_from, date_to): Detailed view, every call.
+
+        No `recordingType` filter by default: whether RingCentral's filter sees recordings that exist
+        only on a leg is unverified (docs/ringcentral-api.md#records-and-legs), so the scan reads every
+        call and calllog.recordings_in picks the recordings from records and legs. The cost: about
+        one Heavy request per 1,000 calls (perPage=1000), recorded or not. `recording_type` is for
+        `check`, which compares the two readings.
+
+        nextPage is followed only when it names the resource asked for (scheme, host, port, path);
+        otherwise page N+1 is built from the original query. The pages stop at an empty page.
+        """
+        what = what or f"call-log {date_from:%Y-%m-%d}"
+        params = [
+            ("dateFrom", format_time(date_from)),
+            ("dateTo", format_time(date_to)),
+            ("view", "Detailed"),
+            *((("recordingType", recording_type),) if recording_type else ()),
+            ("perPage", str(PER_PAGE)),
+        ]
+        base = f"{self._server_url}{CALL_LOG_PATH}"
+        url = f"{base}?{urlencode(params)}"
         seen: set[str] = set()
-        while url:
+        number = 1
+        while True:
             if url in seen:
-                raise TransientError("the call log's nextPage points back at a page already read")
+                raise TransientError(f"the call log's nextPage for {what} points back at a page already read")
             seen.add(url)
-            page = self._get_json(url)
+            page = self._get_json("call-log", url, what)
             records = page.get("records")
             if not isinstance(records, list):
-                raise TransientError("a call-log page without a records list")
-            yield CallLogPage(len(records), [ref for record in records for ref in recordings_in(record)])
-            next_page = (page.get("navigation") or {}).get("nextPage") or {}
-            url = next_page.get("uri") if isinstance(next_page, dict) else None
+                raise TransientError(f"a call-log page for {what} without a records list")
+            found = [ref for record in records if isinstance(record, dict) for ref in recordings_in(record)]
+            yield CallLogPage(len(records), found)
+            navigation = page.get("navigation")
+            next_page = navigation.get("nextPage") if isinstance(navigation, dict) else None
+            next_uri = next_page.get("uri") if isinstance(next_page, dict) else None
+            if not isinstance(next_uri, str) or not next_uri or not records:
+                return
+            number += 1
+            if same_resource(next_uri, url):
+                url = next_uri
+            else:
+                log.info(
+                    "next_page_rebuilt", what=what, page=number, reason="nextPage names another resource"
+                )
+                url = f"{base}?{urlencode([*params, ('page', str(number))])}"
 
-    def first_page(self, date_from: datetime, date_to: datetime) -> list[dict[str, Any]]:
-        """One small call-log page: proves the token can read the company call log."""
-        query = urlencode(
-            [("dateFrom", format_time(date_from)), ("dateTo", format_time(date_to)), ("perPage", "1")]
-        )
-        records = self._get_json(f"{self._server_url}/restapi/v1.0/account/~/call-log?{query}").get("records")
-        return records if isinstance(records, list) else []
-
-    def _get_json(self, url: str) -> dict[str, Any]:
-        for attempt in policy(self._attempts, _log_retry):
+    def _get_json(self, kind: str, url: str, what: str) -> dict[str, Any]:
+        for attempt in self._policy(url, what):
             with attempt:
-                response = self._send(url, stream=False)
+                response = self._channel.send(kind, url, what)
                 try:
                     data = response.json()
                 except requests.RequestException:
-                    raise TransientError("a call-log page cut short") from None
+                    raise TransientError(f"a {what} page cut short") from None
                 except ValueError:
-                    raise TransientError("a call-log page that is not JSON") from None
+                    raise TransientError(f"a {what} page that is not JSON") from None
                 if not isinstance(data, dict):
-                    raise TransientError("a call-log page that is not a JSON object")
+                    raise TransientError(f"a {what} page that is not a JSON object")
                 return data
         raise AssertionError("unreachable")  # pragma: no cover - tenacity re-raises
 
     # -- recordings -------------------------------------------------------------------------------
-    def download(self, content_uri: str, sink: BinaryIO) -> Downloaded:
-        """Stream a recording into `sink` (an empty, seekable file), resuming broken bodies."""
-        state = _DownloadState(sink)
-        for attempt in policy(self._attempts, _log_retry):
+    def download(self, content_uri: str, sink: BinaryIO, what: str | None = None) -> Downloaded:
+        """Stream a recording into `sink` (an empty, seekable file), resuming broken bodies.
+
+        TruncatedBody when the body stays short after every attempt (charged to the recording),
+        TransientError when the world keeps failing (not charged), PermanentError for a body that is
+        no recording (download.py), SpoolError when the spool cannot be written.
+        """
+        what = what or f"recording {recording_id(content_uri)}"
+        state = DownloadState(sink, self._on_progress)
+        for attempt in self._policy(content_uri, what):
             with attempt:
-                self._download_once(content_uri, state)
+                headers = state.request_headers()
+                with self._channel.send(
+                    "content", content_uri, what, stream=True, headers=headers
+                ) as response:
+                    state.take(response, what)
+        return state.finish()
+
+    def sample(self, content_uri: str, what: str = "a recording's first byte") -> ContentSample:
+        """The first byte of a recording (Range: bytes=0-0): proves ReadCallRecording and the media host,
+        and reports the rate group, limit and window the media reply names."""
+        headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
+        for attempt in self._policy(content_uri, what):
+            with (
+                attempt,
+                self._channel.send("content", content_uri, what, stream=True, headers=headers) as response,
+            ):
+                first = response.raw.read(16, decode_content=False) or b""
+                limit = header(response.headers, "X-Rate-Limit-Limit")
+                group = header(response.headers, "X-Rate-Limit-Group")
+                return ContentSample(
+                    response.status_code,
+                    response.headers.get("Content-Type", ""),
+                    first,
+                    group.lower() if group else None,
+                    int(limit) if limit and limit.isdigit() else None,
+                    rate_window(response.headers),
+                )
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity re-raises
+
+    def delete_recordings(self, ids: Sequence[str]) -> None:
+        """Delete recordings at RingCentral (the content, not the call-log records): one Heavy
+        `DELETE /restapi/v1.0/account/~/call-recordings` with {"records": ids}, at most 100 ids.
+
+        A 403 is an AuthError naming the app permission EditCallLog and the user permission
+        EditCompanyCallRecordings."""
+        if len(ids) > MAX_DELETE:
+            raise ValueError(f"at most {MAX_DELETE} recordings per deletion, not {len(ids)}")
+        if not ids:
+            return
+        url = f"{self._server_url}{DELETE_PATH}"
+        what = f"deletion of {len(ids)} recording(s)"
         try:
-            # No fsync: the spool file is read back at once from the page cache, and after a
-            # machine crash the spool is discarded anyway; durability belongs to the destination.
-            sink.flush()
-        except OSError as exc:
-            raise SpoolError(f"cannot write the spool file: {exc.strerror}") from None
-        return Downloaded(state.received, state.hasher.hexdigest(), state.content_type, state.resumes)
-
-    def _download_once(self, content_uri: str, state: _DownloadState) -> None:
-        headers = {"Range": f"bytes={state.received}-"} if state.received else {}
-        response = self._send(content_uri, stream=True, headers=headers)
-        with response:
-            if state.received:
-                state.resumes += 1
-                start = _range_start(response.headers.get("Content-Range", ""))
-                if response.status_code != 206 or start != state.received:
-                    state.restart()  # the server ignored or misread the Range: start over
-            length = response.headers.get("Content-Length")
-            total = state.received + int(length) if length and length.isdigit() else None
-            state.content_type = response.headers.get("Content-Type", "application/octet-stream")
-            try:
-                # read1 hands over whatever has arrived, so a body cut short keeps every byte that
-                # came before the cut, and the resume asks only for the rest.
-                while chunk := response.raw.read1(CHUNK, decode_content=True):
-                    state.write(chunk)
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-                raise TruncatedBody(
-                    f"body cut short after {state.received} of {total if total is not None else '?'} bytes",
-                ) from None
-        if total is not None and state.received < total:
-            raise TruncatedBody(f"body cut short after {state.received} of {total} bytes")
-        if total is not None and state.received > total:
-            state.restart()
-            raise TransientError(f"body longer than its Content-Length ({total} bytes)")
-
-
-def _range_start(content_range: str) -> int | None:
-    """The first byte of `bytes a-b/total`."""
-    try:
-        return int(content_range.split(" ", 1)[1].split("-", 1)[0])
-    except (IndexError, ValueError):
-        return None
-
-
-class _DownloadState:
-    """Bytes on disk so far and their running hash, kept across attempts so a resume continues."""
-
-    def __init__(self, sink: BinaryIO) -> None:
-        self.sink = sink
-        self.hasher = hashlib.sha256()
-        self.received = 0
-        self.resumes = 0
-        self.content_type = "application/octet-stream"
-
-    def write(self, chunk: bytes) -> None:
-        try:
-            self.sink.write(chunk)
-        except OSError as exc:
-            # A full spool disk fails this recording with a clear reason; the next run retries it.
-            raise SpoolError(f"cannot write the spool file: {exc.strerror}") from None
-        self.hasher.update(chunk)
-        self.received += len(chunk)
-
-    def restart(self) -> None:
-        self.sink.seek(0)
-        self.sink.truncate()
-        self.hasher = hashlib.sha256()
-        self.received = 0
+            for attempt in self._policy(url, what):
+                with attempt:
+                    self._channel.send(
+                        "delete", url, what, method="DELETE", json_body={"records": list(ids)}
+                    ).close()
+        except AuthError as exc:
+            raise AuthError(
+                f"{exc}; deleting needs the app permission EditCallLog and the user permission "
+                "EditCompanyCallRecordings",
+                hint="add EditCallLog to the app in the Developer Console and give the JWT's user "
+                "EditCompanyCallRecordings (Admin Portal > Roles), "
+                "or set RC_ARCHIVER_DELETE_FROM_SOURCE=false",
+            ) from None

@@ -1,14 +1,19 @@
-"""Keep inside RingCentral's rate limits: one pacer per rate group (heavy, auth).
+"""Keep inside RingCentral's rate limits: one pacer per rate group, the groups learned at run time.
 
 RingCentral counts requests per (user, app, group) over a sliding window and answers 429 past the
-limit, then refuses, and restarts the penalty for, every further request in the group (NOTES.md,
-"the 429 trap"). So the pacer
+limit, then refuses, and restarts the penalty for, every further request in the group
+(docs/ringcentral-api.md#rate-limits, "the 429 trap"). So each RatePacer
   * never lets more than `limit` requests be in the window, counting a request from the moment its
     reply arrived (never earlier than the server counted it) and in-flight requests as in the window;
   * learns the real limit and window from X-Rate-Limit-Limit/-Window, and trusts -Remaining when
     the server has counted more than we did (another process using the same service user);
-  * after a 429 holds every request in the group until Retry-After has passed.
-The arithmetic is in `next_slot`, a pure function with the time passed in.
+  * after a 429 holds every request in the group for `penalty_seconds`: Retry-After when the reply
+    has a usable one, else long enough to outlast any penalty (max(window, 60 s)), so that no
+    request sent during the penalty can restart it.
+RateGroups keeps one pacer per group RingCentral names in X-Rate-Limit-Group: each kind of request
+(call-log, content, delete) starts in its default group (heavy) and moves to the group its replies
+name (a media host reporting its own "media" group gets its own budget, used fully).
+The arithmetic is in `next_slot` and `penalty_seconds`, pure functions with the time passed in.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from archiver.errors import Cancelled
+from archiver.ringcentral.retry import header
 
-DEFAULT_RETRY_AFTER = 30.0  # NOTES.md: when a 429 has no Retry-After, wait at least 30 s
+MIN_PENALTY = 60.0  # RingCentral's default penalty; a hold without Retry-After is never shorter
 SAFETY_MARGIN = 0.05  # seconds added after a window edge, for clock granularity
 
 
@@ -42,26 +47,21 @@ def next_slot(
     return max(earliest, live[excess - 1] + window + SAFETY_MARGIN)
 
 
-@dataclass(frozen=True)
-class Ticket:
-    group: str
-    sent_at: float
+def penalty_seconds(retry_after: float | None, window: float | None) -> float:
+    """How long a 429 holds its group: Retry-After when usable, else max(window, 60 s)."""
+    if retry_after is not None and retry_after > 0:
+        return retry_after
+    return max(window or 0.0, MIN_PENALTY)
 
 
 class RatePacer:
     def __init__(
-        self,
-        group: str,
-        limit: int,
-        window: float,
-        clock: Callable[[], float] = time.monotonic,
-        on_wait: Callable[[str, float], None] | None = None,
+        self, group: str, limit: int, window: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.group = group
         self.limit = limit
         self.window = window
-        self._clock = clock
-        self._on_wait = on_wait
+        self.clock = clock
         self._cond = threading.Condition()
         self._hits: deque[float] = deque()
         self._in_flight = 0
@@ -73,12 +73,12 @@ class RatePacer:
         while self._hits and self._hits[0] <= now - self.window - SAFETY_MARGIN:
             self._hits.popleft()
 
-    def acquire(self, cancel: threading.Event | None = None) -> Ticket:
+    def acquire(self, cancel: threading.Event | None = None) -> None:
         """Block until a request may be sent without being refused; reserve its slot."""
-        started = self._clock()
+        started = self.clock()
         with self._cond:
             while True:
-                now = self._clock()
+                now = self.clock()
                 self._prune(now)
                 at = next_slot(
                     now, list(self._hits), self._in_flight, self.limit, self.window, self._penalty_until
@@ -90,38 +90,41 @@ class RatePacer:
                 # Wake at the slot, on a reply (which may free or reveal a slot), or to check cancel.
                 self._cond.wait(timeout=min(at - now, 0.5))
             self._in_flight += 1
-        waited = self._clock() - started
-        if waited > 0:
-            self.waited += waited
-            if self._on_wait is not None:
-                self._on_wait(self.group, waited)
-        return Ticket(self.group, started)
+            self.waited += max(0.0, self.clock() - started)
 
-    def release(self, ticket: Ticket, headers: Mapping[str, str] | None, *, counted: bool = True) -> None:
+    def release(self, headers: Mapping[str, str] | None) -> None:
         """The reply arrived (or the request failed): count it and learn from the rate headers."""
         with self._cond:
-            now = self._clock()
+            now = self.clock()
             self._in_flight = max(0, self._in_flight - 1)
-            if counted:
-                self._hits.append(now)
+            self._hits.append(now)
             if headers:
                 self._learn(headers, now)
             self._cond.notify_all()
 
+    def count(self, headers: Mapping[str, str]) -> None:
+        """Count a reply whose request went out under another group's pacer (before RingCentral
+        named this group), and learn from its rate headers."""
+        with self._cond:
+            now = self.clock()
+            self._hits.append(now)
+            self._learn(headers, now)
+            self._cond.notify_all()
+
     def _learn(self, headers: Mapping[str, str], now: float) -> None:
-        group = (headers.get("X-Rate-Limit-Group") or self.group).lower()
+        group = (header(headers, "X-Rate-Limit-Group") or self.group).lower()
         if group != self.group:
             return
         try:
-            limit = int(headers["X-Rate-Limit-Limit"])
-            window = float(headers["X-Rate-Limit-Window"])
+            limit = int(header(headers, "X-Rate-Limit-Limit") or "")
+            window = float(header(headers, "X-Rate-Limit-Window") or "")
             if limit > 0 and window > 0:
                 self.limit, self.window = limit, window
-        except (KeyError, ValueError):
+        except ValueError:
             pass
         try:
-            remaining = int(headers["X-Rate-Limit-Remaining"])
-        except (KeyError, ValueError):
+            remaining = int(header(headers, "X-Rate-Limit-Remaining") or "")
+        except ValueError:
             return
         self._prune(now)
         server_count = self.limit - remaining
@@ -129,10 +132,56 @@ class RatePacer:
         for _ in range(max(0, server_count - ours)):
             self._hits.append(now)  # someone else is spending our budget: account for it
 
-    def penalize(self, retry_after: float | None) -> None:
-        """A 429 arrived: nothing in this group is sent until Retry-After has passed."""
+    def penalize(self, retry_after: float | None, window: float | None = None) -> float:
+        """A 429 arrived: nothing in this group is sent for `penalty_seconds`. Returns the hold."""
         with self._cond:
-            wait = DEFAULT_RETRY_AFTER if retry_after is None or retry_after <= 0 else retry_after
-            self._penalty_until = max(self._penalty_until, self._clock() + wait + SAFETY_MARGIN)
+            hold = penalty_seconds(retry_after, max(window or 0.0, self.window))
+            self._penalty_until = max(self._penalty_until, self.clock() + hold + SAFETY_MARGIN)
             self.penalties += 1
             self._cond.notify_all()
+            return hold
+
+
+class RateGroups:
+    """One RatePacer per rate group, created as RingCentral names groups, and the group each kind of
+    request currently belongs to."""
+
+    DEFAULT_ROUTES: Mapping[str, str] = {"call-log": "heavy", "content": "heavy", "delete": "heavy"}
+
+    def __init__(self, pacers: Mapping[str, RatePacer]) -> None:
+        if "heavy" not in pacers:
+            raise ValueError("RateGroups needs a heavy pacer: the default group of every data call")
+        self._pacers = dict(pacers)
+        self._routes = dict(self.DEFAULT_ROUTES)
+        self._clock = pacers["heavy"].clock  # groups learned later keep the same time
+        self._lock = threading.Lock()
+
+    @property
+    def pacers(self) -> dict[str, RatePacer]:
+        with self._lock:
+            return dict(self._pacers)
+
+    def pacer_for(self, kind: str) -> RatePacer:
+        with self._lock:
+            return self._pacers[self._routes.get(kind, "heavy")]
+
+    def settle(self, kind: str, used: RatePacer, headers: Mapping[str, str] | None) -> RatePacer:
+        """A reply to a `kind` request sent under `used` arrived: count it, and when it names another
+        group, move `kind` to that group's pacer (made from the reply's own limit and window). Returns
+        the pacer of the group the reply was counted in."""
+        used.release(headers)
+        named = (header(headers, "X-Rate-Limit-Group") or "").strip().lower()
+        if not named or named == used.group:
+            return used
+        with self._lock:
+            pacer = self._pacers.get(named)
+            if pacer is None:
+                heavy = self._pacers["heavy"]
+                pacer = RatePacer(named, heavy.limit, heavy.window, self._clock)  # until it says otherwise
+                self._pacers[named] = pacer
+            self._routes[kind] = named
+        pacer.count(headers or {})
+        return pacer
+
+
+__all__ = ["Cancelled", "RateGroups", "RatePacer", "next_slot", "penalty_seconds"]
