@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, push_to_gateway
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+    push_to_gateway,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -33,6 +40,8 @@ from archiver.models import RunSummary
 from archiver.state import StateStore
 
 log = structlog.get_logger(__name__)
+# `*_created` series would double the series count and mean nothing for a one-shot run's counters.
+disable_created_metrics()
 
 STATUSES = ("pending", "archived", "failed", "exhausted", "lost", "deleted")
 OUTCOMES = ("ok", "incomplete", "stopped", "settings", "auth", "destination", "outage", "lock")

@@ -127,6 +127,7 @@ def run_daemon(
     watchdog.stop()
     if server is not None:
         server.shutdown()
+        server.server_close()
     log.info("daemon_stopped")
     return 0
 
