@@ -41,7 +41,7 @@ from archiver.state import StateStore
 
 log = structlog.get_logger(__name__)
 # `*_created` series would double the series count and mean nothing for a one-shot run's counters.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 STATUSES = ("pending", "archived", "failed", "exhausted", "lost", "deleted")
 OUTCOMES = ("ok", "incomplete", "stopped", "settings", "auth", "destination", "outage", "lock")
