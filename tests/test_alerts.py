@@ -18,7 +18,7 @@ ROOT = Path(__file__).parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 PROJECT_URL = "https://github.com/rc-archiver/rc-archiver"
 needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool (Debian: prometheus) not installed; .ci/run installs it"
+    shutil.which("promtool") is None, reason="promtool (Debian: prometheus) missing; .ci/run installs it"
 )
 
 
