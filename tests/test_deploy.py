@@ -15,7 +15,9 @@ import pytest
 import yaml  # kubernetes-validate brings PyYAML
 
 from archiver.cli import build_parser
+from archiver.emulator import Emulator
 from archiver.metrics import Metrics, StateFacts
+from tests.conftest import archiver_env, run_subprocess
 
 ROOT = Path(__file__).parents[1]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -210,3 +212,22 @@ def test_grafana_dashboard_queries_use_only_exported_metric_names() -> None:
     assert used and used <= exported, f"not exported: {used - exported}"
     for needed in ("backlog", "archived", "bytes", "rate_limit", "at_risk", "exhausted", "last_success"):
         assert any(needed in q for q in queries), needed
+
+
+@pytest.mark.xfail(
+    strict=True, reason="state.py/archive.py raise OSError here: the lead's fix, see ops report"
+)
+@pytest.mark.parametrize("folder", ["RC_ARCHIVER_STATE_PATH", "RC_ARCHIVER_SPOOL_DIR"])
+def test_container_folder_the_process_cannot_write_is_one_line_and_exit_4(
+    emulator: Emulator, tmp_path: Path, folder: str
+) -> None:
+    """What a root-owned volume did under plain Docker: one clear line naming the setting, no traceback."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # a file where a folder must be: unwritable even for root
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    value = str(blocker / "state.db") if folder == "RC_ARCHIVER_STATE_PATH" else str(blocker / "spool")
+    result = run_subprocess(archiver_env(emulator, tmp_path, dest.as_uri(), **{folder: value}), "run")
+    assert result.returncode == 4
+    assert "Traceback" not in result.stdout + result.stderr
+    assert folder in result.stdout
