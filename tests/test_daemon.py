@@ -12,11 +12,12 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from archiver.emulator import Emulator
+from archiver.emulator import DataOptions, Emulator, FaultOptions
 from archiver.liveness import Liveness
 from archiver.metrics import StateFacts
 from archiver.models import parse_time
@@ -183,3 +184,64 @@ def test_daemon_health_says_why_it_is_unhealthy() -> None:
     assert health(cancel, liveness) == "the run made no progress for 100 s (limit 60 s)"
     cancel.set()
     assert health(cancel, liveness) == "stopping"
+
+
+def test_daemon_withholds_the_watchdog_while_a_request_stalls(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """Every recording download hangs 4 s before its first byte, past a 1 s watchdog interval: the
+    pings stop during the stall (systemd would restart the daemon) and resume once idle."""
+    emulator = emulator_factory(
+        data=DataOptions(seed=3, calls=6, days=0.5, bytes_per_second=40),
+        faults=FaultOptions(rates={"slow": 1.0}, slow_seconds=4.0, routes=frozenset({"content"})),
+    )
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(0.2)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        NOTIFY_SOCKET=str(notify_path),
+        WATCHDOG_USEC="1000000",
+        RC_ARCHIVER_SCHEDULE="0 2 * * *",
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "rc-archiver"), "daemon", "--run-now"],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
+    seen: list[dict[str, Any]] = []
+    messages: list[str] = []
+    try:
+        _wait_for(lines, seen, "run_summary", timeout=120)
+        _wait_for(lines, seen, "watchdog_resumed", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        while True:
+            try:
+                messages.append(listener.recv(4096).decode())
+            except TimeoutError:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        listener.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    summary = next(e for e in seen if e["event"] == "run_summary")
+    assert summary["archived"] > 0  # downloads did happen, each after its stall
+    withheld = [e for e in seen if e["event"] == "watchdog_withheld"]
+    assert withheld and "made no progress" in withheld[0]["reason"]
+    stalled = next(i for i, m in enumerate(messages) if m.startswith("STATUS=stalled: "))
+    ended = next(i for i, m in enumerate(messages) if m.startswith("STATUS=last run"))
+    assert "WATCHDOG=1" in messages[ended:]  # idle again: the pings are back
+    assert stalled < ended
