@@ -66,20 +66,43 @@ class StateFacts:
 
 
 class _StateGauges(Collector):
-    """The state-derived gauges, exported from the latest facts (optional ones only when known)."""
+    """The state-derived gauges, exported from the latest facts (optional ones only when known).
+
+    The last run's outcome and exit code also come from record_run, so a run whose state could not
+    be read (no facts) still reports how it ended; whichever was set last wins."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._facts: StateFacts | None = None
         self._now: datetime | None = None
+        self._outcome: str | None = None
+        self._exit_code: int | None = None
 
     def update(self, facts: StateFacts, now: datetime) -> None:
         with self._lock:
             self._facts, self._now = facts, now
+            self._outcome = facts.last_run_outcome or self._outcome
+            if facts.last_run_exit_code is not None:
+                self._exit_code = facts.last_run_exit_code
+
+    def note_run(self, outcome: str | None, exit_code: int | None) -> None:
+        with self._lock:
+            self._outcome = outcome or self._outcome
+            if exit_code is not None:
+                self._exit_code = exit_code
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
-            facts, now = self._facts, self._now
+            facts, now, outcome, exit_code = self._facts, self._now, self._outcome, self._exit_code
+        if exit_code is not None:
+            yield _gauge("rc_archiver_last_run_exit_code", "Exit code of the last run", exit_code)
+        if outcome is not None:
+            family = GaugeMetricFamily(
+                "rc_archiver_last_run_outcome", "1 for the outcome of the last run", labels=["outcome"]
+            )
+            for name in OUTCOMES:
+                family.add_metric([name], 1 if name == outcome else 0)
+            yield family
         if facts is None or now is None:
             return
         by_status = GaugeMetricFamily(
@@ -100,17 +123,6 @@ class _StateGauges(Collector):
                 "End of the last run, whatever its outcome",
                 facts.last_run_end.timestamp(),
             )
-        if facts.last_run_exit_code is not None:
-            yield _gauge(
-                "rc_archiver_last_run_exit_code", "Exit code of the last run", facts.last_run_exit_code
-            )
-        if facts.last_run_outcome is not None:
-            outcome = GaugeMetricFamily(
-                "rc_archiver_last_run_outcome", "1 for the outcome of the last run", labels=["outcome"]
-            )
-            for name in OUTCOMES:
-                outcome.add_metric([name], 1 if name == facts.last_run_outcome else 0)
-            yield outcome
         age = (now - facts.oldest_pending).total_seconds() if facts.oldest_pending else 0.0
         yield _gauge(
             "rc_archiver_oldest_pending_age_seconds",
@@ -187,7 +199,8 @@ class Metrics:
 
     def record_run(self, summary: Mapping[str, Any] | RunSummary) -> None:
         """Add one run's run_summary (archived, failed, lost, deleted, bytes, rate_limited,
-        rate_wait_seconds, seconds) to the counters; missing keys count 0."""
+        rate_wait_seconds, seconds) to the counters, missing keys counting 0; its outcome and
+        exit_code, when given, become the last run's."""
         if isinstance(summary, RunSummary):  # transitional: today's runner passes the object
             summary = summary.as_dict()
         self.archived.inc(summary.get("archived", 0))
@@ -199,6 +212,7 @@ class Metrics:
         self.rate_wait.inc(summary.get("rate_wait_seconds", 0.0))
         self.last_run_rate_limited.set(summary.get("rate_limited", 0))
         self.run_duration.set(summary.get("seconds", 0.0))
+        self._state.note_run(summary.get("outcome"), summary.get("exit_code"))
 
     def refresh_from_state(self, state: StateStore, now: datetime | None = None) -> None:
         """Transitional, for today's runner.py: the lead's run lifecycle builds StateFacts itself

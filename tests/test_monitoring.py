@@ -279,3 +279,25 @@ def test_metrics_healthz_answers_503_with_the_reason() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_metrics_a_run_without_state_facts_still_reports_how_it_ended() -> None:
+    """The state could not be read (exit 4): the textfile still says so."""
+    metrics = Metrics()
+    metrics.record_run({"outcome": "destination", "exit_code": 4, "seconds": 0.2})
+    metrics.mark_failed()
+    values = samples(metrics.exposition().decode())
+    assert values["rc_archiver_last_run_exit_code"] == 4
+    assert values['rc_archiver_last_run_outcome{outcome="destination"}'] == 1
+    assert values["rc_archiver_up"] == 0
+    assert not any(key.startswith("rc_archiver_recordings{") for key in values)  # nothing invented
+
+
+def test_metrics_the_newer_of_facts_and_run_summary_wins() -> None:
+    metrics = Metrics()
+    metrics.refresh(facts(), NOW)  # the state at daemon start: the last run was incomplete (exit 1)
+    metrics.record_run({"outcome": "auth", "exit_code": 3})  # then a run failed before reading it
+    values = samples(metrics.exposition().decode())
+    assert values["rc_archiver_last_run_exit_code"] == 3
+    assert values['rc_archiver_last_run_outcome{outcome="auth"}'] == 1
+    assert values['rc_archiver_last_run_outcome{outcome="incomplete"}'] == 0
