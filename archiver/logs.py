@@ -4,14 +4,22 @@ The standard-library loggers (boto3, botocore, urllib3, apscheduler) go through 
 and every event passes the redaction step last before rendering: values under secret-looking keys,
 any secret the process knows (JWT, client secret, access tokens: see register_secret), and
 Authorization-style strings are replaced, at every level, in messages and tracebacks alike.
+
+Every line names its `logger`. A third-party library's line becomes the event `library_log` with
+its sentence in `message`, so events stay snake_case names to filter on. When stdout is the journal
+(systemd sets JOURNAL_STREAM to its device and inode), each line starts with the syslog priority
+(`<3>` error ... `<7>` debug) so `journalctl -p err` filters. While a terminal progress bar is shown,
+console lines go through the bar's writer (set_console_writer) so they print above it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -70,19 +78,89 @@ def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return {k: _redact_value(k, v) for k, v in event_dict.items()}
 
 
-def _render_message(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    # Foreign (stdlib) records arrive with positional args unmerged; render them into the event.
+LIBRARY_EVENT = "library_log"
+_OWN_LOGGER = "archiver"
+
+
+def _library_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """A stdlib record (APScheduler, botocore, urllib3 ...) becomes an event with its sentence as
+    `message`; the archiver's own stdlib records (if any) keep it as the event."""
     record = event_dict.get("_record")
-    if record is not None and event_dict.get("event") is record.msg and record.args:
-        event_dict["event"] = record.getMessage()
+    if record is None or event_dict.get("_from_structlog"):
+        return event_dict
+    message = str(event_dict.get("event", ""))  # already record.getMessage(): args merged
+    name = str(record.name)
+    if name == _OWN_LOGGER or name.startswith(_OWN_LOGGER + "."):
+        event_dict["event"] = message
+    else:
+        event_dict["event"], event_dict["message"] = LIBRARY_EVENT, message
     return event_dict
 
 
-def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
+# syslog priorities (sd-daemon(3)): what journald stores as PRIORITY= and `journalctl -p` filters on.
+_PRIORITY = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+_DEBUG_PRIORITY = 7
+
+
+def syslog_priority(levelno: int) -> int:
+    return next((priority for level, priority in _PRIORITY if levelno >= level), _DEBUG_PRIORITY)
+
+
+def stream_is_journal(stream: Any) -> bool:
+    """True when `stream` is the journal stream systemd announced in JOURNAL_STREAM ("dev:inode")."""
+    announced = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a StringIO, a closed stream)
+        return False
+    return bool(announced) and announced == f"{info.st_dev}:{info.st_ino}"
+
+
+_console_writer: Callable[[str], None] | None = None
+
+
+def set_console_writer(write: Callable[[str], None] | None) -> None:
+    """While set, console log lines (each without its newline) go to `write` instead of the stream:
+    a terminal progress bar passes its own writer so lines print above the bar. None restores."""
+    global _console_writer  # noqa: PLW0603 -- one console per process, like the root handler
+    _console_writer = write
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each formatted line, with the journal's priority prefix when asked for, through the
+    console writer when one is set."""
+
+    def __init__(self, stream: Any, journal: bool) -> None:
+        super().__init__(stream)
+        self.journal = journal
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if self.journal:  # on every line: a multi-line console traceback keeps its priority
+                prefix = f"<{syslog_priority(record.levelno)}>"
+                text = "\n".join(prefix + line for line in text.splitlines())
+            writer = _console_writer
+            if writer is not None:
+                writer(text)
+                return
+            self.stream.write(text + "\n")
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "json", stream: Any = None, journal: bool | None = None
+) -> None:
+    """Configure logging once for the process; `journal` None detects a journal stdout."""
     out = stream or sys.stdout
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     ]
     renderer: Processor = (
@@ -91,16 +169,16 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
         else structlog.dev.ConsoleRenderer(colors=getattr(out, "isatty", lambda: False)())
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        foreign_pre_chain=shared,
         processors=[
-            _render_message,
+            _library_event,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact,
             renderer,
         ],
     )
-    handler = logging.StreamHandler(out)
+    handler = _Handler(out, stream_is_journal(out) if journal is None else journal)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

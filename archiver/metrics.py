@@ -1,93 +1,306 @@
-"""Prometheus metrics, derived from the state file after every run, so the one-shot textfile and the
-daemon's /metrics endpoint say the same. The freshness signal matters most: a stuck archiver shows
-as a stale `rc_archiver_last_success_timestamp_seconds`.
+"""Prometheus metrics: gauges from the state file, counters from the runs of this process.
+
+The gauges are set from `StateFacts` (which the caller reads from the state) at daemon start and after
+every run, so `/metrics`, the one-shot textfile and the Pushgateway are right from the first scrape,
+restart or not. A fact the state does not know yet (no run has succeeded) is left out rather than
+exported as 0, so `absent()` can alert on it. Labels stay low-cardinality: a fixed set of statuses
+and outcomes, never a recording id.
+
+Every way out (textfile, Pushgateway) logs a failure as a warning and returns False: a metrics
+problem never fails a run.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, write_to_textfile
+import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+    push_to_gateway,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from archiver import __version__
 from archiver.models import RunSummary
 from archiver.state import StateStore
 
+log = structlog.get_logger(__name__)
+# `*_created` series would double the series count and mean nothing for a one-shot run's counters.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+
+STATUSES = ("pending", "archived", "failed", "exhausted", "lost", "deleted")
+OUTCOMES = ("ok", "incomplete", "stopped", "settings", "auth", "destination", "outage", "lock")
+PUSH_TIMEOUT = 10.0  # seconds; a Pushgateway that hangs must not hold the end of a run for long
+
+
+@dataclass(frozen=True)
+class StateFacts:
+    """What the state file says, read by the caller; every gauge derives from one of these."""
+
+    counts: Mapping[str, int]  # by status (STATUSES); a missing status counts 0
+    last_success: datetime | None  # end of the last run that archived everything it found
+    last_run_end: datetime | None
+    last_run_outcome: str | None  # one of OUTCOMES
+    last_run_exit_code: int | None
+    oldest_pending: datetime | None  # start of the oldest call whose recording is not archived
+    at_risk: int  # not archived and close to RingCentral's retention
+    backlog: int  # recordings still to archive
+    projected_loss: int  # recordings the forecast says RingCentral deletes before they are archived
+    seconds_to_clear: float | None  # the forecast's time to clear the backlog at the rate budget
+    source_recordings_seen: int  # recordings at the source (RingCentral keeps at most 100,000)
+
+
+class _StateGauges(Collector):
+    """The state-derived gauges, exported from the latest facts (optional ones only when known).
+
+    The last run's outcome and exit code also come from record_run, so a run whose state could not
+    be read (no facts) still reports how it ended; whichever was set last wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._facts: StateFacts | None = None
+        self._now: datetime | None = None
+        self._outcome: str | None = None
+        self._exit_code: int | None = None
+
+    def update(self, facts: StateFacts, now: datetime) -> None:
+        with self._lock:
+            self._facts, self._now = facts, now
+            self._outcome = facts.last_run_outcome or self._outcome
+            if facts.last_run_exit_code is not None:
+                self._exit_code = facts.last_run_exit_code
+
+    def note_run(self, outcome: str | None, exit_code: int | None) -> None:
+        with self._lock:
+            self._outcome = outcome or self._outcome
+            if exit_code is not None:
+                self._exit_code = exit_code
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            facts, now, outcome, exit_code = self._facts, self._now, self._outcome, self._exit_code
+        if exit_code is not None:
+            yield _gauge("rc_archiver_last_run_exit_code", "Exit code of the last run", exit_code)
+        if outcome is not None:
+            family = GaugeMetricFamily(
+                "rc_archiver_last_run_outcome", "1 for the outcome of the last run", labels=["outcome"]
+            )
+            for name in OUTCOMES:
+                family.add_metric([name], 1 if name == outcome else 0)
+            yield family
+        if facts is None or now is None:
+            return
+        by_status = GaugeMetricFamily(
+            "rc_archiver_recordings", "Recordings in the state, by status", labels=["status"]
+        )
+        for status in STATUSES:
+            by_status.add_metric([status], facts.counts.get(status, 0))
+        yield by_status
+        if facts.last_success is not None:
+            yield _gauge(
+                "rc_archiver_last_success_timestamp_seconds",
+                "End of the last run that archived everything it found (absent: never)",
+                facts.last_success.timestamp(),
+            )
+        if facts.last_run_end is not None:
+            yield _gauge(
+                "rc_archiver_last_run_timestamp_seconds",
+                "End of the last run, whatever its outcome",
+                facts.last_run_end.timestamp(),
+            )
+        age = (now - facts.oldest_pending).total_seconds() if facts.oldest_pending else 0.0
+        yield _gauge(
+            "rc_archiver_oldest_pending_age_seconds",
+            "Age of the oldest call whose recording is not archived (0: none)",
+            max(age, 0.0),
+        )
+        yield _gauge(
+            "rc_archiver_recordings_at_risk",
+            "Recordings not archived and close to RingCentral's retention",
+            facts.at_risk,
+        )
+        yield _gauge("rc_archiver_backlog_recordings", "Recordings still to archive", facts.backlog)
+        yield _gauge(
+            "rc_archiver_projected_loss_recordings",
+            "Recordings the forecast says RingCentral deletes before they can be archived",
+            facts.projected_loss,
+        )
+        if facts.seconds_to_clear is not None:
+            yield _gauge(
+                "rc_archiver_backlog_clear_seconds",
+                "Forecast time to clear the backlog within the rate budget",
+                facts.seconds_to_clear,
+            )
+        yield _gauge(
+            "rc_archiver_source_recordings_seen",
+            "Recordings seen at RingCentral (it keeps at most 100,000 per account)",
+            facts.source_recordings_seen,
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
 
 class Metrics:
-    def __init__(self) -> None:
+    """One registry per process: the daemon serves it, a one-shot run writes or pushes it."""
+
+    def __init__(self, version: str = __version__) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._state = _StateGauges()
+        r.register(self._state)
         self.archived = Counter("rc_archiver_recordings_archived", "Recordings archived", registry=r)
         self.failed = Counter("rc_archiver_recordings_failed", "Recording attempts that failed", registry=r)
+        self.lost = Counter(
+            "rc_archiver_recordings_lost",
+            "Recordings RingCentral deleted before they were archived",
+            registry=r,
+        )
+        self.deleted = Counter(
+            "rc_archiver_recordings_deleted", "Archived recordings deleted at RingCentral", registry=r
+        )
         self.bytes = Counter("rc_archiver_bytes_archived", "Bytes of recordings archived", registry=r)
         self.rate_limited = Counter("rc_archiver_rate_limited", "429 answers from RingCentral", registry=r)
         self.rate_wait = Counter(
             "rc_archiver_rate_limit_wait_seconds", "Seconds spent waiting for the rate budget", registry=r
         )
-        self.by_status = Gauge(
-            "rc_archiver_recordings", "Recordings in the state, by status", ["status"], registry=r
+        # A gauge beside the counter: a one-shot textfile restarts its counters every run, so "429s in
+        # the last run" is what an alert can rely on in every deployment.
+        self.last_run_rate_limited = Gauge(
+            "rc_archiver_last_run_rate_limited", "429 answers from RingCentral in the last run", registry=r
         )
         self.run_duration = Gauge("rc_archiver_run_duration_seconds", "Duration of the last run", registry=r)
-        self.last_success = Gauge(
-            "rc_archiver_last_success_timestamp_seconds",
-            "End of the last run that archived everything",
-            registry=r,
+        self.build_info = Gauge(
+            "rc_archiver_build_info", "The running version (always 1)", ["version"], registry=r
         )
-        self.oldest_pending = Gauge(
-            "rc_archiver_oldest_pending_age_seconds",
-            "Age of the oldest call whose recording is not archived",
-            registry=r,
-        )
-        self.up = Gauge("rc_archiver_up", "1 while the archiver process runs", registry=r)
+        self.build_info.labels(version=version).set(1)
+        self.up = Gauge("rc_archiver_up", "1 unless the run that wrote these metrics failed", registry=r)
         self.up.set(1)
 
-    def record_run(self, summary: RunSummary) -> None:
-        self.archived.inc(summary.archived)
-        self.failed.inc(summary.failed)
-        self.bytes.inc(summary.bytes)
-        self.rate_limited.inc(summary.rate_limited)
-        self.rate_wait.inc(summary.rate_wait_seconds)
-        self.run_duration.set(summary.seconds)
+    def refresh(self, facts: StateFacts, now: datetime) -> None:
+        """Set every state-derived gauge from the state's facts, as of `now`."""
+        self._state.update(facts, now)
+
+    def record_run(self, summary: Mapping[str, Any] | RunSummary) -> None:
+        """Add one run's run_summary (archived, failed, lost, deleted, bytes, rate_limited,
+        rate_wait_seconds, seconds) to the counters, missing keys counting 0; its outcome and
+        exit_code, when given, become the last run's."""
+        if isinstance(summary, RunSummary):  # transitional: today's runner passes the object
+            summary = summary.as_dict()
+        self.archived.inc(summary.get("archived", 0))
+        self.failed.inc(summary.get("failed", 0))
+        self.lost.inc(summary.get("lost", 0))
+        self.deleted.inc(summary.get("deleted", 0))
+        self.bytes.inc(summary.get("bytes", 0))
+        self.rate_limited.inc(summary.get("rate_limited", 0))
+        self.rate_wait.inc(summary.get("rate_wait_seconds", 0.0))
+        self.last_run_rate_limited.set(summary.get("rate_limited", 0))
+        self.run_duration.set(summary.get("seconds", 0.0))
+        self._state.note_run(summary.get("outcome"), summary.get("exit_code"))
 
     def refresh_from_state(self, state: StateStore, now: datetime | None = None) -> None:
-        now = now or datetime.now(UTC)
-        for status, count in state.counts().items():
-            self.by_status.labels(status=status).set(count)
-        ended = state.last_success()
-        if ended is not None:
-            self.last_success.set(ended.timestamp())
-        oldest = state.oldest_unarchived()
-        self.oldest_pending.set((now - oldest).total_seconds() if oldest else 0)
+        """Transitional, for today's runner.py: the lead's run lifecycle builds StateFacts itself
+        and calls refresh(); delete this (and the RunSummary case above) when it lands."""
+        moment = now or datetime.now(UTC)
+        counts = state.counts()
+        facts = StateFacts(
+            counts=counts,
+            last_success=state.last_success(),
+            last_run_end=None,
+            last_run_outcome=None,
+            last_run_exit_code=None,
+            oldest_pending=state.oldest_unarchived(),
+            at_risk=0,
+            backlog=counts.get("pending", 0) + counts.get("failed", 0),
+            projected_loss=0,
+            seconds_to_clear=None,
+            source_recordings_seen=sum(counts.values()),
+        )
+        self.refresh(facts, moment)
 
-    def write_textfile(self, path: Path) -> None:
-        """For node_exporter's textfile collector (written to a temporary file, then renamed)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(str(path), self.registry)
+    def mark_failed(self) -> None:
+        """The run these metrics describe failed (exit 2 and above): `rc_archiver_up` says 0."""
+        self.up.set(0)
 
-    def serve(self, address: str, healthy: Any) -> ThreadingHTTPServer:
-        """/metrics and /healthz on host:port, in a background thread."""
+    def mark_up(self) -> None:
+        self.up.set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def write_textfile(self, path: Path) -> bool:
+        """For node_exporter's textfile collector: mode 0644 whatever the umask, written to a
+        temporary file beside it and renamed, so the collector never reads half a file."""
+        try:
+            _make_readable_folder(path.parent)
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(self.exposition())
+                    os.fchmod(out.fileno(), 0o644)  # node_exporter runs as another user
+                os.replace(temporary, path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            log.warning(
+                "metrics_file_not_written",
+                path=str(path),
+                error=exc.strerror or str(exc),
+                fix="make the folder writable by the archiver (systemd: ReadWritePaths=)",
+            )
+            return False
+        return True
+
+    def push(self, url: str, job: str, instance: str) -> bool:
+        """Replace this job and instance's group on a Prometheus Pushgateway with these metrics."""
+        try:
+            push_to_gateway(
+                url,
+                job=job,
+                registry=self.registry,
+                grouping_key={"instance": instance},
+                timeout=PUSH_TIMEOUT,
+            )
+        except OSError as exc:  # refused, unreachable, timed out, or an HTTP error (URLError is one)
+            log.warning("metrics_push_failed", url=url, error=str(exc))
+            return False
+        return True
+
+    def serve(self, address: str, health: Callable[[], str | None]) -> ThreadingHTTPServer:
+        """/metrics and /healthz on host:port, in a background thread. `health` returns None when
+        healthy, or the reason it is not (then /healthz answers 503 with it)."""
         host, _, port = address.rpartition(":")
-        registry = self.registry
+        exposition = self.exposition
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
             def do_GET(self) -> None:
-                if self.path.split("?")[0] == "/metrics":
-                    body, status, kind = generate_latest(registry), 200, CONTENT_TYPE_LATEST
-                elif self.path.split("?")[0] == "/healthz":
-                    ok = bool(healthy())
-                    body, status, kind = (
-                        (b"ok\n" if ok else b"unhealthy\n"),
-                        (200 if ok else 503),
-                        "text/plain",
-                    )
+                route = self.path.split("?")[0]
+                if route == "/metrics":
+                    body, status, kind = exposition(), 200, CONTENT_TYPE_LATEST
+                elif route == "/healthz":
+                    reason = health()
+                    body = b"ok\n" if reason is None else f"unhealthy: {reason}\n".encode()
+                    status, kind = (200 if reason is None else 503), "text/plain; charset=utf-8"
                 else:
                     body, status, kind = b"not found\n", 404, "text/plain"
                 self.send_response(status)
@@ -100,3 +313,9 @@ class Metrics:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server
+
+
+def _make_readable_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)  # created under UMask=0077 it would be 0700, closed to node_exporter

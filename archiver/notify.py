@@ -8,8 +8,12 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 import structlog
+
+from archiver.liveness import Liveness
 
 log = structlog.get_logger(__name__)
 
@@ -31,21 +35,46 @@ def notify(message: str) -> bool:
 
 
 class Watchdog:
-    """Pings WATCHDOG=1 at half the interval systemd asked for, until stopped."""
+    """Pings WATCHDOG=1 at half the interval systemd asked for, but only while the daemon makes
+    progress (idle between runs, or a run that touched `liveness` lately): a stalled run stops the
+    pings, so systemd restarts the service instead of trusting a thread that merely lives."""
 
-    def __init__(self) -> None:
-        usec = os.environ.get("WATCHDOG_USEC", "")
-        self.interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 else 0.0
+    def __init__(self, liveness: Liveness, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = watchdog_seconds() / 2
+        self._liveness = liveness
+        self._clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
+        self._withheld: str | None = None
 
     def start(self) -> None:
         if self.interval:
             self._thread.start()
 
+    def tick(self) -> bool:
+        """One check: ping when making progress; True if it pinged."""
+        reason = self._liveness.stalled(self._clock())
+        if reason is None:
+            if self._withheld is not None:
+                log.info("watchdog_resumed")
+            self._withheld = None
+            notify("WATCHDOG=1")
+            return True
+        if self._withheld is None:  # once per stall, not on every tick
+            log.error("watchdog_withheld", reason=reason, fix="systemd restarts the service if it lasts")
+            notify(f"STATUS=stalled: {reason}"[:400])
+        self._withheld = reason
+        return False
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            notify("WATCHDOG=1")
+            self.tick()
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def watchdog_seconds() -> float:
+    """The watchdog interval systemd set (WATCHDOG_USEC), 0 when none."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    return int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 else 0.0

@@ -3,14 +3,17 @@
 A run that overruns the next fire time is not doubled (max_instances=1) and the missed fires
 coalesce into one; a random jitter spreads start times. SIGTERM stops the scheduler and lets an
 in-flight run stop as a one-shot run does. Under systemd (Type=notify) it reports READY, STATUS,
-STOPPING and watchdog pings.
+STOPPING and watchdog pings, which stop while a run makes no progress (see liveness.py); /healthz
+says the same. The gauges are set from the state before the first run, so a restart never shows
+"never succeeded".
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
 
 import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
@@ -19,8 +22,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from archiver.errors import ArchiverError, SettingsError
-from archiver.metrics import Metrics
-from archiver.notify import Watchdog, notify
+from archiver.liveness import DEFAULT_STALL_SECONDS, Liveness
+from archiver.metrics import Metrics, StateFacts
+from archiver.notify import Watchdog, notify, watchdog_seconds
 from archiver.runner import RunRequest, run_once
 from archiver.settings import Settings
 
@@ -52,23 +56,25 @@ def cron_trigger(settings: Settings) -> CronTrigger:
     return trigger
 
 
-def run_daemon(settings: Settings, cancel: threading.Event, run_now: bool) -> int:
-    """Schedule runs until `cancel` is set; returns the exit code (0 on a clean stop)."""
+def run_daemon(
+    settings: Settings,
+    cancel: threading.Event,
+    run_now: bool,
+    state_facts: Callable[[], StateFacts | None] = lambda: None,
+) -> int:
+    """Schedule runs until `cancel` is set; returns the exit code (0 on a clean stop).
+
+    `state_facts` reads the state's facts (None when there is no state yet) for the gauges at start.
+    """
     metrics = Metrics()
-    server = None
-    if settings.metrics_addr:
-        try:
-            server = metrics.serve(settings.metrics_addr, healthy=lambda: not cancel.is_set())
-        except OSError as exc:
-            raise SettingsError(
-                f"RC_ARCHIVER_METRICS_ADDR: cannot listen on {settings.metrics_addr}: {exc.strerror}",
-                hint="pick a free port, or leave it unset to serve no metrics",
-            ) from None
-    if server is not None:
-        log.info("metrics_listening", address=settings.metrics_addr, paths=["/metrics", "/healthz"])
+    refresh_at_start(metrics, state_facts)
+    # The watchdog's interval is the stall limit: a run quiet for longer stops the pings.
+    liveness = Liveness(watchdog_seconds() or DEFAULT_STALL_SECONDS)
+    server = serve_metrics(settings, metrics, lambda: health(cancel, liveness))
 
     def job() -> None:
         notify("STATUS=archiving")
+        liveness.run_started()
         try:
             summary = run_once(settings, RunRequest(), cancel, metrics)
             log.info("run_summary", **summary.as_dict())
@@ -78,6 +84,8 @@ def run_daemon(settings: Settings, cancel: threading.Event, run_now: bool) -> in
         except ArchiverError as exc:
             log.error("run_failed", error=str(exc), fix=exc.hint or None)
             status = f"last run failed: {exc}"
+        finally:
+            liveness.run_ended()
         notify(f"STATUS={status}"[:400])
 
     scheduler = build_scheduler(settings, job)
@@ -101,7 +109,7 @@ def run_daemon(settings: Settings, cancel: threading.Event, run_now: bool) -> in
         log.info("daemon_stopping")
         scheduler.shutdown(wait=True)  # waits for an in-flight run, which stops within its timeout
 
-    watchdog = Watchdog()
+    watchdog = Watchdog(liveness)
     threading.Thread(target=stop_when_cancelled, name="stopper", daemon=True).start()
     first = cron_trigger(settings).get_next_fire_time(None, datetime.now(settings.tz))
     log.info(
@@ -119,5 +127,40 @@ def run_daemon(settings: Settings, cancel: threading.Event, run_now: bool) -> in
     watchdog.stop()
     if server is not None:
         server.shutdown()
+        server.server_close()
     log.info("daemon_stopped")
     return 0
+
+
+def serve_metrics(
+    settings: Settings, metrics: Metrics, health: Callable[[], str | None]
+) -> ThreadingHTTPServer | None:
+    if not settings.metrics_addr:
+        return None
+    try:
+        server = metrics.serve(settings.metrics_addr, health)
+    except OSError as exc:
+        raise SettingsError(
+            f"RC_ARCHIVER_METRICS_ADDR: cannot listen on {settings.metrics_addr}: {exc.strerror}",
+            hint="pick a free port, or leave it unset to serve no metrics",
+        ) from None
+    log.info("metrics_listening", address=settings.metrics_addr, paths=["/metrics", "/healthz"])
+    return server
+
+
+def refresh_at_start(metrics: Metrics, state_facts: Callable[[], StateFacts | None]) -> None:
+    """The gauges from the state before any run; an unreadable state is the first run's to report."""
+    try:
+        facts = state_facts()
+    except ArchiverError as exc:
+        log.warning("metrics_state_unreadable", error=str(exc), fix=exc.hint or None)
+        return
+    if facts is not None:
+        metrics.refresh(facts, datetime.now(UTC))
+
+
+def health(cancel: threading.Event, liveness: Liveness) -> str | None:
+    """/healthz: None when healthy, else the reason."""
+    if cancel.is_set():
+        return "stopping"
+    return liveness.stalled()

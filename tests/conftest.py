@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -182,3 +183,23 @@ def run_subprocess(env: dict[str, str], *args: str, timeout: float = 120) -> sub
 
 
 __all__ = ["FaultOptions"]
+
+
+@pytest.fixture(scope="session")
+def pushgateway() -> Iterator[str]:
+    """A real Prometheus Pushgateway process on a loopback port (Debian: prometheus-pushgateway)."""
+    program = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if program is None:
+        pytest.skip("prometheus-pushgateway is not installed (.ci/run installs it from Debian)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [program, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

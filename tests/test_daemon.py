@@ -11,14 +11,19 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from archiver.emulator import Emulator
+from archiver.emulator import DataOptions, Emulator, FaultOptions
+from archiver.liveness import Liveness
+from archiver.metrics import StateFacts
 from archiver.models import parse_time
-from archiver.schedule import JOB_ID, build_scheduler
+from archiver.schedule import JOB_ID, build_scheduler, health, run_daemon
 from archiver.settings import load_settings
-from tests.conftest import BIN, archiver_env, run_subprocess
+from tests.conftest import BIN, archiver_env, free_port, run_subprocess, wait_for_port
 from tests.test_pipeline import audio_by_recording
 
 
@@ -120,3 +125,123 @@ def test_daemon_with_an_invalid_schedule_exits_2_naming_it(emulator: Emulator, t
     env = archiver_env(emulator, tmp_path, tmp_path.as_uri(), RC_ARCHIVER_SCHEDULE="every night")
     result = run_subprocess(env, "daemon")
     assert result.returncode == 2 and "RC_ARCHIVER_SCHEDULE" in result.stdout
+
+
+def test_daemon_serves_the_state_gauges_before_any_run(monkeypatch: Any) -> None:
+    """A restart on a state with a completed run: the first scrape already says when it succeeded."""
+    port = free_port()
+    monkeypatch.setenv("RC_ARCHIVER_SCHEDULE", "0 2 * * *")
+    monkeypatch.setenv("RC_ARCHIVER_METRICS_ADDR", f"127.0.0.1:{port}")
+    ended = datetime(2026, 11, 30, 2, 14, tzinfo=UTC)
+    facts = StateFacts(
+        counts={"archived": 120, "pending": 3},
+        last_success=ended,
+        last_run_end=ended,
+        last_run_outcome="ok",
+        last_run_exit_code=0,
+        oldest_pending=ended - timedelta(hours=5),
+        at_risk=0,
+        backlog=3,
+        projected_loss=0,
+        seconds_to_clear=18.0,
+        source_recordings_seen=123,
+    )
+    cancel = threading.Event()
+    codes: list[int] = []
+    daemon = threading.Thread(
+        target=lambda: codes.append(run_daemon(load_settings(), cancel, False, lambda: facts)), daemon=True
+    )
+    daemon.start()
+    try:
+        wait_for_port(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            healthy = reply.status == 200 and reply.read() == b"ok\n"
+    finally:
+        cancel.set()
+        daemon.join(timeout=30)
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["rc_archiver_last_success_timestamp_seconds"] == ended.timestamp()
+    assert values['rc_archiver_recordings{status="archived"}'] == 120
+    assert values['rc_archiver_last_run_outcome{outcome="ok"}'] == 1
+    assert values["rc_archiver_last_run_exit_code"] == 0
+    assert values["rc_archiver_oldest_pending_age_seconds"] > 5 * 3600
+    assert healthy and codes == [0]
+
+
+def test_daemon_health_says_why_it_is_unhealthy() -> None:
+    cancel = threading.Event()
+    clock = [0.0]
+    liveness = Liveness(60, lambda: clock[0])
+    assert health(cancel, liveness) is None
+    liveness.run_started()
+    clock[0] = 100
+    assert health(cancel, liveness) == "the run made no progress for 100 s (limit 60 s)"
+    cancel.set()
+    assert health(cancel, liveness) == "stopping"
+
+
+def test_daemon_withholds_the_watchdog_while_a_request_stalls(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """Every recording download hangs 4 s before its first byte, past a 1 s watchdog interval: the
+    pings stop during the stall (systemd would restart the daemon) and resume once idle."""
+    emulator = emulator_factory(
+        data=DataOptions(seed=3, calls=6, days=0.5, bytes_per_second=40),
+        faults=FaultOptions(rates={"slow": 1.0}, slow_seconds=4.0, routes=frozenset({"content"})),
+    )
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(0.2)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        NOTIFY_SOCKET=str(notify_path),
+        WATCHDOG_USEC="1000000",
+        RC_ARCHIVER_SCHEDULE="0 2 * * *",
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "rc-archiver"), "daemon", "--run-now"],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
+    seen: list[dict[str, Any]] = []
+    messages: list[str] = []
+    try:
+        _wait_for(lines, seen, "run_summary", timeout=120)
+        _wait_for(lines, seen, "watchdog_resumed", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        while True:
+            try:
+                messages.append(listener.recv(4096).decode())
+            except TimeoutError:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        listener.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    summary = next(e for e in seen if e["event"] == "run_summary")
+    assert summary["archived"] > 0  # downloads did happen, each after its stall
+    withheld = [e for e in seen if e["event"] == "watchdog_withheld"]
+    assert withheld and "made no progress" in withheld[0]["reason"]
+    stalled = next(i for i, m in enumerate(messages) if m.startswith("STATUS=stalled: "))
+    ended = next(i for i, m in enumerate(messages) if m.startswith("STATUS=last run"))
+    assert "WATCHDOG=1" in messages[ended:]  # idle again: the pings are back
+    assert stalled < ended

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import stat
+import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from archiver.emulator import Emulator
+from archiver.metrics import Metrics, StateFacts
 from tests.conftest import archiver_env, free_port, run_subprocess
 from tests.test_pipeline import SINCE
 
@@ -101,9 +110,7 @@ def test_one_shot_run_writes_a_textfile_with_a_freshness_signal(emulator: Emulat
 
 
 def test_daemon_serves_metrics_and_health(emulator: Emulator, tmp_path: Path) -> None:
-    import os
     import signal
-    import subprocess
 
     from tests.conftest import BIN
 
@@ -135,3 +142,162 @@ def test_daemon_serves_metrics_and_health(emulator: Emulator, tmp_path: Path) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+# -- Metrics from hand-built state facts (the caller reads them from the state) ----------------------
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def facts(**changes: Any) -> StateFacts:
+    base = StateFacts(
+        counts={"pending": 2, "archived": 40, "failed": 1, "exhausted": 1},
+        last_success=NOW - timedelta(hours=3),
+        last_run_end=NOW - timedelta(hours=1),
+        last_run_outcome="incomplete",
+        last_run_exit_code=1,
+        oldest_pending=NOW - timedelta(days=2),
+        at_risk=1,
+        backlog=4,
+        projected_loss=0,
+        seconds_to_clear=120.0,
+        source_recordings_seen=44,
+    )
+    return replace(base, **changes)
+
+
+def samples(text: str) -> dict[str, float]:
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_metrics_refresh_sets_every_gauge_from_the_state_facts() -> None:
+    metrics = Metrics(version="9.9.9")
+    metrics.refresh(facts(), NOW)
+    values = samples(metrics.exposition().decode())
+    assert values['rc_archiver_recordings{status="archived"}'] == 40
+    assert values['rc_archiver_recordings{status="exhausted"}'] == 1
+    assert values['rc_archiver_recordings{status="lost"}'] == 0  # every status has a series
+    assert values["rc_archiver_last_success_timestamp_seconds"] == (NOW - timedelta(hours=3)).timestamp()
+    assert values["rc_archiver_last_run_timestamp_seconds"] == (NOW - timedelta(hours=1)).timestamp()
+    assert values["rc_archiver_last_run_exit_code"] == 1
+    assert values['rc_archiver_last_run_outcome{outcome="incomplete"}'] == 1
+    assert values['rc_archiver_last_run_outcome{outcome="ok"}'] == 0
+    assert values["rc_archiver_oldest_pending_age_seconds"] == 2 * 86400
+    assert values["rc_archiver_recordings_at_risk"] == 1
+    assert values["rc_archiver_backlog_recordings"] == 4
+    assert values["rc_archiver_projected_loss_recordings"] == 0
+    assert values["rc_archiver_backlog_clear_seconds"] == 120
+    assert values["rc_archiver_source_recordings_seen"] == 44
+    assert values['rc_archiver_build_info{version="9.9.9"}'] == 1
+    assert values["rc_archiver_up"] == 1
+
+
+def test_metrics_leave_out_what_the_state_does_not_know_so_absent_can_alert() -> None:
+    metrics = Metrics()
+    metrics.refresh(
+        facts(last_success=None, last_run_end=None, last_run_outcome=None, last_run_exit_code=None), NOW
+    )
+    names = {key.split("{")[0] for key in samples(metrics.exposition().decode())}
+    assert "rc_archiver_last_success_timestamp_seconds" not in names
+    assert "rc_archiver_last_run_outcome" not in names and "rc_archiver_last_run_exit_code" not in names
+    assert "rc_archiver_recordings" in names
+
+
+def test_metrics_record_run_adds_the_run_summary_to_the_counters() -> None:
+    metrics = Metrics()
+    summary = {"archived": 3, "failed": 1, "lost": 2, "deleted": 4, "bytes": 1000}
+    metrics.record_run({**summary, "rate_limited": 2, "rate_wait_seconds": 1.5, "seconds": 9.0})
+    metrics.record_run({"archived": 1, "seconds": 4.0, "outcome": "ok", "exit_code": 0})
+    values = samples(metrics.exposition().decode())
+    assert values["rc_archiver_recordings_archived_total"] == 4
+    assert values["rc_archiver_recordings_failed_total"] == 1
+    assert values["rc_archiver_recordings_lost_total"] == 2
+    assert values["rc_archiver_recordings_deleted_total"] == 4
+    assert values["rc_archiver_bytes_archived_total"] == 1000
+    assert values["rc_archiver_rate_limited_total"] == 2
+    assert values["rc_archiver_rate_limit_wait_seconds_total"] == 1.5
+    assert values["rc_archiver_last_run_rate_limited"] == 0  # the last run had none
+    assert values["rc_archiver_run_duration_seconds"] == 4
+
+
+def test_metrics_mark_failed_says_up_0() -> None:
+    metrics = Metrics()
+    metrics.mark_failed()
+    assert samples(metrics.exposition().decode())["rc_archiver_up"] == 0
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus) not installed")
+def test_metrics_pass_promtool_check_metrics() -> None:
+    metrics = Metrics()
+    metrics.refresh(facts(), NOW)
+    metrics.record_run({"archived": 1, "bytes": 5, "seconds": 1.0})
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=metrics.exposition(), capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not result.stdout.strip() and not result.stderr.strip()  # lint problems print, even at exit 0
+
+
+def test_metrics_textfile_is_0644_whatever_the_umask_and_leaves_no_temporary(tmp_path: Path) -> None:
+    metrics = Metrics()
+    metrics.refresh(facts(), NOW)
+    target = tmp_path / "textfile" / "rc-archiver.prom"
+    old = os.umask(0o077)  # the shipped units' UMask=
+    try:
+        assert metrics.write_textfile(target) is True
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o755
+    assert os.listdir(target.parent) == ["rc-archiver.prom"]
+    assert samples(target.read_text())['rc_archiver_recordings{status="archived"}'] == 40
+
+
+def test_metrics_textfile_that_cannot_be_written_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with capture_logs() as logs:
+        assert Metrics().write_textfile(blocker / "rc-archiver.prom") is False
+    (warning,) = [e for e in logs if e["event"] == "metrics_file_not_written"]
+    assert warning["log_level"] == "warning" and "ReadWritePaths" in warning["fix"]
+
+
+def test_metrics_healthz_answers_503_with_the_reason() -> None:
+    reason: list[str | None] = [None]
+    server = Metrics().serve(f"127.0.0.1:{free_port()}", lambda: reason[0])
+    url = f"http://127.0.0.1:{server.server_address[1]}/healthz"
+    try:
+        assert urllib.request.urlopen(url, timeout=5).read() == b"ok\n"
+        reason[0] = "the run made no progress for 700 s (limit 600 s)"
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(url, timeout=5)
+        assert answer.value.code == 503
+        assert b"no progress for 700 s" in answer.value.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_a_run_without_state_facts_still_reports_how_it_ended() -> None:
+    """The state could not be read (exit 4): the textfile still says so."""
+    metrics = Metrics()
+    metrics.record_run({"outcome": "destination", "exit_code": 4, "seconds": 0.2})
+    metrics.mark_failed()
+    values = samples(metrics.exposition().decode())
+    assert values["rc_archiver_last_run_exit_code"] == 4
+    assert values['rc_archiver_last_run_outcome{outcome="destination"}'] == 1
+    assert values["rc_archiver_up"] == 0
+    assert not any(key.startswith("rc_archiver_recordings{") for key in values)  # nothing invented
+
+
+def test_metrics_the_newer_of_facts_and_run_summary_wins() -> None:
+    metrics = Metrics()
+    metrics.refresh(facts(), NOW)  # the state at daemon start: the last run was incomplete (exit 1)
+    metrics.record_run({"outcome": "auth", "exit_code": 3})  # then a run failed before reading it
+    values = samples(metrics.exposition().decode())
+    assert values["rc_archiver_last_run_exit_code"] == 3
+    assert values['rc_archiver_last_run_outcome{outcome="auth"}'] == 1
+    assert values['rc_archiver_last_run_outcome{outcome="incomplete"}'] == 0
