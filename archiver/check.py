@@ -20,7 +20,6 @@ import json
 import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,15 +31,14 @@ from archiver.errors import (
     EXIT_OK,
     ArchiverError,
     AuthError,
-    DestinationError,
     SettingsError,
     StateError,
     exit_code_for,
 )
 from archiver.ringcentral.calllog import FoundRecording
 from archiver.ringcentral.client import RingCentralClient, make_session
-from archiver.runner import connect, log_in
 from archiver.settings import ENV_NAMES, Settings
+from archiver.wiring import connect, log_in
 
 REQUIRED_SCOPE = ("ReadCallLog", "ReadCallRecording")
 DELETE_SCOPE = "EditCallLog"
@@ -319,17 +317,8 @@ def _check_recording(client: RingCentralClient, facts: dict[str, Any], found: li
 
 # -- destination ----------------------------------------------------------------------------------
 def _check_destination(settings: Settings) -> str:
+    """The destination's own probe: it writes, reads back and deletes an object of its own, and never
+    touches what another writer (a run going on) is writing."""
     destination = destination_for(settings)
     destination.probe()
-    key = f"_rc-archiver-check/{uuid.uuid4().hex}.txt"
-    payload = f"rc-archiver check {datetime.now(UTC).isoformat()}\n".encode()
-    destination.put_bytes(key, payload, content_type="text/plain", plain=True)
-    try:
-        with destination.open(key) as stream:
-            if stream.read() != payload:
-                raise DestinationError(f"read back different bytes from {key}", hint="check the storage")
-    finally:
-        destination.delete(key)
-    if destination.stat(key) is not None:
-        raise DestinationError(f"could not delete {key}", hint="grant s3:DeleteObject (only used by check)")
     return f"{destination.url}: write, read and delete ok"

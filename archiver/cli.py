@@ -1,5 +1,5 @@
-"""The `rc-archiver` command. Each command builds its collaborators and calls one function;
-expected errors become one clear log line and an exit code from one table, never a traceback.
+"""The `rc-archiver` command. Each command builds its collaborators and calls one function; expected
+errors become one clear log line and an exit code from the one table in errors.py, never a traceback.
 """
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,16 +19,24 @@ from types import FrameType
 import structlog
 
 from archiver import __version__
-from archiver.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiverError, SettingsError, exit_code_for
+from archiver.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiverError, SettingsError, event_name, exit_code_for
 from archiver.logs import configure_logging
-from archiver.models import RunSummary, parse_time
+from archiver.metrics import StateFacts
+from archiver.models import parse_time
 from archiver.settings import Settings, load_settings
+from archiver.state import StateStore
 
 log = structlog.get_logger("archiver")
-
-
-def summary_exit_code(summary: RunSummary) -> int:
-    return EXIT_OK if summary.complete else EXIT_INCOMPLETE
+PROJECT_URL = "https://github.com/rc-archiver/rc-archiver"
+DESCRIPTION = (
+    "Archive a company's RingCentral call recordings to S3 or a folder, every night, unattended, "
+    "and never lose one. Settings come from RC_* environment variables or a TOML file (--config)."
+)
+EPILOG = f"""\
+exit codes: 0 complete, 1 recordings failed or not ready (queued for the next run), 2 settings or usage,
+3 login refused or a missing permission, 4 destination, spool or state unusable, 5 another run holds the
+lock, 6 RingCentral unreachable or failing.   Documentation: {PROJECT_URL}
+"""
 
 
 def _timestamp(value: str) -> datetime:
@@ -38,67 +46,196 @@ def _timestamp(value: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= seconds < 7 * 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 604800 seconds, not {value}")
+    return seconds
+
+
+def _percent(value: str) -> float:
+    try:
+        percent = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {value!r}") from None
+    if not 0 <= percent <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, not {value}")
+    return percent
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return number
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse prints usage and exits 2 itself; keep that (usage errors are exit 2) but as one line.
+        # argparse exits 2 itself on a usage error; keep the code (exit 2 is "settings or usage"), one line.
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rc-archiver", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--version", action="version", version=f"rc-archiver {__version__}")
-    parser.add_argument("--config", type=Path, help="TOML settings file (default: $RC_ARCHIVER_CONFIG)")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _command(
+    commands: argparse._SubParsersAction[_Parser], name: str, summary: str, details: str, example: str
+) -> _Parser:
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}. {details}",
+        epilog="example:\n" + textwrap.indent(example, "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # --config is accepted after the subcommand too; SUPPRESS keeps a value given before it.
+    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file")
+    return parser
 
-    run = commands.add_parser("run", help="archive once and exit with a code that says how it went")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rc-archiver", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"rc-archiver {__version__}")
+    parser.add_argument(
+        "--config", type=Path, help="TOML settings file (default: $RC_ARCHIVER_CONFIG); the environment wins"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    run = _command(
+        commands,
+        "run",
+        "archive once and exit with a code that says how it went",
+        "Scans the call log for the window, archives every recording due (earliest deletion deadline "
+        "first) and logs one run_summary event.",
+        "rc-archiver run\nrc-archiver run --since 2026-01-01 --until 2026-03-31   # a resumable backfill",
+    )
     run.add_argument(
         "--since", type=_timestamp, help="window start, ISO 8601 (default: watermark - lookback)"
     )
     run.add_argument("--until", type=_timestamp, help="window end, ISO 8601 (default: now - settle delay)")
     run.add_argument(
         "--wait-lock",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="SECONDS",
-        help="wait this long for another run to release the state file (default: exit 5 at once)",
+        help="wait this long for another run to release the state (default: exit 5 at once)",
     )
     run.add_argument(
         "--dry-run",
         action="store_true",
-        help="scan and print what would be archived; download and write nothing",
+        help="scan and print what would be archived (and deleted) and the forecast; "
+        "download and write nothing",
     )
 
-    status = commands.add_parser("status", help="watermark, last runs, failures, recordings at risk")
-    status.add_argument("--json", action="store_true", help="JSON instead of a table")
+    status = _command(
+        commands,
+        "status",
+        "show the watermark, the last runs, failed, exhausted, lost and at-risk recordings and the forecast",
+        "Reads the local state file only (no login); safe while a run is going on.",
+        "rc-archiver status\nrc-archiver status --json | jq .forecast",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object instead of a table")
 
-    verify = commands.add_parser("verify", help="check the archive against the call log for a range")
+    verify = _command(
+        commands,
+        "verify",
+        "check the archive against the call log for a range",
+        "Re-lists the call log, checks each recording's object, size and sha256 and its sidecar, re-reads "
+        "a sample in full; with --manifests walks the manifests' hash chain. Exit 1 if anything is wrong.",
+        "rc-archiver verify --since 2026-11-01 --sample 5\nrc-archiver verify --manifests --repair",
+    )
     verify.add_argument("--since", type=_timestamp, help="range start (default: 90 days ago)")
     verify.add_argument("--until", type=_timestamp, help="range end (default: now - settle delay)")
     verify.add_argument(
         "--sample",
-        type=float,
+        type=_percent,
         default=0.0,
         metavar="PERCENT",
-        help="re-read this share of the objects in full and re-hash them (100 = all)",
+        help="re-read this share of the objects in full and re-hash them (0-100; 100 = all)",
     )
     verify.add_argument(
         "--repair", action="store_true", help="queue missing and corrupt recordings for the next run"
     )
-    verify.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS")
+    verify.add_argument(
+        "--manifests",
+        action="store_true",
+        help="walk the manifest hash chain; report the first break and archived recordings no manifest lists",
+    )
+    verify.add_argument(
+        "--wait-lock", type=_seconds, default=0.0, metavar="SECONDS", help="wait this long for the state lock"
+    )
 
-    commands.add_parser("check", help="validate settings, log in, read the call log, probe the destination")
+    check = _command(
+        commands,
+        "check",
+        "validate the setup before a first run: settings, state, login, permissions, call log, media, "
+        "destination",
+        "Prints one line per check and what it measured of the account (token scope, rate limits, "
+        "leg-only recordings). Exit codes are those of `run`.",
+        "rc-archiver check\nrc-archiver check --json",
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object: ok, checks, facts")
 
-    daemon = commands.add_parser("daemon", help="archive on RC_ARCHIVER_SCHEDULE (cron), one run at a time")
+    retry = _command(
+        commands,
+        "retry",
+        "reset the attempts of failed, exhausted or lost recordings so the next run tries them again",
+        "Give recording ids, or --all for every recording that has failed at least once.",
+        "rc-archiver retry 1000417008 1000417009\nrc-archiver retry --all",
+    )
+    retry.add_argument("recording_ids", nargs="*", metavar="RECORDING_ID", help="recordings to retry")
+    retry.add_argument("--all", action="store_true", help="every recording that is not archived")
+
+    daemon = _command(
+        commands,
+        "daemon",
+        "archive on RC_ARCHIVER_SCHEDULE (cron), one run at a time",
+        "For systemd (Type=notify, watchdog) or a container; serves /metrics and /healthz when "
+        "RC_ARCHIVER_METRICS_ADDR is set.",
+        "RC_ARCHIVER_SCHEDULE='0 2 * * *' rc-archiver daemon --run-now",
+    )
     daemon.add_argument("--run-now", action="store_true", help="also run once right away")
 
-    emulator = commands.add_parser("emulator", help="serve a RingCentral look-alike on loopback")
+    emulator = _command(
+        commands,
+        "emulator",
+        "serve a RingCentral look-alike on loopback, for rehearsals and tests",
+        "OAuth, the company call log, recordings on a media port, rate limits with the 429 trap, faults; "
+        "--pessimistic takes the worse reading of every point RingCentral does not document.",
+        "rc-archiver emulator --port 8080 --media-port 8081 --calls 500 --pessimistic",
+    )
     from archiver.emulator.cli import add_arguments
 
     add_arguments(emulator)
 
-    demo = commands.add_parser("demo", help="archive a few hundred synthetic calls into ./demo-archive")
-    demo.add_argument("--calls", type=int, default=300)
-    demo.add_argument("--output", type=Path, default=Path("demo-archive"))
+    demo = _command(
+        commands,
+        "demo",
+        "archive a few hundred synthetic calls from the emulator into ./demo-archive",
+        "Needs no RingCentral account; run it twice to see that nothing is archived twice.",
+        "rc-archiver demo --calls 100 --output /tmp/demo",
+    )
+    demo.add_argument("--calls", type=_positive, default=300, help="how many synthetic calls (default 300)")
+    demo.add_argument(
+        "--output",
+        type=Path,
+        default=Path("demo-archive"),
+        help="the archive folder (default ./demo-archive)",
+    )
+
+    completion = _command(
+        commands,
+        "completion",
+        "print a shell completion script",
+        "Generated from this parser, so it always knows every command and option.",
+        "rc-archiver completion bash > /etc/bash_completion.d/rc-archiver\n"
+        'eval "$(rc-archiver completion zsh)"',
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete for")
     return parser
 
 
@@ -117,9 +254,9 @@ def _install_signal_handlers(cancel: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-# Commands whose stdout is a report for a person (status, verify, check, a dry run) log to stderr,
+# Commands whose stdout is a report for a person (status, verify, check, retry, a dry run) log to stderr,
 # so the report stays readable and pipeable; `run` and `daemon` log to stdout, their real output.
-REPORT_COMMANDS = {"status", "verify", "check"}
+REPORT_COMMANDS = {"status", "verify", "check", "retry"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -130,39 +267,85 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from archiver.runner import RunRequest, dry_run, run_once
+    from archiver.lifecycle import (
+        RunRequest,
+        execute_run,
+        failed_before_the_pass,
+        log_run_summary,
+        new_run_id,
+    )
 
-    settings = _settings(args)
+    if args.dry_run:
+        return _dry_run(args)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:  # a run that could not start still ends with its summary
+        summary = failed_before_the_pass(new_run_id(), exc)
+        log_run_summary(summary)
+        return summary.exit_code
     cancel = threading.Event()
     _install_signal_handlers(cancel)
-    request = RunRequest(args.since, args.until, args.wait_lock)
-    if args.dry_run:
-        planned = dry_run(settings, request, cancel)
-        for item in planned:
-            print(f"would archive {item.recording_id}  {item.start:%Y-%m-%d %H:%M}  -> {item.key}")
-        print(
-            f"{len(planned)} recording(s) would be archived; sizes are unknown until download "
-            "(the call log does not carry them); nothing was downloaded or written"
-        )
-        return EXIT_OK
-    summary = run_once(settings, request, cancel)
-    code = summary_exit_code(summary)
-    log.info("run_summary", **summary.as_dict(), exit_code=code)
+    bar = sys.stderr if sys.stderr.isatty() else None
+    summary = execute_run(
+        settings, RunRequest(args.since, args.until, args.wait_lock), cancel, bar_stream=bar
+    )
     if summary.abandoned:
         # Worker threads still hold abandoned transfers; the state is committed, so leave now.
         logging.shutdown()
-        os._exit(code)
-    return code
+        os._exit(summary.exit_code)
+    return summary.exit_code
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from archiver.archive.plan import Planned, plan_pass
+    from archiver.lifecycle import RunRequest
+    from archiver.logs import bind
+    from archiver.windows import plan_window
+    from archiver.wiring import pass_services
+
+    settings = _settings(args)
+    bind(run_id="dry-run")
+    request = RunRequest(args.since, args.until, args.wait_lock)
+    request.check(datetime.now(UTC))
+    cancel = threading.Event()
+    _install_signal_handlers(cancel)
+
+    def show(item: Planned) -> None:
+        print(f"would archive {item.recording_id}  {item.start:%Y-%m-%d %H:%M}  -> {item.key}")
+
+    with pass_services(settings, args.wait_lock, cancel) as services:
+        window = plan_window(
+            datetime.now(UTC), services.state.watermark(), args.since, args.until, settings.lookback,
+            settings.settle_delay,
+        )  # fmt: skip
+        plan = plan_pass(services, settings, window, cancel, show)
+    for recording_id in plan.would_delete:
+        print(f"would delete at the source {recording_id}")
+    print(
+        f"{plan.would_archive} recording(s) would be archived; sizes are unknown until download "
+        "(the call log does not carry them); nothing was downloaded or written"
+    )
+    if settings.delete_from_source:
+        print(f"{len(plan.would_delete)} recording(s) would be deleted at RingCentral after verification")
+    forecast = plan.forecast.as_dict()
+    print(
+        f"forecast: backlog {forecast['backlog']}, clears at {forecast['clears_at']}, "
+        f"projected loss {forecast['projected_loss']}"
+        + (f", first loss at {forecast['first_loss_at']}" if forecast["first_loss_at"] else "")
+    )
+    if plan.advice:
+        print(f"to prevent the loss: {plan.advice}")
+    return EXIT_OK if not plan.days_unreadable else EXIT_INCOMPLETE
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from archiver.runner import state_file
     from archiver.status import open_for_reading, render, status_report
+    from archiver.wiring import state_file
 
     settings = _settings(args)
     state = open_for_reading(state_file(settings))
     try:
-        report = status_report(state, settings.risk_days, datetime.now(UTC))
+        report = status_report(state, settings, datetime.now(UTC))
     finally:
         state.close()
     print(render(report, args.json))
@@ -170,40 +353,78 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from archiver.runner import RunRequest, runtime
+    from archiver.lifecycle import RunRequest
+    from archiver.logs import bind
     from archiver.verify import verify
+    from archiver.windows import plan_window
+    from archiver.wiring import pass_services
 
     settings = _settings(args)
+    bind(run_id="verify")
+    since = args.since or datetime.now(UTC) - timedelta(days=90)
+    RunRequest(since, args.until).check(datetime.now(UTC))
     cancel = threading.Event()
     _install_signal_handlers(cancel)
-    since = args.since or datetime.now(UTC) - timedelta(days=90)
-    with runtime(settings, args.wait_lock, cancel) as rt:
-        start, end = rt.window(RunRequest(since, args.until))
-        result = verify(rt, start, end, args.sample, args.repair)
+    with pass_services(settings, args.wait_lock, cancel) as services:
+        window = plan_window(
+            datetime.now(UTC), None, since, args.until, settings.lookback, settings.settle_delay
+        )
+        result = verify(services, settings, window, args.sample, args.repair, args.manifests)
     for recording_id, why in result.missing:
         print(f"missing  {recording_id}  {why}")
     for recording_id, why in result.corrupt:
         print(f"corrupt  {recording_id}  {why}")
-    repaired = " (queued for the next run)" if args.repair and not result.ok else ""
+    for why in result.chain_breaks:
+        print(f"chain    {why}")
+    for recording_id in result.unlisted:
+        print(f"unlisted {recording_id}  archived, but no manifest lists it")
+    repaired = " (queued for the next run)" if args.repair and (result.missing or result.corrupt) else ""
     print(
         f"checked {result.checked}, missing {len(result.missing)}, corrupt {len(result.corrupt)}, "
-        f"re-hashed {result.rehashed}, call-log days unreadable {result.scan_errors}{repaired}"
+        f"re-hashed {result.rehashed}, lost {result.lost}, call-log days unreadable {result.scan_errors}"
+        + (
+            f", manifests {result.manifests}, chain breaks {len(result.chain_breaks)}"
+            if args.manifests
+            else ""
+        )
+        + repaired
     )
     return EXIT_OK if result.ok else EXIT_INCOMPLETE
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from archiver.check import CheckLine, run_checks
+    from archiver.check import render, run_checks, settings_failed
 
     try:
         settings = _settings(args)
     except SettingsError as exc:
-        print(CheckLine("settings", False, str(exc), exc.hint).render())
-        return EXIT_INCOMPLETE
-    lines = run_checks(settings)
-    for line in lines:
-        print(line.render())
-    return EXIT_OK if all(line.ok for line in lines) else EXIT_INCOMPLETE
+        print(render(settings_failed(exc), args.json))
+        return exit_code_for(exc)
+    report = run_checks(settings)
+    print(render(report, args.json))
+    return report.exit_code
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from archiver.state import lock_for
+    from archiver.wiring import state_file
+
+    if not args.recording_ids and not args.all:
+        raise SettingsError("retry: name recording ids, or pass --all", hint="rc-archiver retry --help")
+    settings = _settings(args)
+    path = state_file(settings)
+    lock = lock_for(path)
+    lock.acquire(0.0)
+    try:
+        state = StateStore(path)
+        try:
+            changed = state.retry(None if args.all else args.recording_ids)
+        finally:
+            state.close()
+    finally:
+        lock.release()
+    print(f"{changed} recording(s) will be tried again by the next run")
+    return EXIT_OK
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -213,7 +434,22 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     settings.require("client_id", "client_secret", "jwt", "destination")  # fail at start, not at 2 a.m.
     cancel = threading.Event()
     _install_signal_handlers(cancel)
-    return run_daemon(settings, cancel, args.run_now)
+    return run_daemon(settings, cancel, args.run_now, state_facts=lambda: _facts_for_metrics(settings))
+
+
+def _facts_for_metrics(settings: Settings) -> StateFacts | None:
+    """The gauges' view of a local state file, read without the lock (None before the first run)."""
+    from archiver.status import state_facts
+    from archiver.wiring import is_remote_state
+
+    path = Path(settings.state_path)
+    if is_remote_state(settings) or not path.exists():
+        return None
+    state = StateStore(path, read_only=True)
+    try:
+        return state_facts(state, settings, datetime.now(UTC))
+    finally:
+        state.close()
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -229,14 +465,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.calls, args.output)
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "status": cmd_status,
     "verify": cmd_verify,
     "check": cmd_check,
+    "retry": cmd_retry,
     "daemon": cmd_daemon,
     "emulator": cmd_emulator,
     "demo": cmd_demo,
+    "completion": cmd_completion,
 }
 
 
@@ -248,8 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ArchiverError as exc:
         code = exit_code_for(exc)
-        event = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()  # SettingsError -> settings_error
-        log.error(event, error=str(exc), fix=exc.hint or None, exit_code=code)
+        log.error(event_name(exc), error=str(exc), fix=exc.hint or None, exit_code=code)
         return code
     except KeyboardInterrupt:
         return 130

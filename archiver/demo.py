@@ -12,10 +12,9 @@ from pathlib import Path
 
 import structlog
 
-from archiver.cli import summary_exit_code
 from archiver.emulator import DataOptions, Emulator, EmulatorConfig, GroupLimit
+from archiver.lifecycle import RunRequest, execute_run
 from archiver.logs import configure_logging
-from archiver.runner import RunRequest, run_once
 from archiver.settings import load_settings
 
 log = structlog.get_logger("archiver.demo")
@@ -46,11 +45,10 @@ def run_demo(calls: int, output: Path) -> int:
         )
         configure_logging(settings.log_level, settings.resolved_log_format())
         now = datetime.now(UTC)
-        summary = run_once(
+        summary = execute_run(
             settings, RunRequest(since=now - timedelta(days=2, hours=1), until=now), threading.Event()
         )
     files = sorted(p for p in output.rglob("*") if p.is_file() and ".state" not in p.parts)
-    log.info("run_summary", **summary.as_dict())
     print()
     print(f"Archived {summary.archived} recordings ({summary.bytes / 1e6:.1f} MB) into {output}")
     print(f"  already there: {summary.skipped}, failed: {summary.failed}, not ready: {summary.pending}")
@@ -59,4 +57,4 @@ def run_demo(calls: int, output: Path) -> int:
     if len(files) > 4:
         print(f"  ... {len(files) - 4} more files (each recording has a .json sidecar)")
     print(f"State file: {output / '.state' / 'state.db'}  (run the demo again: nothing is archived twice)")
-    return summary_exit_code(summary)
+    return summary.exit_code

@@ -24,6 +24,8 @@ left recordings failed or not yet available; neither is an exception.
 
 from __future__ import annotations
 
+import re
+
 
 class ArchiverError(Exception):
     """Base of every error the archiver expects; `hint` says how to fix it."""
@@ -119,3 +121,8 @@ def exit_code_for(exc: ArchiverError) -> int:
 def outcome_for(exc: ArchiverError) -> str:
     """The run_summary `outcome` of a run that an error ended."""
     return next((outcome for kind, _, outcome in EXIT_CODES if isinstance(exc, kind)), "incomplete")
+
+
+def event_name(exc: ArchiverError) -> str:
+    """The log event of an error that ends a command: SettingsError -> settings_error."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()

@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,6 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from archiver import __version__
-from archiver.models import RunSummary
-from archiver.state import StateStore
 
 log = structlog.get_logger(__name__)
 # `*_created` series would double the series count and mean nothing for a one-shot run's counters.
@@ -197,12 +195,10 @@ class Metrics:
         """Set every state-derived gauge from the state's facts, as of `now`."""
         self._state.update(facts, now)
 
-    def record_run(self, summary: Mapping[str, Any] | RunSummary) -> None:
+    def record_run(self, summary: Mapping[str, Any]) -> None:
         """Add one run's run_summary (archived, failed, lost, deleted, bytes, rate_limited,
         rate_wait_seconds, seconds) to the counters, missing keys counting 0; its outcome and
         exit_code, when given, become the last run's."""
-        if isinstance(summary, RunSummary):  # transitional: today's runner passes the object
-            summary = summary.as_dict()
         self.archived.inc(summary.get("archived", 0))
         self.failed.inc(summary.get("failed", 0))
         self.lost.inc(summary.get("lost", 0))
@@ -213,26 +209,6 @@ class Metrics:
         self.last_run_rate_limited.set(summary.get("rate_limited", 0))
         self.run_duration.set(summary.get("seconds", 0.0))
         self._state.note_run(summary.get("outcome"), summary.get("exit_code"))
-
-    def refresh_from_state(self, state: StateStore, now: datetime | None = None) -> None:
-        """Transitional, for today's runner.py: the lead's run lifecycle builds StateFacts itself
-        and calls refresh(); delete this (and the RunSummary case above) when it lands."""
-        moment = now or datetime.now(UTC)
-        counts = state.counts()
-        facts = StateFacts(
-            counts=counts,
-            last_success=state.last_success(),
-            last_run_end=None,
-            last_run_outcome=None,
-            last_run_exit_code=None,
-            oldest_pending=state.oldest_unarchived(),
-            at_risk=0,
-            backlog=counts.get("pending", 0) + counts.get("failed", 0),
-            projected_loss=0,
-            seconds_to_clear=None,
-            source_recordings_seen=sum(counts.values()),
-        )
-        self.refresh(facts, moment)
 
     def mark_failed(self) -> None:
         """The run these metrics describe failed (exit 2 and above): `rc_archiver_up` says 0."""

@@ -24,7 +24,7 @@ def format_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Failure:
     recording_id: str
     reason: str
@@ -33,43 +33,48 @@ class Failure:
 
 @dataclass
 class RunSummary:
-    """What a run did; the CLI turns it into an exit code, the logs into one summary event."""
+    """What a run did; logged once as `run_summary`, turned into the exit code by the lifecycle."""
 
     run_id: str
-    found: int = 0
+    found: int = 0  # recordings seen in the call log, plus leftovers of earlier runs taken up
     archived: int = 0
     skipped: int = 0  # already archived (in the state, or found in the destination)
     failed: int = 0  # failed in this run, will be retried
     pending: int = 0  # not available yet at RingCentral; retried next run
-    exhausted: int = 0  # failed RC_ARCHIVER_MAX_ATTEMPTS times: needs an operator
+    exhausted: int = 0  # failed RC_ARCHIVER_MAX_ATTEMPTS times: reported, retried every retry interval
+    lost: int = 0  # became lost in this run: deadline passed or deleted by RingCentral before archived
+    deleted: int = 0  # deleted at the source after a verified archive (opt in)
+    days_unreadable: int = 0  # call-log days that could not be read (scanned again next run)
     bytes: int = 0
     seconds: float = 0.0
     stopped: bool = False  # ended early by a signal
     abandoned: int = 0  # in-flight recordings given up at the stop timeout (still pending)
-    rate_limited: int = 0  # 429s received (each held its whole rate group until Retry-After)
+    remaining: int = 0  # recordings still due when the run ended (not reached, or failed)
+    rate_limited: int = 0  # 429s received (each held its whole rate group)
     rate_wait_seconds: float = 0.0  # time spent waiting for the rate budget
+    outcome: str = ""  # ok, incomplete, stopped, settings, auth, destination, outage, lock
+    exit_code: int = 0
+    error: str = ""  # the error that ended the run early, with its fix
+    fix: str = ""
+    forecast: dict[str, Any] | None = None
     failures: list[Failure] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        """Nothing failed or is still owed. A run stopped by a signal is complete if what it did
+        """Nothing failed, is owed or was lost. A run stopped by a signal is complete if what it did
         succeeded: the recordings it did not reach are pending, not failed, and the next run takes them."""
-        return self.failed == 0 and self.pending == 0 and self.exhausted == 0
+        return (
+            not self.error
+            and self.failed == 0
+            and self.pending == 0
+            and self.exhausted == 0
+            and self.lost == 0
+            and self.days_unreadable == 0
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "found": self.found,
-            "archived": self.archived,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "pending": self.pending,
-            "exhausted": self.exhausted,
-            "bytes": self.bytes,
-            "seconds": round(self.seconds, 3),
-            "stopped": self.stopped,
-            "abandoned": self.abandoned,
-            "rate_limited": self.rate_limited,
-            "rate_wait_seconds": round(self.rate_wait_seconds, 3),
-            "failures": [f.__dict__ for f in self.failures[:100]],
-        }
+        out = {k: v for k, v in self.__dict__.items() if k != "failures"}
+        out["seconds"] = round(self.seconds, 3)
+        out["rate_wait_seconds"] = round(self.rate_wait_seconds, 3)
+        out["failures"] = [f.__dict__ for f in self.failures[:100]]
+        return out

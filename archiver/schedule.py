@@ -22,10 +22,10 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from archiver.errors import ArchiverError, SettingsError
+from archiver.lifecycle import RunRequest, execute_run
 from archiver.liveness import DEFAULT_STALL_SECONDS, Liveness
 from archiver.metrics import Metrics, StateFacts
 from archiver.notify import Watchdog, notify, watchdog_seconds
-from archiver.runner import RunRequest, run_once
 from archiver.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -76,16 +76,15 @@ def run_daemon(
         notify("STATUS=archiving")
         liveness.run_started()
         try:
-            summary = run_once(settings, RunRequest(), cancel, metrics)
-            log.info("run_summary", **summary.as_dict())
-            status = (
-                f"last run archived {summary.archived}, failed {summary.failed}, pending {summary.pending}"
-            )
-        except ArchiverError as exc:
-            log.error("run_failed", error=str(exc), fix=exc.hint or None)
-            status = f"last run failed: {exc}"
+            summary = execute_run(settings, RunRequest(), cancel, metrics, on_progress=liveness.touch)
         finally:
             liveness.run_ended()
+        if summary.error:
+            status = f"last run failed: {summary.error}"
+        else:
+            status = (
+                f"last run archived {summary.archived}, failed {summary.failed}, left {summary.remaining}"
+            )
         notify(f"STATUS={status}"[:400])
 
     scheduler = build_scheduler(settings, job)

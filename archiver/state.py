@@ -1,25 +1,32 @@
 """The state file: a SQLite database (WAL) that lets a run stop anywhere and the next carry on.
 
-One row per recording (pending -> archived, or failed with attempts and the last error), the
-scanned day slices, the runs and the watermark. Every transition is committed as it happens, so a
-kill between two statements loses at most the step in flight, which the next run redoes. Schema
-changes are numbered migrations keyed on PRAGMA user_version.
+One row per recording, with the call-log fields the archive needs as columns (the raw record is kept
+only for the sidecar) and its deletion deadline at RingCentral. A recording moves
+    pending -> archived (-> deleted at the source, opt in)
+    pending -> failed (attempts and the last error; still retried) -> archived
+    pending | failed -> lost (its deadline passed, or RingCentral deleted it, before it was archived)
+and is `exhausted` (a view, not a status) once it has failed RC_ARCHIVER_MAX_ATTEMPTS times: it is then
+retried only every RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL. The scanned day slices, the runs, the
+watermark, the manifest chain's head and the journal of multipart uploads live here too. Every
+transition is committed as it happens, so a kill between two statements loses at most the step in
+flight, which the next run redoes. Schema changes are numbered migrations keyed on PRAGMA user_version.
 
 One run at a time per state file: an exclusive OS lock (flock) on `<state>.lock`, held for the run.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +34,99 @@ from archiver.errors import LockHeld, StateError
 from archiver.models import format_time, parse_time
 from archiver.ringcentral.calllog import FoundRecording, recording_from
 
-PENDING, ARCHIVED, FAILED = "pending", "archived", "failed"
+PENDING, ARCHIVED, FAILED, LOST = "pending", "archived", "failed", "lost"
+DEFAULT_RETENTION = timedelta(days=90)
+_MOVE_ASIDE = (
+    "move it aside (or restore a backup) and run again: a run with an empty state finds what is already "
+    "archived in the destination by key, size and sha256, so it costs lookups, not re-uploads"
+)
 
-MIGRATIONS: list[str] = [
+
+def _v3_columns(db: sqlite3.Connection) -> None:
+    """Schema 3: the call-log fields as columns, deadlines, lost, deletions, manifests, uploads."""
+    db.execute("ALTER TABLE recordings RENAME TO recordings_v2")
+    db.execute(
+        """
+        CREATE TABLE recordings (
+            recording_id TEXT PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            session_id TEXT NOT NULL DEFAULT '',
+            telephony_session_id TEXT NOT NULL DEFAULT '',
+            start_time TEXT NOT NULL,
+            duration INTEGER NOT NULL DEFAULT 0,
+            direction TEXT NOT NULL DEFAULT '',
+            from_number TEXT NOT NULL DEFAULT '',
+            to_number TEXT NOT NULL DEFAULT '',
+            from_name TEXT NOT NULL DEFAULT '',
+            to_name TEXT NOT NULL DEFAULT '',
+            extension_id TEXT NOT NULL DEFAULT '',
+            recording_type TEXT NOT NULL DEFAULT '',
+            on_leg_only INTEGER NOT NULL DEFAULT 0,
+            content_uri TEXT NOT NULL,
+            deadline TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'archived', 'failed', 'lost')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_attempt_at TEXT,
+            key TEXT,
+            content_type TEXT,
+            size INTEGER,
+            sha256 TEXT,
+            first_seen TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            archived_at TEXT,
+            deleted_at TEXT,
+            last_seen_run TEXT,
+            manifested INTEGER NOT NULL DEFAULT 1,
+            force_upload INTEGER NOT NULL DEFAULT 0,
+            source_json TEXT NOT NULL
+        )
+        """
+    )
+    rows = db.execute("SELECT * FROM recordings_v2").fetchall()
+    for row in rows:
+        source = json.loads(row["source_json"])
+        found = recording_from(source["record"], source["leg"])
+        db.execute(
+            _INSERT,
+            (
+                *_columns(found, DEFAULT_RETENTION),
+                row["status"],
+                row["attempts"],
+                row["last_error"],
+                row["key"],
+                row["content_type"],
+                row["size"],
+                row["sha256"],
+                row["first_seen"],
+                row["updated_at"],
+                row["archived_at"],
+                row["force_upload"],
+                row["source_json"],
+            ),
+        )
+    db.execute("DROP TABLE recordings_v2")
+    db.execute("CREATE INDEX recordings_due ON recordings (status, deadline)")
+    db.execute("CREATE INDEX recordings_seen ON recordings (last_seen_run)")
+    db.execute("CREATE INDEX recordings_start ON recordings (start_time)")
+    db.execute("ALTER TABLE runs ADD COLUMN exit_code INTEGER")
+    db.execute(
+        "CREATE TABLE uploads (upload_id TEXT PRIMARY KEY, key TEXT NOT NULL, started_at TEXT NOT NULL)"
+    )
+
+
+_FIELDS = (
+    "recording_id, call_id, session_id, telephony_session_id, start_time, duration, direction, "
+    "from_number, to_number, from_name, to_name, extension_id, recording_type, on_leg_only, content_uri, "
+    "deadline"
+)
+_INSERT = (
+    f"INSERT INTO recordings ({_FIELDS}, status, attempts, last_error, key, content_type, size, sha256, "  # noqa: S608
+    "first_seen, updated_at, archived_at, force_upload, source_json) "
+    "VALUES (" + ", ".join("?" * 28) + ")"
+)
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: the first schema
     """
     CREATE TABLE recordings (
@@ -70,6 +167,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE recordings ADD COLUMN force_upload INTEGER NOT NULL DEFAULT 0;
     """,
+    _v3_columns,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -78,9 +176,32 @@ def _now() -> str:
     return format_time(datetime.now(UTC))
 
 
+def _columns(found: FoundRecording, retention: timedelta) -> tuple[object, ...]:
+    return (
+        found.recording_id,
+        found.call_id,
+        found.session_id,
+        found.telephony_session_id,
+        format_time(found.start),
+        found.duration,
+        found.direction,
+        found.from_number,
+        found.to_number,
+        found.from_name,
+        found.to_name,
+        found.extension_id,
+        found.recording_type,
+        int(found.on_leg_only),
+        found.content_uri,
+        format_time(found.start + retention),
+    )
+
+
 @dataclass(frozen=True)
 class RecordingRow:
-    recording_id: str
+    """A recording as the state knows it; `recording` carries the call-log fields (no raw JSON)."""
+
+    recording: FoundRecording
     status: str
     attempts: int
     last_error: str | None
@@ -88,9 +209,24 @@ class RecordingRow:
     content_type: str | None
     size: int | None
     sha256: str | None
-    start_time: str
-    ref: FoundRecording
+    deadline: datetime
+    archived_at: datetime | None = None
+    deleted_at: datetime | None = None
     force_upload: bool = False
+    last_seen_run: str | None = None
+
+    @property
+    def recording_id(self) -> str:
+        return self.recording.recording_id
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one call-log page added to a pass: recordings seen for the first time in this pass, and how
+    many of those were archived already."""
+
+    new_in_run: int
+    already_archived: int
 
 
 class FileLock:
@@ -100,9 +236,12 @@ class FileLock:
         self.path = path
         self._fd: int | None = None
 
-    def acquire(self, wait_seconds: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+    def acquire(self, wait_seconds: float = 0.0) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise _unusable(self.path, exc) from None
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
@@ -115,10 +254,24 @@ class FileLock:
                         f"another run holds the lock on {self.path}",
                         hint="wait for it to finish, or pass --wait-lock SECONDS to wait for it",
                     ) from None
-                sleep(0.2)
+                time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    def held_by_another(self) -> bool:
+        """True while some process holds the lock (for `status`: a live run, not a killed one)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def release(self) -> None:
         if self._fd is not None:
@@ -127,31 +280,71 @@ class FileLock:
             self._fd = None
 
 
-class StateStore:
-    """Intention-revealing operations over the state database; safe to call from worker threads."""
+def _unusable(path: Path, exc: OSError) -> StateError:
+    if exc.errno == errno.EROFS:
+        why = "is on a read-only file system"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        why = "has a parent that is not a folder"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = "is not writable by this user"
+    else:
+        why = f"cannot be used ({exc.strerror})"
+    return StateError(
+        f"state file {path} {why}",
+        hint="point RC_ARCHIVER_STATE_PATH at a writable file (under systemd: StateDirectory=)",
+    )
 
-    def __init__(self, path: Path) -> None:
+
+def lock_for(path: Path) -> FileLock:
+    return FileLock(path.with_name(path.name + ".lock"))
+
+
+def prepare_folder(path: Path) -> None:
+    """Create the state file's folder (a run does this; `check` never does)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise _unusable(path, exc) from None
+
+
+class StateStore:
+    """Intention-revealing operations over the state database; safe to call from worker threads.
+
+    Every SQLite failure surfaces as a StateError with the fix, never as a traceback.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
         self._lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            # Created 0600 before SQLite opens it: the call records it holds are personal data.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            if not read_only and not path.exists():
+                # Created 0600 before SQLite opens it: the call records it holds are personal data.
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise _unusable(path, exc) from None
+        try:
+            target = f"file:{path}?mode=ro" if read_only else str(path)
+            self._db = sqlite3.connect(
+                target, uri=read_only, check_same_thread=False, isolation_level=None, timeout=30
+            )
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode keeps every committed transaction across a process kill; only an
-            # OS crash can lose the last few, and those steps are redone idempotently.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
+            if not read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode keeps every committed transaction across a process kill; only an
+                # OS crash can lose the last few, and those steps are redone idempotently.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            # A file whose header is intact but whose pages are not fails here, not mid-run.
+            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            if not read_only:
+                self._migrate()
+        except sqlite3.OperationalError as exc:
             raise StateError(
-                f"state file {path} is unusable: {exc}",
-                hint="restore it from a backup or move it aside; a run with an empty state re-finds archived "
-                "recordings in the destination without uploading them again",
+                f"state file {path} cannot be opened: {exc}",
+                hint="check the file's permissions and that its file system is writable",
             ) from None
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state file {path} is corrupt: {exc}", hint=_MOVE_ASIDE) from None
 
     def close(self) -> None:
         with self._lock:
@@ -159,7 +352,7 @@ class StateStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -167,6 +360,25 @@ class StateStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise StateError(
+                f"state file {self.path}: {exc}", hint="check the disk and the file's permissions"
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state file {self.path} is corrupt: {exc}", hint=_MOVE_ASIDE) from None
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock, self._errors():
+            return self._db.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
+        rows = self._query(sql, params)
+        return rows[0] if rows else None
 
     def _migrate(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -177,19 +389,23 @@ class StateStore:
             )
         for number in range(version, SCHEMA_VERSION):
             with self._tx() as db:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                step = MIGRATIONS[number]
+                if callable(step):
+                    step(db)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        row = self._one("PRAGMA user_version")
+        return int(row[0]) if row else 0
 
     def snapshot(self, path: Path) -> None:
         """A consistent copy of the whole database (SQLite's backup API), safe while others write."""
-        with self._lock:
+        with self._lock, self._errors():
             target = sqlite3.connect(path)
             try:
                 self._db.backup(target)
@@ -197,55 +413,86 @@ class StateStore:
                 target.close()
 
     def integrity_ok(self) -> bool:
-        with self._lock:
-            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+        row = self._one("PRAGMA integrity_check")
+        return bool(row and row[0] == "ok")
+
+    # -- meta ---------------------------------------------------------------------------------------
+    def _meta(self, name: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE name = ?", (name,))
+        return str(row[0]) if row else None
+
+    def _set_meta(self, name: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    def meta_json(self, name: str) -> Any:
+        """A JSON value kept between runs (the manifest head, the measured pace), or None."""
+        raw = self._meta(name)
+        return json.loads(raw) if raw else None
+
+    def set_meta_json(self, name: str, value: Any) -> None:
+        self._set_meta(name, json.dumps(value, sort_keys=True))
+
+    def apply_retention(self, retention: timedelta) -> None:
+        """Recompute every deadline when RC_ARCHIVER_SOURCE_RETENTION changed since the last run."""
+        seconds = int(retention.total_seconds())
+        if self._meta("retention_seconds") == str(seconds):
+            return
+        with self._tx() as db:
+            db.execute(
+                "UPDATE recordings SET deadline = strftime('%Y-%m-%dT%H:%M:%fZ', start_time, ?)",
+                (f"+{seconds} seconds",),
+            )
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES ('retention_seconds', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (str(seconds),),
+            )
 
     # -- runs ---------------------------------------------------------------------------------------
     def begin_run(self, run_id: str) -> None:
         with self._tx() as db:
             db.execute("INSERT INTO runs (run_id, started_at) VALUES (?, ?)", (run_id, _now()))
 
-    def finish_run(self, run_id: str, outcome: str, summary: dict[str, Any]) -> None:
+    def finish_run(self, run_id: str, outcome: str, exit_code: int, summary: dict[str, Any]) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE runs SET ended_at = ?, outcome = ?, summary_json = ? WHERE run_id = ?",
-                (_now(), outcome, json.dumps(summary), run_id),
+                "UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, summary_json = ? WHERE run_id = ?",
+                (_now(), outcome, exit_code, json.dumps(summary), run_id),
             )
 
     def last_runs(self, limit: int = 10) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
-            ).fetchall()
+        rows = self._query("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
         return [
             {**dict(row), "summary_json": None, "summary": json.loads(row["summary_json"] or "null")}
             for row in rows
         ]
 
+    def last_success(self) -> datetime | None:
+        """When the last run that archived everything it found ended."""
+        row = self._one("SELECT MAX(ended_at) FROM runs WHERE outcome IN ('ok', 'complete')")
+        return parse_time(row[0]) if row and row[0] else None
+
     # -- watermark and windows ----------------------------------------------------------------------
     def watermark(self) -> datetime | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE name = 'watermark'").fetchone()
-        return parse_time(row[0]) if row else None
+        value = self._meta("watermark")
+        return parse_time(value) if value else None
 
     def advance_watermark(self, until: datetime) -> None:
         """Moves forward only: a backfill of an old range never pulls the nightly window back."""
         current = self.watermark()
-        if current is not None and current >= until:
-            return
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO meta (name, value) VALUES ('watermark', ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (format_time(until),),
-            )
+        if current is None or current < until:
+            self._set_meta("watermark", format_time(until))
 
     def window_done(self, start: datetime, end: datetime) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM windows WHERE start = ? AND end = ?", (format_time(start), format_time(end))
-            ).fetchone()
-        return row is not None
+        found = self._one(
+            "SELECT 1 FROM windows WHERE start = ? AND end = ?", (format_time(start), format_time(end))
+        )
+        return found is not None
 
     def mark_window_done(self, start: datetime, end: datetime, run_id: str) -> None:
         with self._tx() as db:
@@ -254,39 +501,63 @@ class StateStore:
                 (format_time(start), format_time(end), _now(), run_id),
             )
 
-    # -- recordings ---------------------------------------------------------------------------------
-    def note_found(self, refs: list[FoundRecording]) -> dict[str, str]:
-        """Record recordings seen in the call log (one transaction); returns each one's status."""
+    # -- recordings seen in the call log ------------------------------------------------------------
+    def note_found(
+        self, found: Iterable[FoundRecording], run_id: str, retention: timedelta = DEFAULT_RETENTION
+    ) -> Seen:
+        """Record recordings seen in the call log (one transaction) and mark them seen by `run_id`."""
         now = _now()
-        statuses: dict[str, str] = {}
+        new_in_run = already = 0
         with self._tx() as db:
-            for ref in refs:
+            for item in found:
                 row = db.execute(
-                    "SELECT status FROM recordings WHERE recording_id = ?", (ref.recording_id,)
+                    "SELECT status, last_seen_run FROM recordings WHERE recording_id = ?",
+                    (item.recording_id,),
                 ).fetchone()
-                if row is not None:
-                    statuses[ref.recording_id] = str(row["status"])
+                if row is None:
+                    db.execute(
+                        f"INSERT INTO recordings ({_FIELDS}, status, first_seen, updated_at, last_seen_run, "  # noqa: S608
+                        "source_json) VALUES (" + ", ".join("?" * 21) + ")",
+                        (
+                            *_columns(item, retention),
+                            PENDING,
+                            now,
+                            now,
+                            run_id,
+                            json.dumps({"record": item.record, "leg": item.leg}),
+                        ),
+                    )
+                    new_in_run += 1
                     continue
-                db.execute(
-                    "INSERT INTO recordings (recording_id, call_id, start_time, content_uri, status, "
-                    "first_seen, updated_at, source_json) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    (
-                        ref.recording_id,
-                        ref.call_id,
-                        format_time(ref.start),
-                        ref.content_uri,
-                        now,
-                        now,
-                        json.dumps({"record": ref.record, "leg": ref.leg}),
-                    ),
-                )
-                statuses[ref.recording_id] = PENDING
-        return statuses
+                if row["last_seen_run"] != run_id:
+                    new_in_run += 1
+                    already += row["status"] == ARCHIVED
+                    db.execute(
+                        "UPDATE recordings SET last_seen_run = ? WHERE recording_id = ?",
+                        (run_id, item.recording_id),
+                    )
+        return Seen(new_in_run, already)
 
     def _row(self, row: sqlite3.Row) -> RecordingRow:
-        source = json.loads(row["source_json"])
-        return RecordingRow(
+        recording = FoundRecording(
             recording_id=row["recording_id"],
+            content_uri=row["content_uri"],
+            recording_type=row["recording_type"],
+            call_id=row["call_id"],
+            session_id=row["session_id"],
+            telephony_session_id=row["telephony_session_id"],
+            start=parse_time(row["start_time"]),
+            duration=row["duration"],
+            direction=row["direction"],
+            from_number=row["from_number"],
+            to_number=row["to_number"],
+            from_name=row["from_name"],
+            to_name=row["to_name"],
+            extension_id=row["extension_id"],
+            on_leg_only=bool(row["on_leg_only"]),
+        )
+        return RecordingRow(
+            recording=recording,
             status=row["status"],
             attempts=row["attempts"],
             last_error=row["last_error"],
@@ -294,100 +565,264 @@ class StateStore:
             content_type=row["content_type"],
             size=row["size"],
             sha256=row["sha256"],
-            start_time=row["start_time"],
-            ref=recording_from(source["record"], source["leg"]),
+            deadline=parse_time(row["deadline"]),
+            archived_at=parse_time(row["archived_at"]) if row["archived_at"] else None,
+            deleted_at=parse_time(row["deleted_at"]) if row["deleted_at"] else None,
             force_upload=bool(row["force_upload"]),
+            last_seen_run=row["last_seen_run"],
         )
 
-    def _select(self, condition: str, params: tuple[object, ...] = ()) -> list[RecordingRow]:
-        """Recordings matching an SQL condition, oldest call first."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM recordings WHERE {condition} ORDER BY start_time",  # noqa: S608 - fixed text
-                params,
-            ).fetchall()
+    def _select(
+        self, condition: str, params: Sequence[object] = (), order: str = "start_time"
+    ) -> list[RecordingRow]:
+        rows = self._query(
+            f"SELECT * FROM recordings WHERE {condition} ORDER BY {order}",  # noqa: S608 - fixed text
+            params,
+        )
         return [self._row(r) for r in rows]
 
     def get(self, recording_id: str) -> RecordingRow | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM recordings WHERE recording_id = ?", (recording_id,)
-            ).fetchone()
-        return self._row(row) if row else None
+        rows = self._select("recording_id = ?", (recording_id,))
+        return rows[0] if rows else None
 
-    def due(
-        self, max_attempts: int, start: datetime | None = None, end: datetime | None = None
-    ) -> list[RecordingRow]:
-        """Recordings to (re)try: pending, or failed fewer than max_attempts times; oldest first.
-        With start/end, only those whose call started in [start, end) (one day slice)."""
-        if start is not None and end is not None:
-            return self._select(
-                "status != 'archived' AND attempts < ? AND start_time >= ? AND start_time < ?",
-                (max_attempts, format_time(start), format_time(end)),
+    def source_of(self, recording_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The raw call-log record (and leg) a recording came from: for its sidecar only."""
+        row = self._one("SELECT source_json FROM recordings WHERE recording_id = ?", (recording_id,))
+        source = json.loads(row[0]) if row else {}
+        return source.get("record") or {}, source.get("leg")
+
+    def seen_in(self, run_id: str, batch: int = 500) -> Iterator[RecordingRow]:
+        """Every recording the pass `run_id` saw in the call log, in batches (flat memory)."""
+        after = ""
+        while True:
+            rows = [
+                self._row(r)
+                for r in self._query(
+                    "SELECT * FROM recordings WHERE last_seen_run = ? AND recording_id > ? "
+                    "ORDER BY recording_id LIMIT ?",
+                    (run_id, after, batch),
+                )
+            ]
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1].recording_id
+
+    def archived_ids(self, batch: int = 1000) -> Iterator[str]:
+        """Every archived recording's id, in batches."""
+        after = ""
+        while True:
+            rows = self._query(
+                "SELECT recording_id FROM recordings WHERE status = 'archived' AND recording_id > ? "
+                "ORDER BY recording_id LIMIT ?",
+                (after, batch),
             )
-        return self._select("status != 'archived' AND attempts < ?", (max_attempts,))
+            if not rows:
+                return
+            yield from (str(r[0]) for r in rows)
+            after = str(rows[-1][0])
 
-    def exhausted(self, max_attempts: int) -> list[RecordingRow]:
-        """Recordings that failed max_attempts times: reported in every run until fixed or cleared."""
-        return self._select("status != 'archived' AND attempts >= ?", (max_attempts,))
+    # -- what to archive ----------------------------------------------------------------------------
+    _DUE = (
+        "status IN ('pending', 'failed') AND deleted_at IS NULL "
+        "AND (attempts < ? OR next_attempt_at IS NULL OR next_attempt_at <= ?)"
+    )
 
+    def due(self, max_attempts: int, now: datetime, batch: int = 500) -> Iterator[RecordingRow]:
+        """Recordings to (re)try, earliest deletion deadline first; those whose deadline has already
+        passed come last (RingCentral may still hold them, but they must not take a live one's turn).
+        Read in batches by keyset, so memory stays flat however long the backlog is."""
+        stamp = format_time(now)
+        for past in (False, True):
+            cursor = ("", "")
+            side = "deadline < ?" if past else "deadline >= ?"
+            while True:
+                rows = self._query(
+                    f"SELECT * FROM recordings WHERE {self._DUE} AND {side} "  # noqa: S608 - fixed text
+                    "AND (deadline, recording_id) > (?, ?) ORDER BY deadline, recording_id LIMIT ?",
+                    (max_attempts, stamp, stamp, *cursor, batch),
+                )
+                if not rows:
+                    break
+                for row in rows:
+                    yield self._row(row)
+                cursor = (rows[-1]["deadline"], rows[-1]["recording_id"])
+
+    def due_deadlines(self, max_attempts: int, now: datetime) -> Iterator[datetime]:
+        """The deadlines of the backlog in archive order (for the forecast), without whole rows."""
+        stamp = format_time(now)
+        with self._lock, self._errors():
+            cursor = self._db.execute(
+                f"SELECT deadline FROM recordings WHERE {self._DUE} ORDER BY deadline",  # noqa: S608
+                (max_attempts, stamp),
+            )
+            rows = cursor.fetchall()
+        for row in rows:
+            yield parse_time(row[0])
+
+    def count_due(self, max_attempts: int, now: datetime) -> int:
+        sql = f"SELECT COUNT(*) FROM recordings WHERE {self._DUE}"  # noqa: S608 - fixed text
+        row = self._one(sql, (max_attempts, format_time(now)))
+        return int(row[0]) if row else 0
+
+    # -- transitions --------------------------------------------------------------------------------
     def mark_archived(self, recording_id: str, key: str, content_type: str, size: int, sha256: str) -> None:
+        """Archived; not yet listed in a manifest (the manifest writer marks that)."""
         now = _now()
         with self._tx() as db:
             db.execute(
                 "UPDATE recordings SET status = 'archived', key = ?, content_type = ?, size = ?, sha256 = ?, "
-                "last_error = NULL, force_upload = 0, archived_at = ?, updated_at = ? WHERE recording_id = ?",
+                "last_error = NULL, next_attempt_at = NULL, force_upload = 0, archived_at = ?, "
+                "updated_at = ?, manifested = 0 WHERE recording_id = ?",
                 (key, content_type, size, sha256, now, now, recording_id),
             )
 
-    def record_failure(self, recording_id: str, reason: str, *, still_pending: bool = False) -> int:
-        """Count a failed attempt with its reason; returns the attempts so far."""
+    def mark_manifested(self, recording_ids: Sequence[str]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE recordings SET manifested = 1 WHERE recording_id = ?", [(r,) for r in recording_ids]
+            )
+
+    def unmanifested(self) -> list[RecordingRow]:
+        """Archived by a run that was killed before its manifest part was written."""
+        return self._select("status = 'archived' AND manifested = 0")
+
+    def record_failure(
+        self,
+        recording_id: str,
+        reason: str,
+        *,
+        still_pending: bool = False,
+        max_attempts: int = 5,
+        retry_interval: timedelta = timedelta(hours=24),
+    ) -> int:
+        """Count a failed attempt with its reason; returns the attempts so far. Past max_attempts the
+        recording is exhausted: still retried, but only every `retry_interval`."""
+        later = format_time(datetime.now(UTC) + retry_interval)
         with self._tx() as db:
             db.execute(
-                "UPDATE recordings SET status = ?, attempts = attempts + 1, last_error = ?, updated_at = ? "
-                "WHERE recording_id = ?",
-                (PENDING if still_pending else FAILED, reason[:1000], _now(), recording_id),
+                "UPDATE recordings SET status = ?, attempts = attempts + 1, last_error = ?, updated_at = ?, "
+                "next_attempt_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE NULL END WHERE recording_id = ?",
+                (
+                    PENDING if still_pending else FAILED,
+                    reason[:1000],
+                    _now(),
+                    max_attempts,
+                    later,
+                    recording_id,
+                ),
             )
             row = db.execute(
                 "SELECT attempts FROM recordings WHERE recording_id = ?", (recording_id,)
             ).fetchone()
         return int(row["attempts"]) if row else 0
 
+    def mark_lost(self, recording_id: str, reason: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE recordings SET status = 'lost', last_error = ?, updated_at = ? "
+                "WHERE recording_id = ?",
+                (reason[:1000], _now(), recording_id),
+            )
+
     def requeue(self, recording_id: str, reason: str, *, force_upload: bool = False) -> None:
         """Make a recording due again (operator repair): pending, attempts reset, reason kept."""
         with self._tx() as db:
             db.execute(
-                "UPDATE recordings SET status = 'pending', attempts = 0, last_error = ?, force_upload = ?, "
-                "updated_at = ? WHERE recording_id = ?",
+                "UPDATE recordings SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
+                "last_error = ?, force_upload = ?, deleted_at = NULL, updated_at = ? WHERE recording_id = ?",
                 (reason[:1000], int(force_upload), _now(), recording_id),
             )
 
+    def retry(self, recording_ids: Sequence[str] | None) -> int:
+        """`rc-archiver retry`: reset the attempts of the given (or all) unarchived recordings."""
+        condition = "status IN ('pending', 'failed', 'lost') AND deleted_at IS NULL"
+        with self._tx() as db:
+            if recording_ids is None:
+                cursor = db.execute(
+                    f"UPDATE recordings SET status = 'pending', attempts = 0, next_attempt_at = NULL "  # noqa: S608
+                    f"WHERE {condition} AND (attempts > 0 OR status = 'lost')"
+                )
+                return cursor.rowcount
+            changed = 0
+            for recording_id in recording_ids:
+                cursor = db.execute(
+                    f"UPDATE recordings SET status = 'pending', attempts = 0, next_attempt_at = NULL "  # noqa: S608
+                    f"WHERE {condition} AND recording_id = ?",
+                    (recording_id,),
+                )
+                changed += cursor.rowcount
+            return changed
+
+    # -- deletion at the source ---------------------------------------------------------------------
+    def deletable(self, archived_before: datetime) -> list[RecordingRow]:
+        """Archived at least RC_ARCHIVER_DELETE_AFTER ago and still held by RingCentral."""
+        return self._select(
+            "status = 'archived' AND deleted_at IS NULL AND archived_at <= ?",
+            (format_time(archived_before),),
+            order="archived_at",
+        )
+
+    def mark_deleted(self, recording_ids: Sequence[str], when: datetime) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE recordings SET deleted_at = ?, updated_at = ? WHERE recording_id = ?",
+                [(format_time(when), _now(), r) for r in recording_ids],
+            )
+
+    # -- the multipart upload journal (destinations.base.UploadJournal) ------------------------------
+    def upload_started(self, key: str, upload_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (upload_id, key, started_at) VALUES (?, ?, ?)",
+                (upload_id, key, _now()),
+            )
+
+    def upload_ended(self, upload_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+
+    def unended_uploads(self) -> list[tuple[str, str]]:
+        return [(r["key"], r["upload_id"]) for r in self._query("SELECT key, upload_id FROM uploads")]
+
+    # -- reports ------------------------------------------------------------------------------------
+    def counts(self, max_attempts: int = 5) -> dict[str, int]:
+        """Recordings by status; `exhausted` counts the unarchived ones past max_attempts (they are
+        also counted as pending or failed), `deleted` the archived ones deleted at the source."""
+        row = self._one(
+            "SELECT "
+            "SUM(status = 'pending'), SUM(status = 'archived'), SUM(status = 'failed'), "
+            "SUM(status = 'lost'), SUM(status IN ('pending', 'failed') AND attempts >= ?), "
+            "SUM(deleted_at IS NOT NULL) FROM recordings",
+            (max_attempts,),
+        )
+        names = ("pending", "archived", "failed", "lost", "exhausted", "deleted")
+        return {name: int((row[i] if row else 0) or 0) for i, name in enumerate(names)}
+
+    def exhausted(self, max_attempts: int) -> list[RecordingRow]:
+        """Failed max_attempts times: reported in every run, retried every retry interval."""
+        return self._select("status IN ('pending', 'failed') AND attempts >= ?", (max_attempts,))
+
+    def failed_rows(self, max_attempts: int) -> list[RecordingRow]:
+        return self._select("status = 'failed' AND attempts < ?", (max_attempts,))
+
+    def lost_rows(self) -> list[RecordingRow]:
+        return self._select("status = 'lost'")
+
     def at_risk(self, older_than: datetime) -> list[RecordingRow]:
         """Not archived, and the call started before `older_than`: close to RingCentral's deletion."""
-        return self._select("status != 'archived' AND start_time < ?", (format_time(older_than),))
-
-    def last_success(self) -> datetime | None:
-        """When the last run that archived everything it found ended."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT ended_at FROM runs WHERE outcome = 'complete' ORDER BY ended_at DESC LIMIT 1"
-            ).fetchone()
-        return parse_time(row[0]) if row else None
+        return self._select("status IN ('pending', 'failed') AND start_time < ?", (format_time(older_than),))
 
     def oldest_unarchived(self) -> datetime | None:
-        """Start of the oldest call whose recording is not archived yet."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(start_time) FROM recordings WHERE status != 'archived'"
-            ).fetchone()
+        """Start of the oldest call whose recording is not archived yet (lost ones excluded)."""
+        row = self._one("SELECT MIN(start_time) FROM recordings WHERE status IN ('pending', 'failed')")
         return parse_time(row[0]) if row and row[0] else None
 
-    def failed_rows(self) -> list[RecordingRow]:
-        return self._select("status = 'failed'")
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT status, COUNT(*) AS n FROM recordings GROUP BY status").fetchall()
-        out = {PENDING: 0, ARCHIVED: 0, FAILED: 0}
-        out.update({r["status"]: int(r["n"]) for r in rows})
-        return out
+    def held_at_source(self, now: datetime) -> int:
+        """Recordings RingCentral should still hold (not deleted by us, deadline not passed): what
+        counts toward its per-account cap."""
+        row = self._one(
+            "SELECT COUNT(*) FROM recordings WHERE deleted_at IS NULL AND status != 'lost' AND deadline > ?",
+            (format_time(now),),
+        )
+        return int(row[0]) if row else 0

@@ -1,4 +1,5 @@
-"""`rc-archiver status`: what the state file knows, with the recordings RingCentral will soon delete."""
+"""`rc-archiver status` and the metrics' view of the state: what the state file knows, with the
+recordings RingCentral will soon delete, those it already has (lost), and the backlog's forecast."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from archiver.archive.forecast import Forecast
+from archiver.archive.run_pass import BUDGET, forecast_backlog
 from archiver.errors import StateError
+from archiver.metrics import StateFacts
 from archiver.models import format_time, parse_time
-from archiver.state import StateStore
+from archiver.settings import Settings
+from archiver.state import RecordingRow, StateStore, lock_for
 
-RETENTION_DAYS = 90  # RingCentral deletes recordings after 90 days
+LISTED = 50  # rows of each list shown in the text report (all of them in --json)
 
 
 def open_for_reading(path: Path) -> StateStore:
@@ -24,74 +29,113 @@ def open_for_reading(path: Path) -> StateStore:
     return StateStore(path)
 
 
-def status_report(state: StateStore, risk_days: int, now: datetime) -> dict[str, Any]:
+def backlog_forecast(state: StateStore, settings: Settings, now: datetime) -> tuple[Forecast, str]:
+    """The forecast at the budget the last run measured (the settings' Heavy rate before any run)."""
+    budget = state.meta_json(BUDGET)
+    if not (isinstance(budget, list) and len(budget) == 2):
+        limit, window = settings.heavy_rate
+        budget = [limit / window, window]
+    return forecast_backlog(state, settings.max_attempts, (float(budget[0]), float(budget[1])), now)
+
+
+def state_facts(state: StateStore, settings: Settings, now: datetime) -> StateFacts:
+    """Everything the gauges say, from the state alone: right from a daemon's first scrape."""
+    runs = state.last_runs(1)
+    last = runs[0] if runs and runs[0]["ended_at"] else None
+    result, _ = backlog_forecast(state, settings, now)
+    return StateFacts(
+        counts=state.counts(settings.max_attempts),
+        last_success=state.last_success(),
+        last_run_end=parse_time(last["ended_at"]) if last else None,
+        last_run_outcome=last["outcome"] if last else None,
+        last_run_exit_code=last["exit_code"] if last else None,
+        oldest_pending=state.oldest_unarchived(),
+        at_risk=len(state.at_risk(now - timedelta(days=settings.risk_days))),
+        backlog=result.backlog,
+        projected_loss=result.projected_loss,
+        seconds_to_clear=result.seconds_to_clear,
+        source_recordings_seen=state.held_at_source(now),
+    )
+
+
+def _listed(row: RecordingRow, now: datetime) -> dict[str, Any]:
+    return {
+        "recording_id": row.recording_id,
+        "status": row.status,
+        "attempts": row.attempts,
+        "reason": row.last_error,
+        "start_time": format_time(row.recording.start),
+        "deadline": format_time(row.deadline),
+        "age_days": round((now - row.recording.start).total_seconds() / 86400, 1),
+    }
+
+
+def status_report(state: StateStore, settings: Settings, now: datetime) -> dict[str, Any]:
     watermark = state.watermark()
-    failed = [
-        {
-            "recording_id": r.recording_id,
-            "attempts": r.attempts,
-            "reason": r.last_error,
-            "start_time": r.start_time,
-        }
-        for r in state.failed_rows()
-    ]
-    at_risk = []
-    for row in state.at_risk(now - timedelta(days=risk_days)):
-        started = parse_time(row.start_time)
-        at_risk.append(
-            {
-                "recording_id": row.recording_id,
-                "status": row.status,
-                "start_time": row.start_time,
-                "age_days": round((now - started).total_seconds() / 86400, 1),
-                "deleted_by_ringcentral_after": format_time(started + timedelta(days=RETENTION_DAYS)),
-                "reason": row.last_error,
-            }
+    result, remedy = backlog_forecast(state, settings, now)
+    live = lock_for(state.path).held_by_another()
+    runs: list[dict[str, Any]] = []
+    for run in state.last_runs():
+        outcome = run["outcome"] or ("running" if live and not runs else "killed")
+        runs.append(
+            {**{k: run[k] for k in ("run_id", "started_at", "ended_at", "summary")}, "outcome": outcome}
         )
     return {
         "state_path": str(state.path),
         "watermark": format_time(watermark) if watermark else None,
-        "counts": state.counts(),
-        "last_runs": [
-            {k: run[k] for k in ("run_id", "started_at", "ended_at", "outcome", "summary")}
-            for run in state.last_runs()
-        ],
-        "failed": failed,
-        "risk_days": risk_days,
-        "at_risk": at_risk,
+        "counts": state.counts(settings.max_attempts),
+        "last_runs": runs,
+        "failed": [_listed(r, now) for r in state.failed_rows(settings.max_attempts)],
+        "exhausted": [_listed(r, now) for r in state.exhausted(settings.max_attempts)],
+        "lost": [_listed(r, now) for r in state.lost_rows()],
+        "risk_days": settings.risk_days,
+        "at_risk": [_listed(r, now) for r in state.at_risk(now - timedelta(days=settings.risk_days))],
+        "forecast": {k: v for k, v in result.as_dict().items() if k in _FORECAST_KEYS},
+        "forecast_advice": remedy or None,
     }
+
+
+_FORECAST_KEYS = ("backlog", "clears_at", "projected_loss", "first_loss_at")
+
+
+def _rows(title: str, rows: list[dict[str, Any]], line: str) -> list[str]:
+    out = ["", f"{title} ({len(rows)})"]
+    out += [line.format(**row) for row in rows[:LISTED]]
+    if len(rows) > LISTED:
+        out.append(f"  ... {len(rows) - LISTED} more (status --json lists them all)")
+    return out
 
 
 def render(report: dict[str, Any], as_json: bool) -> str:
     if as_json:
         return json.dumps(report, indent=2, sort_keys=True)
-    counts = report["counts"]
+    counts, forecast = report["counts"], report["forecast"]
     lines = [
         f"state file   {report['state_path']}",
         f"watermark    {report['watermark'] or '(none yet)'}",
-        f"recordings   {counts['archived']} archived, {counts['pending']} pending, {counts['failed']} failed",
-        "",
-        "last runs",
+        f"recordings   {counts['archived']} archived ({counts['deleted']} deleted at the source), "
+        f"{counts['pending']} pending, {counts['failed']} failed, {counts['exhausted']} exhausted, "
+        f"{counts['lost']} lost",
+        f"forecast     backlog {forecast['backlog']}, clears at {forecast['clears_at']}, "
+        f"projected loss {forecast['projected_loss']}"
+        + (f" (first at {forecast['first_loss_at']})" if forecast["first_loss_at"] else ""),
     ]
+    if report["forecast_advice"]:
+        lines.append(f"             to prevent it: {report['forecast_advice']}")
+    lines += ["", "last runs"]
     for run in report["last_runs"]:
         summary = run["summary"] or {}
         lines.append(
-            f"  {run['run_id']:<34} {run['outcome'] or 'running/killed':<14} "
-            f"archived {summary.get('archived', '-')}, failed {summary.get('failed', '-')}, "
-            f"pending {summary.get('pending', '-')}"
+            f"  {run['run_id']:<34} {run['outcome']:<12} archived {summary.get('archived', '-')}, "
+            f"failed {summary.get('failed', '-')}, remaining {summary.get('remaining', '-')}"
         )
-    lines += ["", f"failed ({len(report['failed'])})"]
-    lines += [
-        f"  {f['recording_id']:<16} attempts {f['attempts']:<3} {f['start_time']}  {f['reason']}"
-        for f in report["failed"][:50]
-    ]
-    lines += [
-        "",
-        f"at risk: not archived and older than {report['risk_days']} days ({len(report['at_risk'])})",
-    ]
-    lines += [
-        f"  {r['recording_id']:<16} {r['status']:<8} {r['age_days']:>5} days old, "
-        f"deleted by RingCentral after {r['deleted_by_ringcentral_after']}"
-        for r in report["at_risk"][:50]
-    ]
+    item = "  {recording_id:<16} attempts {attempts:<3} {start_time}  {reason}"
+    lines += _rows("failed", report["failed"], item)
+    lines += _rows("exhausted: retried every RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL", report["exhausted"], item)
+    lines += _rows("LOST: deleted by RingCentral before they were archived", report["lost"], item)
+    lines += _rows(
+        f"at risk: not archived and older than {report['risk_days']} days",
+        report["at_risk"],
+        "  {recording_id:<16} {status:<8} {age_days:>5} days old, deleted by RingCentral after {deadline}",
+    )
     return "\n".join(lines)

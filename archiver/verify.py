@@ -1,100 +1,125 @@
 """`rc-archiver verify`: prove the archive is complete for a range, and queue what is not for repair.
 
-It re-lists the call log (so it also catches recordings the state never knew about), checks that
-each recording is in the destination with the recorded size and sha256 (from the state, the S3
-metadata and the sidecar), and re-reads a sample of the objects in full to re-hash them.
+It re-lists the call log (so it also catches recordings the state never knew about), checks that each
+recording is in the destination with the recorded size and sha256 (from the state, the object's
+metadata and the sidecar), and re-reads a sample of the objects in full to re-hash them. Recordings we
+deleted at the source after archiving them are checked like any other (their archive is all there is);
+recordings RingCentral deleted before we could archive them are reported as lost, not missing.
+With --manifests it walks the manifests' hash chain and lists archived recordings no manifest names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from archiver.keys import sidecar_key
-from archiver.runner import Runtime
+from archiver.archive.breaker import OutageBreaker
+from archiver.archive.layout import META_SHA256, Layout
+from archiver.archive.manifest import HEAD, walk_chain
+from archiver.archive.run_pass import PassServices
+from archiver.archive.scan import scan_window
+from archiver.settings import Settings
+from archiver.state import LOST, RecordingRow
+from archiver.windows import day_slices
 
 
 @dataclass
 class VerifyResult:
     checked: int = 0
     rehashed: int = 0
+    lost: int = 0
     missing: list[tuple[str, str]] = field(default_factory=list)  # (recording id, why)
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    chain_breaks: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)  # archived, but in no manifest
+    manifests: int = 0
     scan_errors: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.corrupt and not self.scan_errors
+        return not (self.missing or self.corrupt or self.scan_errors or self.chain_breaks or self.unlisted)
 
 
-def _expected(rt: Runtime, recording_id: str) -> tuple[str, int, str] | None:
-    """(key, size, sha256) the archive should hold, from the state or, failing that, the destination."""
-    row = rt.state.get(recording_id)
-    if row is None:
-        return None
-    if row.status == "archived" and row.key and row.size is not None and row.sha256:
-        return row.key, row.size, row.sha256
-    found = rt.archiver.find_stored(row.ref)
-    if found is None:
-        return None
-    key, stored, sidecar = found
-    sha256 = str(sidecar["sha256"]) if sidecar else stored.sha256
-    return (key, stored.size, sha256) if sha256 else None
-
-
-def _rehash(rt: Runtime, key: str) -> str:
+def _rehash(services: PassServices, key: str) -> str:
     digest = hashlib.sha256()
-    with rt.destination.open(key) as stream:
+    with services.destination.open(key) as stream:
         while chunk := stream.read(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
 
 
+def _check_one(
+    services: PassServices, layout: Layout, row: RecordingRow, rehash: bool
+) -> tuple[str, str] | None:
+    """('missing' | 'corrupt', why) for a recording whose archive is not intact, else None; with
+    `rehash` the object is read back in full and hashed."""
+    if row.status == "archived" and row.key and row.size is not None and row.sha256:
+        key, size, sha256 = row.key, row.size, row.sha256
+    else:
+        found = layout.find_stored(services.destination, row.recording)
+        if found is None:
+            return "missing", "not in the destination"
+        key, size, sha256 = found.key, found.size, found.sha256
+    stored = services.destination.stat(key)
+    if stored is None:
+        return "missing", f"object {key} is missing"
+    if stored.size != size:
+        return "corrupt", f"{key} has {stored.size} bytes, expected {size}"
+    if stored.metadata.get(META_SHA256) not in (None, sha256):
+        return "corrupt", f"{key} metadata sha256 differs from the recorded one"
+    sidecar_key = layout.sidecar_key(key)
+    sidecar = layout.read_sidecar(services.destination, sidecar_key)
+    if sidecar is None:
+        return "missing", f"sidecar {sidecar_key} is missing"
+    if sidecar.get("sha256") != sha256:
+        return "corrupt", f"sidecar {sidecar_key} names another sha256"
+    if rehash and _rehash(services, key) != sha256:
+        return "corrupt", f"{key} content does not hash to the recorded sha256"
+    return None
+
+
 def verify(
-    rt: Runtime,
-    start: datetime,
-    end: datetime,
+    services: PassServices,
+    settings: Settings,
+    window: tuple[datetime, datetime],
     sample_percent: float,
     repair: bool,
+    manifests: bool = False,
     rng: random.Random | None = None,
 ) -> VerifyResult:
     rng = rng or random.Random()
-    result = VerifyResult()
-    found, result.scan_errors = rt.archiver.scan_window(start, end)
-    for recording_id in sorted(found):
+    state, layout, result = services.state, Layout(settings.key_template, settings.tz), VerifyResult()
+    scan_id = f"verify-{rng.getrandbits(32):08x}"
+    scan = scan_window(
+        services.client, state, day_slices(*window, settings.tz), scan_id, settings.source_retention,
+        threading.Event(), OutageBreaker(threading.Event()), lambda seen: None, mark_done=False,
+    )  # fmt: skip
+    result.scan_errors = scan.days_unreadable
+    for row in state.seen_in(scan_id):
         result.checked += 1
-        expected = _expected(rt, recording_id)
-        if expected is None:
-            result.missing.append((recording_id, "not in the destination"))
+        if row.status == LOST:
+            result.lost += 1
             continue
-        key, size, sha256 = expected
-        stored = rt.destination.stat(key)
-        if stored is None:
-            result.missing.append((recording_id, f"object {key} is missing"))
-            continue
-        if stored.size != size:
-            result.corrupt.append((recording_id, f"{key} has {stored.size} bytes, expected {size}"))
-            continue
-        if stored.sha256 is not None and stored.sha256 != sha256:
-            result.corrupt.append((recording_id, f"{key} metadata sha256 differs from the recorded one"))
-            continue
-        sidecar = rt.archiver.read_sidecar(sidecar_key(key))
-        if sidecar is None:
-            result.missing.append((recording_id, f"sidecar {sidecar_key(key)} is missing"))
-            continue
-        if sidecar.get("sha256") != sha256:
-            result.corrupt.append((recording_id, f"sidecar {sidecar_key(key)} names another sha256"))
-            continue
-        if rng.random() * 100 < sample_percent:
-            result.rehashed += 1
-            if _rehash(rt, key) != sha256:
-                result.corrupt.append((recording_id, f"{key} content does not hash to the recorded sha256"))
+        rehash = rng.random() * 100 < sample_percent
+        problem = _check_one(services, layout, row, rehash)
+        result.rehashed += rehash and (problem is None or "content" in problem[1])
+        if problem is not None:
+            kind, why = problem
+            (result.missing if kind == "missing" else result.corrupt).append((row.recording_id, why))
+    if manifests:
+        chain = walk_chain(services.destination, state.meta_json(HEAD))
+        result.manifests, result.chain_breaks = chain.parts, chain.breaks
+        if chain.ok:
+            result.unlisted = [
+                recording_id for recording_id in state.archived_ids() if recording_id not in chain.listed
+            ]
     if repair:
         for recording_id, why in result.missing:
-            rt.state.requeue(recording_id, f"verify: {why}")
+            state.requeue(recording_id, f"verify: {why}")
         for recording_id, why in result.corrupt:
             # force: the object under the key exists but is wrong, so it must be replaced
-            rt.state.requeue(recording_id, f"verify: {why}", force_upload=True)
+            state.requeue(recording_id, f"verify: {why}", force_upload=True)
     return result

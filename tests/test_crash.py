@@ -30,9 +30,12 @@ def versioned_bucket(bucket: str) -> None:
 
 
 def versions_per_key(bucket: str) -> dict[str, int]:
+    """Versions of each recording and sidecar (each run writes manifest parts of its own)."""
     counts: dict[str, int] = {}
     for page in boto3.client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket):
         for version in page.get("Versions", []):
+            if "_manifests/" in version["Key"]:
+                continue
             counts[version["Key"]] = counts.get(version["Key"], 0) + 1
     return counts
 
@@ -94,8 +97,10 @@ def test_signals_at_random_moments_then_a_last_run_archives_each_recording_once(
         emu, audio_by_recording({k.removeprefix("rec/"): v for k, v in objects.items()})
     )
     versions = versions_per_key(s3_bucket)
-    assert set(versions) == set(objects)  # no stray objects, no partial multipart leftovers
+    recordings = {k for k in objects if "/_manifests/" not in k}
+    assert set(versions) == recordings  # no stray objects
     assert set(versions.values()) == {1}  # nothing uploaded twice: audio and sidecars alike
+    assert boto3.client("s3").list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert list((tmp_path / "spool").rglob("*.part")) == []
 
 
@@ -159,7 +164,8 @@ def test_two_runs_started_together_one_waits_or_exits_5(
     held = next(
         events_of(out) for (out, _), p in zip(outs, (first, second), strict=True) if p.returncode == 5
     )
-    assert held[-1]["event"] == "lock_held"
+    assert [e["event"] for e in held if e["level"] == "error"] == ["lock_held"]
+    assert held[-1]["event"] == "run_summary" and held[-1]["outcome"] == "lock"
     # With --wait-lock the second one waits its turn and then finds nothing left to do.
     first = start_run(env)
     time.sleep(0.5)
@@ -219,7 +225,7 @@ def test_leftover_spool_files_are_removed_at_start(emulator: Emulator, tmp_path:
     assert any(e["event"] == "spool_cleared" for e in events_of(result.stdout))
 
 
-def test_a_full_spool_disk_fails_the_recording_clearly(
+def test_a_full_spool_disk_stops_the_run_with_exit_4_and_charges_no_recording(
     emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str
 ) -> None:
     emu = emulator_factory(data=DataOptions(seed=41, calls=8, days=1, fixed_size=3 * MB))
@@ -231,10 +237,18 @@ def test_a_full_spool_disk_fails_the_recording_clearly(
 
     proc = start_run(env, preexec_fn=small_disk)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    assert proc.returncode == 4, out[-2000:] + err[-2000:]
     assert "Traceback" not in out + err
-    summary = next(e for e in events_of(out) if e["event"] == "run_summary")
-    assert summary["failed"] == summary["found"] > 0
-    assert all("cannot write the spool file" in f["reason"] for f in summary["failures"])
+    events = events_of(out)
+    assert [e["event"] for e in events if e["level"] == "error"] == ["spool_error"]
+    summary = events[-1]
+    assert summary["event"] == "run_summary" and summary["outcome"] == "destination"
+    assert summary["failed"] == 0 and "RC_ARCHIVER_SPOOL_DIR" in summary["fix"]
     assert s3_objects(s3_bucket) == {}  # nothing partial was uploaded
-    assert integrity(tmp_path / "state" / "state.db") == "ok"
+    db = tmp_path / "state" / "state.db"
+    assert integrity(db) == "ok"
+    assert sqlite3.connect(db).execute("SELECT MAX(attempts) FROM recordings").fetchone()[0] == 0
+    # The disk has room again: one healthy run that may not fail once archives everything.
+    healthy = run_subprocess({**env, "RC_ARCHIVER_MAX_ATTEMPTS": "1"}, "run", "--since", SINCE)
+    assert healthy.returncode == 0, healthy.stdout[-2000:]
+    assert_matches_ground_truth(emu, audio_by_recording(s3_objects(s3_bucket)))

@@ -24,6 +24,12 @@ def summary_of(events: list[dict[str, Any]]) -> dict[str, Any]:
     return next(e for e in events if e["event"] == "run_summary")
 
 
+def error_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one error line of a run that failed (the run_summary after it is a warning)."""
+    (error,) = [e for e in events if e["level"] == "error"]
+    return error
+
+
 def folder_files(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
@@ -200,7 +206,8 @@ def test_missing_bucket_exits_4(emulator: Emulator, tmp_path: Path, s3_bucket: s
 def test_missing_folder_exits_4(emulator: Emulator, tmp_path: Path, run_archiver: Run) -> None:
     code, events = run_archiver(archiver_env(emulator, tmp_path, (tmp_path / "nope").as_uri()), "run")
     assert code == 4
-    assert events[-1]["event"] == "destination_error"
+    assert error_of(events)["event"] == "destination_error"
+    assert events[-1]["event"] == "run_summary" and events[-1]["outcome"] == "destination"
 
 
 @pytest.mark.parametrize(
@@ -219,14 +226,16 @@ def test_invalid_setting_exits_2_naming_it(
     env = archiver_env(emulator, tmp_path, tmp_path.as_uri(), **{name: value})
     code, events = run_archiver(env, "run")
     assert code == 2
-    assert events[-1]["event"] == "settings_error" and name in events[-1]["error"]
+    error = error_of(events)
+    assert error["event"] == "settings_error" and name in error["error"]
+    assert events[-1]["event"] == "run_summary" and events[-1]["outcome"] == "settings"
 
 
 def test_missing_credentials_exit_2_naming_each(tmp_path: Path, run_archiver: Run) -> None:
     code, events = run_archiver({"RC_ARCHIVER_DESTINATION": tmp_path.as_uri()}, "run")
     assert code == 2
     for name in ("RC_CLIENT_ID", "RC_CLIENT_SECRET", "RC_JWT"):
-        assert name in events[-1]["error"]
+        assert name in error_of(events)["error"]
 
 
 def test_hostile_call_log_values_never_escape_the_root(
@@ -291,7 +300,9 @@ def test_second_run_on_a_held_lock_exits_5(emulator: Emulator, tmp_path: Path, r
     finally:
         held.release()
     assert code == 5
-    assert events[-1]["event"] == "lock_held" and "--wait-lock" in events[-1]["fix"]
+    error = error_of(events)
+    assert error["event"] == "lock_held" and "--wait-lock" in error["fix"]
+    assert events[-1]["event"] == "run_summary" and events[-1]["outcome"] == "lock"
     assert folder_files(dest) == {}
 
 

@@ -1,0 +1,67 @@
+"""Tell a failing world from a failing recording.
+
+A failure that is not about one recording (RingCentral unreachable or answering 5xx after every
+retry, the destination failing, the spool disk full) is never charged to the recording: it counts
+here. After THRESHOLD consecutive such failures with no success in between, the breaker trips: the
+run stops taking work, lets what is in flight finish or abandon, and ends with the world's error
+(exit 6 for RingCentral, 4 for the destination or the spool), naming the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+
+from archiver.errors import ArchiverError, DestinationError, RingCentralUnavailable, SpoolError
+
+log = structlog.get_logger(__name__)
+THRESHOLD = 3  # each failure has already been retried with backoff (about a minute for RingCentral)
+RINGCENTRAL, DESTINATION, SPOOL = "ringcentral", "destination", "spool"
+
+
+def _error_for(world: str, reason: str) -> ArchiverError:
+    if world == RINGCENTRAL:
+        return RingCentralUnavailable(
+            f"RingCentral is unreachable or failing ({reason})",
+            hint="check the network and RingCentral's status page; no recording was charged an attempt, "
+            "the next run carries on",
+        )
+    if world == SPOOL:
+        return SpoolError(
+            f"the spool folder cannot be written ({reason})",
+            hint="free space in RC_ARCHIVER_SPOOL_DIR or point it at a larger, writable disk",
+        )
+    return DestinationError(
+        f"the destination is failing ({reason})",
+        hint="check the bucket or folder, the network and the disk; no recording was charged an attempt",
+    )
+
+
+class OutageBreaker:
+    def __init__(self, cancel: threading.Event, threshold: int = THRESHOLD) -> None:
+        self._cancel = cancel
+        self._threshold = threshold
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self.tripped: ArchiverError | None = None
+
+    def success(self) -> None:
+        with self._lock:
+            self._consecutive = 0
+
+    def failure(self, world: str, reason: str) -> None:
+        with self._lock:
+            self._consecutive += 1
+            if self._consecutive < self._threshold or self.tripped is not None:
+                return
+            self.tripped = _error_for(world, reason)
+        log.warning("outage_detected", world=world, reason=reason, consecutive=self._threshold)
+        self._cancel.set()
+
+    def stop_with(self, error: ArchiverError) -> None:
+        """A failure no retry can fix (a missing bucket, a missing permission): stop at once."""
+        with self._lock:
+            if self.tripped is None:
+                self.tripped = error
+        self._cancel.set()

@@ -1,0 +1,194 @@
+"""The archive's layout: where a recording goes, what its sidecar and manifest lines say, which
+content types it keeps, and whether the destination already holds a recording. The one place that
+knows the archive's shape; the destinations store bytes under keys and know nothing of it.
+
+    <prefix>/<rendered RC_ARCHIVER_KEY_TEMPLATE>          the audio (object metadata: recording-id,
+                                                          call-id, sha256)
+    <prefix>/<the same key with .json for the extension>  its sidecar
+    <prefix>/_manifests/<run-id>-<part>.jsonl             what each run archived, as a hash chain
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from archiver import __version__
+from archiver.destinations.base import Destination, StoredObject
+from archiver.keys import EXTENSIONS, extension_for, render_key, sidecar_key
+from archiver.models import format_time
+from archiver.ringcentral.calllog import FoundRecording
+
+MANIFEST_PREFIX = "_manifests/"
+META_RECORDING_ID, META_CALL_ID, META_SHA256 = "recording-id", "call-id", "sha256"
+SIDECAR_CONTENT_TYPE = "application/json"
+MANIFEST_CONTENT_TYPE = "application/x-ndjson"
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+_TYPE_OF_EXTENSION = {"mp3": "audio/mpeg", "wav": "audio/wav"}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A recording the destination already holds intact, and whether its sidecar is still to write."""
+
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    sidecar_missing: bool
+
+
+def _key_values(recording: FoundRecording, ext: str) -> dict[str, object]:
+    return {
+        "recording_id": recording.recording_id,
+        "call_id": recording.call_id,
+        "session_id": recording.session_id,
+        "telephony_session_id": recording.telephony_session_id,
+        "direction": recording.direction,
+        "from_number": recording.from_number,
+        "to_number": recording.to_number,
+        "from_name": recording.from_name,
+        "to_name": recording.to_name,
+        "extension_id": recording.extension_id,
+        "ext": ext,
+    }
+
+
+class Layout:
+    def __init__(self, template: str, timezone: ZoneInfo) -> None:
+        self.template = template
+        self.timezone = timezone
+
+    # -- keys ---------------------------------------------------------------------------------------
+    def key_for(self, recording: FoundRecording, content_type: str) -> str:
+        return self._key(recording, extension_for(content_type))
+
+    def _key(self, recording: FoundRecording, ext: str) -> str:
+        local_start = recording.start.astimezone(self.timezone)
+        return render_key(self.template, _key_values(recording, ext), local_start)
+
+    def candidate_keys(self, recording: FoundRecording) -> list[str]:
+        """Where this recording may be stored: its extension is only known after the download (the
+        template ends in `.{ext}`, settings make sure)."""
+        return [self._key(recording, ext) for ext in sorted(EXTENSIONS, key=lambda e: (e == "bin", e))]
+
+    sidecar_key = staticmethod(sidecar_key)
+
+    # -- what is written ----------------------------------------------------------------------------
+    @staticmethod
+    def object_metadata(recording: FoundRecording, sha256: str) -> dict[str, str]:
+        return {
+            META_RECORDING_ID: recording.recording_id,
+            META_CALL_ID: recording.call_id,
+            META_SHA256: sha256,
+        }
+
+    @staticmethod
+    def sidecar(
+        recording: FoundRecording,
+        source: tuple[Mapping[str, Any], Mapping[str, Any] | None],
+        key: str,
+        content_type: str,
+        size: int,
+        sha256: str,
+        archived_at: datetime,
+    ) -> bytes:
+        """The JSON written beside each recording: enough to understand it without RingCentral."""
+        record, leg = source
+        origin = leg if leg is not None else record
+        doc = {
+            "recording_id": recording.recording_id,
+            "call_id": recording.call_id,
+            "session_id": recording.session_id,
+            "telephony_session_id": recording.telephony_session_id,
+            "recording_type": recording.recording_type,
+            "content_type": content_type,
+            "size": size,
+            "sha256": sha256,
+            "key": key,
+            "start_time": format_time(recording.start),
+            "duration": recording.duration,
+            "direction": recording.direction,
+            "from": origin.get("from") or record.get("from"),
+            "to": origin.get("to") or record.get("to"),
+            "archived_at": format_time(archived_at),
+            "archiver_version": __version__,
+            "call_log_record": record,
+            "call_log_leg": leg,
+        }
+        return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True).encode()
+
+    @staticmethod
+    def manifest_entry(
+        event: str, recording_id: str, key: str | None, size: int | None, sha256: str | None, **extra: Any
+    ) -> dict[str, Any]:
+        """One manifest line: `archived`, `found_stored` (already in the destination) or `deleted`."""
+        return {
+            "event": event,
+            "recording_id": recording_id,
+            "key": key,
+            "size": size,
+            "sha256": sha256,
+            **extra,
+        }
+
+    @staticmethod
+    def manifest_key(run_id: str, part: int) -> str:
+        return f"{MANIFEST_PREFIX}{run_id}-{part:05d}.jsonl"
+
+    # -- is it already stored? ----------------------------------------------------------------------
+    @staticmethod
+    def read_sidecar(destination: Destination, key: str) -> dict[str, Any] | None:
+        stored = destination.stat(key)
+        if stored is None or stored.size > MAX_SIDECAR_BYTES:
+            return None
+        with destination.open(key) as stream:
+            raw = stream.read(MAX_SIDECAR_BYTES)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def find_stored(self, destination: Destination, recording: FoundRecording) -> Stored | None:
+        """Where the destination already holds this recording intact, by key, size and sha256.
+
+        Accepted: a sidecar naming this recording with the object's size and sha256; or, when only
+        the audio made it (a kill between the two writes), the object's own metadata naming this
+        recording and its sha256: the sidecar is then still to be written.
+        """
+        for key in self.candidate_keys(recording):
+            stored = destination.stat(key)
+            if stored is None:
+                continue
+            found = self._stored_as(destination, key, stored, recording.recording_id)
+            if found is not None:
+                return found
+        return None
+
+    def _stored_as(
+        self, destination: Destination, key: str, stored: StoredObject, recording_id: str
+    ) -> Stored | None:
+        meta_sha = stored.metadata.get(META_SHA256)
+        fallback_type = stored.content_type or _TYPE_OF_EXTENSION.get(
+            key.rsplit(".", 1)[-1], "application/octet-stream"
+        )
+        sidecar = self.read_sidecar(destination, sidecar_key(key))
+        if sidecar is not None:
+            sha = sidecar.get("sha256")
+            if (
+                sidecar.get("recording_id") == recording_id
+                and sidecar.get("size") == stored.size
+                and isinstance(sha, str)
+                and (meta_sha is None or meta_sha == sha)
+            ):
+                content_type = str(sidecar.get("content_type") or fallback_type)
+                return Stored(key, stored.size, sha, content_type, sidecar_missing=False)
+            return None
+        if meta_sha and stored.metadata.get(META_RECORDING_ID) == recording_id:
+            return Stored(key, stored.size, meta_sha, fallback_type, sidecar_missing=True)
+        return None

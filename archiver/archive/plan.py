@@ -1,0 +1,74 @@
+"""`run --dry-run`: what a run would archive and delete, and the forecast. Downloads and writes nothing;
+the state gains only the recordings seen in the call log (the scan cache), never a window, watermark,
+run or result."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from archiver.archive.breaker import OutageBreaker
+from archiver.archive.deletion import delete_verified
+from archiver.archive.forecast import Forecast
+from archiver.archive.layout import Layout
+from archiver.archive.manifest import ManifestWriter
+from archiver.archive.run_pass import PassServices, content_pace, forecast_backlog
+from archiver.archive.scan import scan_window
+from archiver.settings import Settings
+from archiver.windows import day_slices
+
+
+@dataclass(frozen=True)
+class Planned:
+    recording_id: str
+    key: str
+    start: datetime
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    would_archive: int
+    would_delete: list[str]
+    forecast: Forecast
+    advice: str
+    days_unreadable: int
+
+
+def plan_pass(
+    services: PassServices,
+    settings: Settings,
+    window: tuple[datetime, datetime],
+    cancel: threading.Event,
+    emit: Callable[[Planned], None],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Plan:
+    """Scan into the scan cache, then emit each recording a run would archive, in the run's order."""
+    state, layout = services.state, Layout(settings.key_template, settings.tz)
+    run_id = f"dry-run-{now():%Y%m%dT%H%M%S}"
+    scan = scan_window(
+        services.client, state, day_slices(*window, settings.tz), run_id, settings.source_retention, cancel,
+        OutageBreaker(threading.Event()), lambda seen: None, mark_done=False,
+    )  # fmt: skip
+    count = 0
+    for row in state.due(settings.max_attempts, now()):
+        if cancel.is_set():
+            break
+        if not row.force_upload and layout.find_stored(services.destination, row.recording) is not None:
+            continue
+        count += 1
+        key = layout.candidate_keys(row.recording)[0]
+        emit(Planned(row.recording_id, key, row.recording.start, row.deadline))
+    would_delete: list[str] = []
+    if settings.delete_from_source:
+        # Verification reads objects back but writes nothing; the manifest writer is never flushed.
+        manifest = ManifestWriter(services.destination, state, layout, run_id)
+        result = delete_verified(
+            services.client, services.destination, state, layout, manifest, settings.delete_after,
+            bool(settings.s3_object_lock_mode or settings.s3_legal_hold), now, cancel, dry_run=True,
+        )  # fmt: skip
+        would_delete = result.would_delete
+    forecast, advice = forecast_backlog(state, settings.max_attempts, content_pace(services), now())
+    return Plan(count, would_delete, forecast, advice, scan.days_unreadable)

@@ -1,0 +1,195 @@
+"""One recording through the archive: already stored? -> download to the spool -> upload the audio
+-> write the sidecar -> mark archived. Returns what became of it; never raises.
+
+The order of effects is what makes a kill anywhere harmless:
+    spool file complete and verified -> audio uploaded -> sidecar written -> state marked archived.
+A recording whose audio (and sidecar) already exist under its key is recognised before any download
+and marked archived without a new upload, so even a lost state file costs lookups, not re-uploads.
+
+Failures are sorted by whose fault they are: a recording's own (not ready, a refused or broken body)
+is charged to its attempts; a failing world (RingCentral, the destination, the spool) is not: it goes
+to the outage breaker, which stops the run when the world keeps failing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import structlog
+
+from archiver.archive.breaker import DESTINATION, RINGCENTRAL, SPOOL, OutageBreaker
+from archiver.archive.layout import SIDECAR_CONTENT_TYPE, Layout
+from archiver.archive.manifest import ManifestWriter
+from archiver.archive.tally import Outcome
+from archiver.archive.transfer import Then
+from archiver.destinations.base import Destination
+from archiver.errors import (
+    ArchiverError,
+    AuthError,
+    Cancelled,
+    DestinationError,
+    NotReady,
+    PermanentError,
+    RecordingError,
+    SpoolError,
+    TransientError,
+)
+from archiver.ringcentral.client import Downloaded, RingCentralClient
+from archiver.state import RecordingRow, StateStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordingWork:
+    """The collaborators one recording needs, shared by every recording of a pass."""
+
+    client: RingCentralClient
+    destination: Destination
+    state: StateStore
+    layout: Layout
+    manifest: ManifestWriter
+    breaker: OutageBreaker
+    spool: Path
+    max_attempts: int
+    retry_interval: timedelta
+    now: Callable[[], datetime]
+
+
+def archive_one(work: RecordingWork, row: RecordingRow) -> Outcome | Then[Outcome]:
+    """The first stage (download pool): decide, download; hand the upload to the second stage."""
+    recording = row.recording
+    bound = log.bind(recording_id=recording.recording_id, call_id=recording.call_id)
+    try:
+        if not row.force_upload:
+            stored = work.layout.find_stored(work.destination, recording)
+            if stored is not None:
+                if stored.sidecar_missing:  # killed between the audio and the sidecar: finish the job
+                    _write_sidecar(work, row, stored.key, stored.content_type, stored.size, stored.sha256)
+                _mark_archived(
+                    work, row, stored.key, stored.content_type, stored.size, stored.sha256, "found_stored"
+                )
+                bound.info("recording_already_archived", key=stored.key)
+                work.breaker.success()
+                return Outcome(recording.recording_id, "found_stored")
+        path, downloaded = _download(work, row)
+    except Exception as exc:  # every failure becomes an outcome: the pool never sees one
+        return _failed(work, row, exc, "download")
+    work.breaker.success()
+    return Then(lambda: _store(work, row, path, downloaded), lambda: path.unlink(missing_ok=True))
+
+
+def _download(work: RecordingWork, row: RecordingRow) -> tuple[Path, Downloaded]:
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the file outlives this block on success
+            dir=work.spool, prefix=f"{row.recording_id[:40]}-", suffix=".part", delete=False
+        )
+    except OSError as exc:
+        raise SpoolError(f"cannot create a spool file in {work.spool}: {exc.strerror}") from None
+    path = Path(handle.name)
+    try:
+        with handle:
+            downloaded = work.client.download(row.recording.content_uri, cast(BinaryIO, handle))
+    except BaseException:
+        path.unlink(missing_ok=True)  # a partial download is never uploaded
+        raise
+    return path, downloaded
+
+
+def _store(work: RecordingWork, row: RecordingRow, path: Path, dl: Downloaded) -> Outcome:
+    """The second stage (upload pool): audio, then sidecar, then the state."""
+    recording = row.recording
+    try:
+        key = work.layout.key_for(recording, dl.content_type)
+        work.destination.put(
+            key,
+            path,
+            content_type=dl.content_type,
+            metadata=work.layout.object_metadata(recording, dl.sha256),
+        )
+        _write_sidecar(work, row, key, dl.content_type, dl.size, dl.sha256)
+        _mark_archived(work, row, key, dl.content_type, dl.size, dl.sha256, "archived")
+    except Exception as exc:
+        return _failed(work, row, exc, "upload")
+    work.breaker.success()
+    log.info(
+        "recording_archived",
+        recording_id=recording.recording_id,
+        call_id=recording.call_id,
+        key=key,
+        bytes=dl.size,
+        resumed=dl.resumed,
+    )
+    return Outcome(recording.recording_id, "archived", bytes=dl.size)
+
+
+def _write_sidecar(
+    work: RecordingWork, row: RecordingRow, key: str, content_type: str, size: int, sha256: str
+) -> None:
+    document = work.layout.sidecar(
+        row.recording, work.state.source_of(row.recording_id), key, content_type, size, sha256, work.now()
+    )
+    work.destination.put(work.layout.sidecar_key(key), document, content_type=SIDECAR_CONTENT_TYPE)
+
+
+def _mark_archived(
+    work: RecordingWork, row: RecordingRow, key: str, content_type: str, size: int, sha256: str, event: str
+) -> None:
+    work.state.mark_archived(row.recording_id, key, content_type, size, sha256)
+    work.manifest.add(
+        work.layout.manifest_entry(
+            event,
+            row.recording_id,
+            key,
+            size,
+            sha256,
+            call_id=row.recording.call_id,
+            start_time=row.recording.start.isoformat(),
+        )
+    )
+
+
+def _failed(work: RecordingWork, row: RecordingRow, exc: BaseException, stage: str) -> Outcome:
+    recording_id = row.recording_id
+    bound = log.bind(recording_id=recording_id, call_id=row.recording.call_id)
+    if isinstance(exc, Cancelled):
+        return Outcome(recording_id, "stopped")
+    if isinstance(exc, AuthError | DestinationError) and not isinstance(exc, SpoolError):
+        # No retry fixes these (a missing permission, a missing bucket): stop the run, charge nothing.
+        work.breaker.stop_with(exc)
+        return Outcome(recording_id, "fatal", reason=str(exc))
+    if isinstance(exc, SpoolError | TransientError):
+        world = SPOOL if isinstance(exc, SpoolError) else RINGCENTRAL if stage == "download" else DESTINATION
+        bound.warning("recording_deferred", world=world, reason=str(exc))
+        work.breaker.failure(world, str(exc))
+        return Outcome(recording_id, "outage", reason=str(exc))
+    work.breaker.success()  # the world answered: this recording is the problem
+    if isinstance(exc, NotReady | PermanentError) and work.now() >= row.deadline:
+        reason = f"deleted by RingCentral: its retention ended {row.deadline.isoformat()} ({exc})"
+        work.state.mark_lost(recording_id, reason)
+        bound.error("recording_lost", reason=reason)
+        return Outcome(recording_id, "lost", reason=reason)
+    if isinstance(exc, RecordingError | ArchiverError):
+        reason = str(exc)
+        bound.warning(
+            "recording_not_ready" if isinstance(exc, NotReady) else "recording_failed", reason=reason
+        )
+    else:
+        reason = f"unexpected {type(exc).__name__}: {exc}"
+        bound.error("recording_failed_unexpectedly", reason=reason, exc_info=exc)
+    attempts = work.state.record_failure(
+        recording_id,
+        reason,
+        still_pending=isinstance(exc, NotReady),
+        max_attempts=work.max_attempts,
+        retry_interval=work.retry_interval,
+    )
+    kind = "not_ready" if isinstance(exc, NotReady) else "failed"
+    return Outcome(
+        recording_id, kind, reason=reason, attempts=attempts, exhausted=attempts >= work.max_attempts
+    )

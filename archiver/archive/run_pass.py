@@ -1,0 +1,253 @@
+"""One archive pass, top to bottom: the whole of what a run does, on one screen.
+
+    recover what a killed run left -> scan the window into the state -> forecast the backlog ->
+    archive everything due, earliest deletion deadline first -> delete verified recordings at the
+    source (opt in) -> close the manifest -> advance the watermark
+
+Every collaborator is passed in (PassServices); the settings say how. The pass returns its summary;
+a failing world (the outage breaker) or a failure no retry fixes ends it early with the error in the
+summary, never with an exception, so the lifecycle can report it like any other run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from archiver.archive.breaker import OutageBreaker
+from archiver.archive.deletion import delete_verified
+from archiver.archive.forecast import Forecast, advice, forecast, pace_needed
+from archiver.archive.layout import Layout
+from archiver.archive.manifest import ManifestWriter
+from archiver.archive.progress import ProgressReporter
+from archiver.archive.recording import RecordingWork, archive_one
+from archiver.archive.scan import ScanResult, scan_window
+from archiver.archive.tally import Outcome, Tally
+from archiver.archive.transfer import TwoStagePool
+from archiver.destinations.base import Destination
+from archiver.errors import ArchiverError, AuthError, event_name, exit_code_for, outcome_for
+from archiver.models import Failure, RunSummary, format_time
+from archiver.ringcentral.client import RingCentralClient
+from archiver.settings import Settings
+from archiver.state import StateStore
+from archiver.windows import day_slices
+
+log = structlog.get_logger(__name__)
+CAP_WARNING = 0.9  # warn when the recordings RingCentral holds reach this share of its cap
+PACE, BUDGET = "measured_pace", "content_budget"
+
+
+@dataclass(frozen=True)
+class PassServices:
+    client: RingCentralClient
+    destination: Destination
+    state: StateStore
+    spool: Path
+
+
+def content_pace(services: PassServices) -> tuple[float, float]:
+    """(requests a second, window seconds) of the budget downloads spend: the group content replies
+    report (heavy unless RingCentral says otherwise)."""
+    pacers = services.client.pacers
+    pacer = pacers.get("media") or pacers["heavy"]
+    return pacer.limit / pacer.window, pacer.window
+
+
+def forecast_backlog(
+    state: StateStore, max_attempts: int, budget: tuple[float, float], now: datetime
+) -> tuple[Forecast, str]:
+    """The forecast of the state's backlog at `budget` (slowed to the downloads' measured pace when
+    that is slower), and the advice that would prevent a projected loss."""
+    per_second, window = budget
+    measured = state.meta_json(PACE)
+    if isinstance(measured, int | float) and 0 < measured < per_second:
+        per_second = float(measured)
+    deadlines = list(state.due_deadlines(max_attempts, now))
+    result = forecast(deadlines, now, per_second)
+    needed = pace_needed(deadlines, now, per_second) if result.projected_loss else None
+    return result, advice(result, needed, window)
+
+
+def _warn_about_the_cap(state: StateStore, cap: int, now: datetime) -> None:
+    held = state.held_at_source(now)
+    if held >= cap * CAP_WARNING:
+        log.warning(
+            "source_cap_near",
+            recordings_at_source=held,
+            cap=cap,
+            fix="RingCentral drops the oldest recordings past its cap: enable RC_ARCHIVER_DELETE_FROM_SOURCE "
+            "or ask RingCentral about the account's limit",
+        )
+
+
+def run_pass(
+    services: PassServices,
+    settings: Settings,
+    run_id: str,
+    window: tuple[datetime, datetime],
+    cancel: threading.Event,
+    on_progress: Callable[[], None] = lambda: None,
+    bar_stream: IO[str] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> RunSummary:
+    started, wall_start = time.monotonic(), now()
+    client, destination, state = services.client, services.destination, services.state
+    layout = Layout(settings.key_template, settings.tz)
+    breaker, tally = OutageBreaker(cancel), Tally(run_id)
+    manifest = ManifestWriter(destination, state, layout, run_id)
+    state.apply_retention(settings.source_retention)
+    leftovers = destination.recover(before=wall_start)
+    if leftovers:
+        log.info("destination_leftovers_removed", count=leftovers)
+    manifest.adopt_unlisted()
+    slices = day_slices(*window, settings.tz)
+    log.info(
+        "run_started",
+        window_start=format_time(window[0]),
+        window_end=format_time(window[1]),
+        slices=len(slices),
+    )
+    progress = ProgressReporter(
+        tally.progress,
+        len(slices),
+        settings.progress_interval.total_seconds(),
+        content_pace(services)[0],
+        bar_stream,
+    )
+    progress.start()
+    scan, abandoned = ScanResult(days_total=len(slices)), 0
+    result: Forecast | None = None
+    try:
+        scan = _scan(services, settings, run_id, slices, cancel, breaker, tally, progress, on_progress)
+        budget = content_pace(services)
+        state.set_meta_json(BUDGET, list(budget))  # for `status`, which does not log in
+        result, remedy = forecast_backlog(state, settings.max_attempts, budget, now())
+        log.info("forecast", **result.as_dict(), **({"fix": remedy} if remedy else {}))
+        _warn_about_the_cap(state, settings.source_cap, now())
+        work = RecordingWork(
+            client, destination, state, layout, manifest, breaker, services.spool,
+            settings.max_attempts, settings.exhausted_retry_interval, now,
+        )  # fmt: skip
+        archived_started = time.monotonic()
+        abandoned = _archive_due(work, settings, run_id, cancel, tally, on_progress)
+        _remember_pace(state, tally.summary().archived, time.monotonic() - archived_started, abandoned)
+        if settings.delete_from_source and not cancel.is_set():
+            deleted = delete_verified(
+                client, destination, state, layout, manifest, settings.delete_after,
+                bool(settings.s3_object_lock_mode or settings.s3_legal_hold), now, cancel,
+            )  # fmt: skip
+            tally.deleted(deleted.deleted)
+    finally:
+        progress.stop()
+        manifest.close()
+    summary = tally.summary()
+    summary.forecast = result.as_dict() if result is not None else None
+    summary.abandoned = abandoned
+    if scan.complete and not cancel.is_set():
+        state.advance_watermark(window[1])
+    _finish(summary, services, settings, breaker.tripped, cancel, started, now())
+    return summary
+
+
+def _scan(
+    services: PassServices,
+    settings: Settings,
+    run_id: str,
+    slices: list[tuple[datetime, datetime]],
+    cancel: threading.Event,
+    breaker: OutageBreaker,
+    tally: Tally,
+    progress: ProgressReporter,
+    on_progress: Callable[[], None],
+) -> ScanResult:
+    def slice_done() -> None:
+        progress.day_done()
+        on_progress()
+
+    try:
+        return scan_window(
+            services.client, services.state, slices, run_id, settings.source_retention, cancel, breaker,
+            tally.seen, slice_done,
+        )  # fmt: skip
+    except AuthError as exc:
+        breaker.stop_with(exc)
+        return ScanResult(days_total=len(slices), stopped=True)
+
+
+def _archive_due(
+    work: RecordingWork,
+    settings: Settings,
+    run_id: str,
+    cancel: threading.Event,
+    tally: Tally,
+    on_progress: Callable[[], None],
+) -> int:
+    """Everything due, in deadline order, through the two pools; returns the recordings abandoned."""
+
+    def record(outcome: Outcome) -> None:
+        tally.add(outcome)
+        on_progress()
+
+    pool: TwoStagePool[Outcome] = TwoStagePool(
+        settings.download_concurrency,
+        settings.upload_concurrency,
+        settings.upload_concurrency * 2,  # spool slots: files downloaded and waiting for an upload
+        cancel,
+        record,
+    )
+    try:
+        for row in work.state.due(settings.max_attempts, work.now()):
+            if cancel.is_set():
+                break
+            if row.last_seen_run != run_id:
+                tally.taken_up()  # a leftover of an earlier run, outside this window
+            if not pool.submit(lambda row=row: archive_one(work, row)):  # type: ignore[misc]
+                break
+        finished = pool.drain(settings.stop_timeout.total_seconds())
+        return 0 if finished else pool.active
+    finally:
+        pool.close()
+
+
+def _remember_pace(state: StateStore, archived: int, seconds: float, abandoned: int) -> None:
+    """The downloads' own pace, for the next forecast (only from a run long enough to tell)."""
+    if archived >= 50 and seconds > 0 and not abandoned:
+        state.set_meta_json(PACE, round(archived / seconds, 4))
+
+
+def _finish(
+    summary: RunSummary,
+    services: PassServices,
+    settings: Settings,
+    tripped: ArchiverError | None,
+    cancel: threading.Event,
+    started: float,
+    now: datetime,
+) -> None:
+    state = services.state
+    for row in state.exhausted(settings.max_attempts):
+        summary.exhausted += 1
+        if len(summary.failures) < 100:
+            summary.failures.append(Failure(row.recording_id, row.last_error or "", row.attempts))
+    summary.remaining = state.count_due(settings.max_attempts, now)
+    pacers = services.client.pacers.values()
+    summary.rate_limited = sum(p.penalties for p in pacers)
+    summary.rate_wait_seconds = sum(p.waited for p in pacers)
+    summary.seconds = time.monotonic() - started
+    summary.stopped = cancel.is_set() and tripped is None
+    if tripped is not None:
+        log.error(
+            event_name(tripped),
+            error=str(tripped),
+            fix=tripped.hint or None,
+            exit_code=exit_code_for(tripped),
+        )
+        summary.error, summary.fix = str(tripped), tripped.hint
+        summary.outcome, summary.exit_code = outcome_for(tripped), exit_code_for(tripped)

@@ -1,0 +1,83 @@
+"""Counting a pass: each recording's outcome goes in, the run's summary comes out. Thread-safe, and
+flat in memory: counters, and the first failures for the summary, nothing per recording."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from archiver.models import Failure, RunSummary
+from archiver.state import Seen
+
+MAX_REPORTED_FAILURES = 100
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one recording in this pass."""
+
+    recording_id: str
+    kind: str  # archived | found_stored | skipped | not_ready | failed | lost | outage | fatal | stopped
+    bytes: int = 0
+    reason: str = ""
+    attempts: int = 0
+    exhausted: bool = False  # the failure was its last counted attempt: now retried only slowly
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    bytes: int
+
+
+class Tally:
+    def __init__(self, run_id: str) -> None:
+        self._lock = threading.Lock()
+        self._summary = RunSummary(run_id=run_id)
+        self._done = 0
+
+    def seen(self, seen: Seen) -> None:
+        with self._lock:
+            self._summary.found += seen.new_in_run
+            self._summary.skipped += seen.already_archived
+
+    def taken_up(self, count: int = 1) -> None:
+        """Leftovers of earlier runs that this run's scan did not see (another window)."""
+        with self._lock:
+            self._summary.found += count
+
+    def add(self, outcome: Outcome) -> None:
+        with self._lock:
+            s = self._summary
+            self._done += 1
+            if outcome.kind == "archived":
+                s.archived += 1
+                s.bytes += outcome.bytes
+            elif outcome.kind in ("found_stored", "skipped"):
+                s.skipped += 1
+            elif outcome.kind == "lost":
+                s.lost += 1
+            elif outcome.kind in ("not_ready", "failed") and not outcome.exhausted:
+                if outcome.kind == "not_ready":
+                    s.pending += 1
+                else:
+                    s.failed += 1
+                    if len(s.failures) < MAX_REPORTED_FAILURES:
+                        s.failures.append(Failure(outcome.recording_id, outcome.reason, outcome.attempts))
+
+    def unreadable_day(self) -> None:
+        with self._lock:
+            self._summary.days_unreadable += 1
+
+    def deleted(self, count: int) -> None:
+        with self._lock:
+            self._summary.deleted += count
+
+    def progress(self) -> Progress:
+        with self._lock:
+            return Progress(self._done, self._summary.found, self._summary.bytes)
+
+    def summary(self) -> RunSummary:
+        with self._lock:
+            return self._summary

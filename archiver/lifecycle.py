@@ -1,0 +1,168 @@
+"""A run from start to end, whatever happens in between: the heartbeat pings, the run's record in the
+state, the metrics, and exactly one `run_summary` event with its `outcome` and exit code.
+
+`rc-archiver run`, each scheduled run of the daemon and the demo call `execute_run`; nothing else logs
+a run_summary. An error that ends a run early (bad settings, a refused login, an unusable destination,
+a held lock, an outage) is part of the summary, never a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO
+
+import structlog
+
+from archiver.archive.run_pass import run_pass
+from archiver.errors import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    ArchiverError,
+    SettingsError,
+    event_name,
+    exit_code_for,
+    outcome_for,
+)
+from archiver.heartbeat import Heartbeat
+from archiver.logs import bind
+from archiver.metrics import Metrics
+from archiver.models import RunSummary
+from archiver.settings import Settings
+from archiver.state import StateStore
+from archiver.status import state_facts
+from archiver.windows import plan_window
+from archiver.wiring import pass_services
+
+log = structlog.get_logger("archiver.run")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the operator asked for: a window (default: since the watermark) and how long to wait for
+    another run's lock."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    wait_lock: float = 0.0
+
+    def check(self, now: datetime) -> None:
+        """Window errors, before any lock or login."""
+        if self.since is not None and self.since >= now:
+            raise SettingsError(f"--since {self.since.isoformat()} is in the future", hint="give a past time")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise SettingsError(
+                f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}",
+                hint="give --since earlier than --until",
+            )
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+
+
+def conclude(summary: RunSummary) -> None:
+    """Outcome and exit code of a pass that ran to its end (or was stopped by a signal)."""
+    if summary.outcome:
+        return  # ended early by an error: set from the error
+    if summary.stopped:
+        summary.outcome = "stopped"
+    else:
+        summary.outcome = "ok" if summary.complete else "incomplete"
+    summary.exit_code = EXIT_OK if summary.complete else EXIT_INCOMPLETE
+
+
+def failed_before_the_pass(run_id: str, exc: ArchiverError) -> RunSummary:
+    """The summary of a run an error ended before (or outside) its pass; the error is logged here,
+    as the one error line with its fix."""
+    log.error(event_name(exc), error=str(exc), fix=exc.hint or None, exit_code=exit_code_for(exc))
+    summary = RunSummary(run_id=run_id, error=str(exc), fix=exc.hint)
+    summary.outcome, summary.exit_code = outcome_for(exc), exit_code_for(exc)
+    return summary
+
+
+def instance_name(settings: Settings) -> str:
+    """A stable name for this archiver in the Pushgateway: its state's location, hashed."""
+    return "state-" + hashlib.sha256(settings.state_path.encode()).hexdigest()[:12]
+
+
+def log_run_summary(summary: RunSummary) -> None:
+    """The one place a run_summary is logged, in one shape (the error itself has its own line)."""
+    event = log.info if summary.complete else log.warning
+    event("run_summary", **summary.as_dict())
+
+
+def execute_run(
+    settings: Settings,
+    request: RunRequest,
+    cancel: threading.Event,
+    metrics: Metrics | None = None,
+    on_progress: Callable[[], None] = lambda: None,
+    bar_stream: IO[str] | None = None,
+) -> RunSummary:
+    """One run with its pings, state record, metrics and summary; returns the summary (exit code in it)."""
+    run_id = new_run_id()
+    bind(run_id=run_id)
+    metrics = metrics or Metrics()
+    heartbeat = Heartbeat(settings.ping_url)
+    heartbeat.start()
+    state: StateStore | None = None
+    try:
+        request.check(datetime.now(UTC))
+        with pass_services(settings, request.wait_lock, cancel, on_progress) as services:
+            state = services.state
+            window = plan_window(
+                datetime.now(UTC),
+                state.watermark(),
+                request.since,
+                request.until,
+                settings.lookback,
+                settings.settle_delay,
+            )
+            state.begin_run(run_id)
+            try:
+                summary = run_pass(services, settings, run_id, window, cancel, on_progress, bar_stream)
+                conclude(summary)
+            except ArchiverError as exc:  # the state itself failed mid-run
+                summary = failed_before_the_pass(run_id, exc)
+            _record(state, summary, settings, metrics)
+    except ArchiverError as exc:
+        summary = failed_before_the_pass(run_id, exc)
+    except BaseException as exc:  # a bug: still one summary, one failed ping, then the traceback
+        summary = failed_before_the_pass(run_id, ArchiverError(f"unexpected {type(exc).__name__}: {exc}"))
+        _finish(summary, settings, metrics, heartbeat)
+        raise
+    _finish(summary, settings, metrics, heartbeat)
+    return summary
+
+
+def _record(state: StateStore, summary: RunSummary, settings: Settings, metrics: Metrics) -> None:
+    try:
+        state.finish_run(summary.run_id, summary.outcome, summary.exit_code, summary.as_dict())
+        metrics.refresh(state_facts(state, settings, datetime.now(UTC)), datetime.now(UTC))
+    except ArchiverError as exc:
+        log.error("state_record_failed", error=str(exc), fix=exc.hint or None)
+
+
+def _finish(summary: RunSummary, settings: Settings, metrics: Metrics, heartbeat: Heartbeat) -> None:
+    """On every path out: the summary, the metrics file or push, the final ping."""
+    log_run_summary(summary)
+    metrics.record_run(summary.as_dict())
+    if summary.error:
+        metrics.mark_failed()
+    if settings.metrics_file is not None:
+        metrics.write_textfile(settings.metrics_file)
+    if settings.pushgateway_url:
+        # The instance must stay the same across runs (a CronJob's host name changes every run).
+        metrics.push(settings.pushgateway_url, job="rc-archiver", instance=instance_name(settings))
+    try:
+        if summary.complete:
+            heartbeat.success(summary.as_dict())
+        else:
+            heartbeat.fail(summary.as_dict())
+    finally:
+        heartbeat.close()
