@@ -27,7 +27,8 @@ def notify(message: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), address)
+            # Never block: a notify socket nobody drains must not stall a run (or the daemon's stop).
+            sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
     except OSError as exc:
         log.warning("sd_notify_failed", error=exc.strerror)
         return False

@@ -10,7 +10,7 @@ from typing import Any
 
 from archiver.archive.forecast import Forecast
 from archiver.archive.run_pass import BUDGET, forecast_backlog
-from archiver.errors import StateError
+from archiver.errors import SettingsError
 from archiver.metrics import StateFacts
 from archiver.models import format_time, parse_time
 from archiver.settings import Settings
@@ -22,8 +22,8 @@ LISTED = 50  # rows of each list shown in the text report (all of them in --json
 def open_for_reading(path: Path) -> StateStore:
     """The state without taking the run lock (SQLite WAL lets a reader in beside a running writer)."""
     if not path.exists():
-        raise StateError(
-            f"no state file at {path}: no run has used it yet",
+        raise SettingsError(
+            f"RC_ARCHIVER_STATE_PATH: no state file at {path}: no run has used it yet",
             hint="check RC_ARCHIVER_STATE_PATH, or run `rc-archiver run` first",
         )
     return StateStore(path)

@@ -220,16 +220,24 @@ def test_daemon_withholds_the_watchdog_while_a_request_stalls(
     threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
     seen: list[dict[str, Any]] = []
     messages: list[str] = []
+    stop_reading = threading.Event()
+
+    def read_notifications() -> None:  # as systemd does: the socket is drained as messages come
+        while not stop_reading.is_set():
+            try:
+                messages.append(listener.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    reader = threading.Thread(target=read_notifications, daemon=True)
+    reader.start()
     try:
         _wait_for(lines, seen, "run_summary", timeout=120)
         _wait_for(lines, seen, "watchdog_resumed", timeout=30)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        while True:
-            try:
-                messages.append(listener.recv(4096).decode())
-            except TimeoutError:
-                break
+        stop_reading.set()
+        reader.join(timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -214,9 +214,6 @@ def test_grafana_dashboard_queries_use_only_exported_metric_names() -> None:
         assert any(needed in q for q in queries), needed
 
 
-@pytest.mark.xfail(
-    strict=True, reason="state.py/archive.py raise OSError here: the lead's fix, see ops report"
-)
 @pytest.mark.parametrize("folder", ["RC_ARCHIVER_STATE_PATH", "RC_ARCHIVER_SPOOL_DIR"])
 def test_container_folder_the_process_cannot_write_is_one_line_and_exit_4(
     emulator: Emulator, tmp_path: Path, folder: str

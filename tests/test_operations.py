@@ -99,7 +99,7 @@ def test_check_passes_on_a_good_setup_with_one_line_per_check(
     result = run_subprocess(env, "check")
     assert result.returncode == 0, result.stdout
     names = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok")]
-    assert names == ["settings", "state", "login", "call", "destination"]
+    assert names == ["settings", "state", "login", "scope", "call", "recording", "destination"]
     assert s3_objects(s3_bucket) == {}  # the probe object is gone
     assert emulator.stats.snapshot()["revokes"] == 1
 
@@ -107,13 +107,13 @@ def test_check_passes_on_a_good_setup_with_one_line_per_check(
 def test_check_reports_each_failure_with_its_fix(emulator: Emulator, tmp_path: Path, s3_bucket: str) -> None:
     env = archiver_env(emulator, tmp_path, f"s3://{s3_bucket}-absent", RC_JWT="wrong")
     result = run_subprocess(env, "check")
-    assert result.returncode == 1
+    assert result.returncode == 3  # the codes of `run`: the first failure, a refused login, is exit 3
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
     assert [line.split()[1] for line in failed] == ["login", "call", "destination"]
     assert result.stdout.count("fix:") == 2 and "RC_JWT" in result.stdout
     bad = run_subprocess({"RC_ARCHIVER_LOOKBACK": "never"}, "check")
     assert (
-        bad.returncode == 1
+        bad.returncode == 2
         and bad.stdout.startswith("FAILED  settings")
         and "RC_ARCHIVER_LOOKBACK" in bad.stdout
     )
@@ -167,11 +167,17 @@ def test_each_run_writes_a_manifest(emulator: Emulator, tmp_path: Path, s3_bucke
     assert result.returncode == 0
     run_id = next(json.loads(line)["run_id"] for line in result.stdout.splitlines() if "run_summary" in line)
     objects = s3_objects(s3_bucket)
-    manifest = [json.loads(line) for line in objects[f"m/_manifests/{run_id}.jsonl"].decode().splitlines()]
+    parts = sorted(k for k in objects if k.startswith(f"m/_manifests/{run_id}-"))
+    assert parts and parts[0].endswith("-00001.jsonl")
+    lines = [json.loads(line) for key in parts for line in objects[key].decode().splitlines()]
+    headers = [line for line in lines if "manifest" in line]
+    assert len(headers) == len(parts) and headers[0]["previous"] is None  # the first run: a new chain
+    manifest = [line for line in lines if "manifest" not in line]
     truth = {item["recordingId"]: item for item in emulator.ground_truth()}
     assert {entry["recording_id"] for entry in manifest} == set(truth)
     for entry in manifest:
-        assert set(entry) == {"recording_id", "key", "size", "sha256", "call_id", "start_time"}
+        assert set(entry) == {"event", "recording_id", "key", "size", "sha256", "call_id", "start_time"}
+        assert entry["event"] == "archived"
         assert entry["sha256"] == truth[entry["recording_id"]]["sha256"]
         assert f"m/{entry['key']}" in objects
 
@@ -221,7 +227,8 @@ def test_object_lock_on_a_bucket_without_it_is_a_clear_error_before_any_upload(
         RC_ARCHIVER_S3_OBJECT_LOCK_DAYS="365",
     )
     result = run_subprocess(env, *command)
-    assert result.returncode == (4 if command[0] == "run" else 1)
+    assert result.returncode == 4  # `check` exits with the codes of `run`
     assert "Object Lock" in result.stdout + result.stderr
     assert s3_objects(s3_bucket) == {}
-    assert emulator.stats.snapshot()["downloads"] == {}
+    if command[0] == "run":  # (check reads one byte of one recording to prove ReadCallRecording)
+        assert emulator.stats.snapshot()["downloads"] == {}

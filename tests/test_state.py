@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -49,31 +50,103 @@ def test_state_recordings_in_takes_records_and_legs_deduplicated() -> None:
     assert refs[1].leg is not None and refs[0].leg is None
 
 
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
 def test_state_transitions_are_committed(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = StateStore(path)
-    assert store.note_found([ref("r1"), ref("r1")]) == {"r1": "pending"}  # seen twice, one row
+    seen = store.note_found([ref("r1"), ref("r1")], "run-1")  # seen twice, one row, counted once
+    assert (seen.new_in_run, seen.already_archived) == (1, 0)
     assert store.record_failure("r1", "HTTP 503") == 1
-    assert [r.recording_id for r in store.due(max_attempts=5)] == ["r1"]
+    assert [r.recording_id for r in store.due(5, NOW)] == ["r1"]
     store.mark_archived("r1", "k/r1.mp3", "audio/mpeg", 10, "ab" * 32)
-    assert store.note_found([ref("r1")]) == {"r1": "archived"}
+    seen = store.note_found([ref("r1")], "run-2")
+    assert (seen.new_in_run, seen.already_archived) == (1, 1)
     store.close()
     # A second connection (another process after a kill) sees every committed transition.
     again = StateStore(path)
     row = again.get("r1")
     assert row is not None and row.status == "archived" and row.key == "k/r1.mp3" and row.attempts == 1
-    assert again.due(5) == []
+    assert list(again.due(5, NOW)) == []
     assert again.integrity_ok()
 
 
-def test_state_exhausted_after_max_attempts(tmp_path: Path) -> None:
+def test_state_keeps_the_call_log_fields_as_columns_and_the_raw_record_for_the_sidecar(
+    tmp_path: Path,
+) -> None:
     store = StateStore(tmp_path / "state.db")
-    store.note_found([ref("r1")])
+    store.note_found([ref("r1")], "run-1")
+    row = store.get("r1")
+    assert row is not None
+    assert row.recording.call_id == "call-r1" and row.recording.from_name == "A"
+    assert row.recording.start == datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert row.deadline == datetime(2027, 2, 25, 10, 0, tzinfo=UTC)  # call start + 90 days
+    record, leg = store.source_of("r1")
+    assert record["id"] == "call-r1" and leg is None
+
+
+def test_state_due_is_earliest_deadline_first_and_past_deadlines_last(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    for day, recording_id in [(20, "late"), (3, "past"), (10, "early"), (15, "middle")]:
+        found = recordings_in(record(recording_id))[0]
+        start = datetime(2026, 8, day, tzinfo=UTC)
+        store.note_found([replace(found, start=start)], "run-1")
+    now = datetime(2026, 11, 5, tzinfo=UTC)  # 3 August + 90 days has passed
+    assert [r.recording_id for r in store.due(5, now, batch=1)] == ["early", "middle", "late", "past"]
+    assert [d.day for d in store.due_deadlines(5, now)] == [1, 8, 13, 18]
+
+
+def test_state_retention_change_recomputes_every_deadline(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.note_found([ref("r1")], "run-1")
+    store.apply_retention(timedelta(days=30))
+    row = store.get("r1")
+    assert row is not None and row.deadline == datetime(2026, 12, 27, 10, 0, tzinfo=UTC)
+
+
+def test_state_exhausted_is_retried_at_the_slower_cadence(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.note_found([ref("r1")], "run-1")
     for _ in range(3):
-        store.record_failure("r1", "HTTP 403 from media")
-    assert store.due(3) == [] and [r.recording_id for r in store.exhausted(3)] == ["r1"]
-    store.requeue("r1", "operator")
-    assert [r.recording_id for r in store.due(3)] == ["r1"]
+        store.record_failure("r1", "HTTP 403 from media", max_attempts=3, retry_interval=timedelta(hours=24))
+    now = datetime.now(UTC)
+    assert list(store.due(3, now)) == [] and [r.recording_id for r in store.exhausted(3)] == ["r1"]
+    assert store.counts(3)["exhausted"] == 1 and store.counts(3)["failed"] == 1
+    assert [r.recording_id for r in store.due(3, now + timedelta(hours=25))] == ["r1"]  # never given up
+    assert store.retry(["r1"]) == 1
+    assert [r.recording_id for r in store.due(3, now)] == ["r1"] and store.counts(3)["exhausted"] == 0
+
+
+def test_state_lost_and_deleted_are_counted_and_never_due(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.note_found([ref("r1"), ref("r2")], "run-1")
+    store.mark_lost("r1", "deleted by RingCentral")
+    store.mark_archived("r2", "k/r2.mp3", "audio/mpeg", 10, "ab" * 32)
+    assert [r.recording_id for r in store.deletable(datetime.now(UTC))] == ["r2"]
+    store.mark_deleted(["r2"], datetime.now(UTC))
+    counts = store.counts(5)
+    assert counts["lost"] == 1 and counts["deleted"] == 1 and counts["archived"] == 1
+    assert list(store.due(5, NOW)) == [] and store.deletable(datetime.now(UTC)) == []
+    assert [r.recording_id for r in store.lost_rows()] == ["r1"]
+
+
+def test_state_upload_journal_lists_what_never_ended(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.upload_started("p/a.mp3", "u1")
+    store.upload_started("p/b.mp3", "u2")
+    store.upload_ended("u1")
+    store.upload_ended("u1")  # ending twice is harmless
+    assert store.unended_uploads() == [("p/b.mp3", "u2")]
+
+
+def test_state_archived_but_unlisted_rows_are_owed_to_a_manifest(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.note_found([ref("r1")], "run-1")
+    store.mark_archived("r1", "k/r1.mp3", "audio/mpeg", 10, "ab" * 32)
+    assert [r.recording_id for r in store.unmanifested()] == ["r1"]
+    store.mark_manifested(["r1"])
+    assert store.unmanifested() == []
 
 
 def test_state_windows_and_watermark(tmp_path: Path) -> None:
@@ -108,8 +181,9 @@ def test_state_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_state_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StateError, match="unusable"):
+    with pytest.raises(StateError, match="corrupt") as raised:
         StateStore(path)
+    assert "move it aside" in raised.value.hint
 
 
 def test_state_lock_is_exclusive_and_released(tmp_path: Path) -> None:
@@ -129,7 +203,7 @@ def test_state_migrates_forward_keeping_the_data(tmp_path: Path, monkeypatch: py
 
     path = tmp_path / "state.db"
     store = StateStore(path)
-    store.note_found([ref("r1")])
+    store.note_found([ref("r1")], "run-1")
     store.close()
     upgrade = "ALTER TABLE recordings ADD COLUMN retention_until TEXT"  # a future migration
     monkeypatch.setattr(state_module, "MIGRATIONS", [*state_module.MIGRATIONS, upgrade])
@@ -139,3 +213,53 @@ def test_state_migrates_forward_keeping_the_data(tmp_path: Path, monkeypatch: py
     assert upgraded.get("r1") is not None
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(recordings)")}
     assert "retention_until" in columns
+
+
+def test_state_corrupt_pages_behind_an_intact_header_are_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    store.note_found([ref(f"r{i}") for i in range(200)], "run-1")
+    store.close()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"state.db{suffix}").unlink(missing_ok=True)
+    data = bytearray(path.read_bytes())
+    data[4096 * 2 : 4096 * 3] = b"\xff" * 4096  # a page in the middle, the 100-byte header intact
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError, match="corrupt"):
+        StateStore(path)
+
+
+def test_state_unusable_paths_are_one_clear_error(tmp_path: Path) -> None:
+    from archiver.state import prepare_folder
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StateError, match="parent that is not a folder"):
+        prepare_folder(blocker / "state.db")
+
+
+def test_state_migrates_a_schema_2_file_into_columns(tmp_path: Path) -> None:
+    import json
+
+    import archiver.state as state_module
+
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    for statement in ";".join(str(m) for m in state_module.MIGRATIONS[:2]).split(";"):
+        if statement.strip():
+            db.execute(statement)
+    source = json.dumps({"record": record("r1", leg_recording="r2"), "leg": None})
+    db.execute(
+        "INSERT INTO recordings (recording_id, call_id, start_time, content_uri, status, attempts, key, "
+        "first_seen, updated_at, source_json) VALUES ('r1', 'call-r1', '2026-11-27T10:00:00.000Z', "
+        "'http://media/r1/content', 'archived', 2, 'k/r1.mp3', 'x', 'x', ?)",
+        (source,),
+    )
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    store = StateStore(path)
+    row = store.get("r1")
+    assert store.schema_version == SCHEMA_VERSION
+    assert row is not None and row.status == "archived" and row.key == "k/r1.mp3" and row.attempts == 2
+    assert row.recording.from_name == "A" and row.deadline == datetime(2027, 2, 25, 10, 0, tzinfo=UTC)

@@ -8,6 +8,7 @@ machine, is what bounds a RingCentral archive. On a terminal, log lines are writ
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -54,6 +55,11 @@ class ProgressReporter:
             self._bar = tqdm(total=0, file=self._stream, unit="rec", dynamic_ncols=True, leave=True)
             set_console_writer(lambda line: tqdm.write(line.rstrip("\n"), file=self._stream))
         if self._interval > 0:
+            # In a copy of this context, so every progress event carries the run's bound run_id.
+            context = contextvars.copy_context()
+            self._thread = threading.Thread(
+                target=context.run, args=(self._loop,), name="progress", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:

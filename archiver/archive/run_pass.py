@@ -137,6 +137,8 @@ def run_pass(
         )  # fmt: skip
         archived_started = time.monotonic()
         abandoned = _archive_due(work, settings, run_id, cancel, tally, on_progress)
+        if abandoned:  # their multipart uploads (and staged files) are aborted now, not left billed
+            destination.recover(before=now())
         _remember_pace(state, tally.summary().archived, time.monotonic() - archived_started, abandoned)
         if settings.delete_from_source and not cancel.is_set():
             deleted = delete_verified(
