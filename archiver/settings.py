@@ -165,6 +165,7 @@ def setting(
 POSITIVE_DURATIONS = (
     "connect_timeout",
     "read_timeout",
+    "rate_penalty",
     "lookback",
     "exhausted_retry_interval",
     "source_retention",
@@ -243,6 +244,13 @@ class Settings(BaseSettings):
         env="RC_ARCHIVER_RATE_AUTH",
         group=RINGCENTRAL,
         description="RingCentral's Auth group limit, requests/window.",
+    )
+    rate_penalty: timedelta = setting(
+        "60s",
+        env="RC_ARCHIVER_RATE_PENALTY",
+        group=RINGCENTRAL,
+        description="RingCentral's penalty after a 429 (60 s by default): a 429 without a usable "
+        "Retry-After holds its whole group this long, or a window if that is longer.",
     )
     connect_timeout: timedelta = setting(
         "10s",

@@ -110,14 +110,14 @@ def connect(
         jwt,
         session,
         timeout,
-        RatePacer("auth", *settings.auth_rate),
+        RatePacer("auth", *settings.auth_rate, penalty=settings.rate_penalty.total_seconds()),
         on_progress=on_progress,
     )
     client = RingCentralClient(
         settings.server_url,
         session,
         auth,
-        RatePacer("heavy", *settings.heavy_rate),
+        RatePacer("heavy", *settings.heavy_rate, penalty=settings.rate_penalty.total_seconds()),
         timeout,
         cancel=cancel,
         on_progress=on_progress,

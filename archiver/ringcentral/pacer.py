@@ -47,21 +47,27 @@ def next_slot(
     return max(earliest, live[excess - 1] + window + SAFETY_MARGIN)
 
 
-def penalty_seconds(retry_after: float | None, window: float | None) -> float:
-    """How long a 429 holds its group: Retry-After when usable, else max(window, 60 s)."""
+def penalty_seconds(retry_after: float | None, window: float | None, floor: float = MIN_PENALTY) -> float:
+    """How long a 429 holds its group: Retry-After when usable, else max(window, the penalty)."""
     if retry_after is not None and retry_after > 0:
         return retry_after
-    return max(window or 0.0, MIN_PENALTY)
+    return max(window or 0.0, floor)
 
 
 class RatePacer:
     def __init__(
-        self, group: str, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+        self,
+        group: str,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        penalty: float = MIN_PENALTY,
     ) -> None:
         self.group = group
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.penalty = penalty  # RingCentral's penalty: the hold of a 429 without a usable Retry-After
         self._cond = threading.Condition()
         self._hits: deque[float] = deque()
         self._in_flight = 0
@@ -135,7 +141,7 @@ class RatePacer:
     def penalize(self, retry_after: float | None, window: float | None = None) -> float:
         """A 429 arrived: nothing in this group is sent for `penalty_seconds`. Returns the hold."""
         with self._cond:
-            hold = penalty_seconds(retry_after, max(window or 0.0, self.window))
+            hold = penalty_seconds(retry_after, max(window or 0.0, self.window), self.penalty)
             self._penalty_until = max(self._penalty_until, self.clock() + hold + SAFETY_MARGIN)
             self.penalties += 1
             self._cond.notify_all()
@@ -177,7 +183,8 @@ class RateGroups:
             pacer = self._pacers.get(named)
             if pacer is None:
                 heavy = self._pacers["heavy"]
-                pacer = RatePacer(named, heavy.limit, heavy.window, self._clock)  # until it says otherwise
+                # Until it says otherwise, a new group is paced like heavy.
+                pacer = RatePacer(named, heavy.limit, heavy.window, self._clock, heavy.penalty)
                 self._pacers[named] = pacer
             self._routes[kind] = named
         pacer.count(headers or {})
