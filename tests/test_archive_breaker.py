@@ -98,23 +98,3 @@ def test_breaker_stop_with_stops_at_once_and_keeps_the_first_error() -> None:
     for _ in range(THRESHOLD):
         breaker.failure(RINGCENTRAL, "after the stop")
     assert breaker.tripped is missing
-
-
-def test_breaker_trips_once_when_many_workers_fail_together() -> None:
-    cancel = threading.Event()
-    breaker = OutageBreaker(cancel, threshold=3)
-    start = threading.Barrier(8)
-
-    def worker() -> None:
-        start.wait(timeout=10)
-        for _ in range(50):
-            breaker.failure(DESTINATION, "connection reset")
-
-    with capture_logs() as logs:
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=10)
-    assert cancel.is_set() and isinstance(breaker.tripped, DestinationError)
-    assert [e["event"] for e in logs] == ["outage_detected"]
