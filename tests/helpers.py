@@ -4,6 +4,7 @@ Test modules import from here (or use conftest's fixtures), never from one anoth
 
 Processes and ports      BIN, free_port, wait_for_port, run_subprocess, start_run
 The emulator             FAST, make_config, slow_emulator, archiver_env, SINCE
+A RingCentral client     emulator_client, RefusingTransport (a failing world, mounted on a session)
 Logs and summaries       parse_events, events_of, summary_of, error_of
 What was archived        folder_files, audio_by_recording, assert_matches_ground_truth, integrity
 S3 (the moto server)     AWS_ENV, s3_objects, versioned_bucket, versions_per_key
@@ -18,6 +19,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,9 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import requests
+import requests.adapters
 
 from archiver.emulator import DataOptions, Emulator, EmulatorConfig, GroupLimit
 from archiver.models import format_time
+from archiver.ringcentral.auth import Authenticator
+from archiver.ringcentral.client import RingCentralClient
+from archiver.ringcentral.pacer import RatePacer
 
 BIN = Path(sys.executable).parent
 MB = 1024 * 1024
@@ -127,6 +134,53 @@ def archiver_env(emulator: Emulator, tmp_path: Path, destination: str, **extra: 
     }
     env.update(extra)
     return env
+
+
+# -- a RingCentral client ---------------------------------------------------------------------------
+def emulator_client(
+    emulator: Emulator,
+    session: requests.Session,
+    *,
+    attempts: int = 3,
+    cancel: threading.Event | None = None,
+) -> RingCentralClient:
+    """The archiver's own client and login against the emulator, at its limits; retries without sleeping."""
+    cfg = emulator.config
+    auth = Authenticator(
+        emulator.url,
+        cfg.client_id,
+        cfg.client_secret,
+        cfg.jwt,
+        session,
+        (5, 30),
+        RatePacer("auth", cfg.auth.limit, cfg.auth.window),
+    )
+    return RingCentralClient(
+        emulator.url,
+        session,
+        auth,
+        RatePacer("heavy", cfg.heavy.limit, cfg.heavy.window),
+        (5, 30),
+        attempts=attempts,
+        cancel=cancel or threading.Event(),
+        sleep=lambda seconds: None,
+    )
+
+
+class RefusingTransport(requests.adapters.BaseAdapter):
+    """A transport that refuses every connection: a failing world. Mount it on a session for a URL prefix
+    (`session.mount(emulator.media_url, RefusingTransport())`); `sent` counts the requests it refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent += 1
+        raise requests.ConnectionError("[Errno 111] Connection refused")
+
+    def close(self) -> None:
+        pass
 
 
 # -- logs and summaries -----------------------------------------------------------------------------
