@@ -85,7 +85,7 @@ def run(settings: Settings, request: RunRequest) -> tuple[RunSummary, list[dict[
 
     with capture_logs() as logs:
         summary = contextvars.copy_context().run(go)
-    return summary, logs
+    return summary, [dict(entry) for entry in logs]
 
 
 def the_summary(logs: list[dict[str, Any]]) -> dict[str, Any]:
