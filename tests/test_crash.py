@@ -3,73 +3,33 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import resource
 import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 
-from archiver.emulator import DataOptions, Emulator, GroupLimit
-from tests.conftest import BIN, archiver_env, run_subprocess, s3_objects
-from tests.test_pipeline import SINCE, assert_matches_ground_truth, audio_by_recording
-
-MB = 1024 * 1024
-
-
-def versioned_bucket(bucket: str) -> None:
-    """Versioning makes every PUT visible: an object uploaded twice has two versions."""
-    boto3.client("s3").put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-
-
-def versions_per_key(bucket: str) -> dict[str, int]:
-    """Versions of each recording and sidecar (each run writes manifest parts of its own)."""
-    counts: dict[str, int] = {}
-    for page in boto3.client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for version in page.get("Versions", []):
-            if "_manifests/" in version["Key"]:
-                continue
-            counts[version["Key"]] = counts.get(version["Key"], 0) + 1
-    return counts
-
-
-def start_run(env: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen[str]:
-    full_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
-    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-        if name in os.environ:
-            full_env[name] = os.environ[name]
-    return subprocess.Popen(
-        [str(BIN / "rc-archiver"), "run", "--since", SINCE, *args],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
-
-
-def events_of(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
-def integrity(state: Path) -> str:
-    """SQLite's own check; a run killed before it created the file has nothing to corrupt."""
-    if not state.exists():
-        return "ok"
-    return str(sqlite3.connect(state).execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def slow_emulator(factory: Callable[..., Emulator], **data: Any) -> Emulator:
-    """About 40 recordings a second: a full run takes a few seconds, so kills land mid-run."""
-    options = {"seed": 31, "calls": 60, "days": 2, "bytes_per_second": 2000, **data}
-    return factory(data=DataOptions(**options), heavy=GroupLimit(40, 1.0, 1.0))
+from archiver.emulator import DataOptions, Emulator
+from tests.helpers import (
+    MB,
+    SINCE,
+    archiver_env,
+    assert_matches_ground_truth,
+    audio_by_recording,
+    events_of,
+    integrity,
+    run_subprocess,
+    s3_objects,
+    slow_emulator,
+    start_run,
+    versioned_bucket,
+    versions_per_key,
+)
 
 
 @pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])

@@ -23,8 +23,7 @@ from archiver.metrics import StateFacts
 from archiver.models import parse_time
 from archiver.schedule import JOB_ID, build_scheduler, health, run_daemon
 from archiver.settings import load_settings
-from tests.conftest import BIN, archiver_env, free_port, run_subprocess, wait_for_port
-from tests.test_pipeline import audio_by_recording
+from tests.helpers import BIN, archiver_env, audio_by_recording, free_port, run_subprocess, wait_for_port
 
 
 def _lines(proc: subprocess.Popen[str], out: queue.Queue[str]) -> None:

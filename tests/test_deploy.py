@@ -17,7 +17,7 @@ import yaml  # kubernetes-validate brings PyYAML
 from archiver.cli import build_parser
 from archiver.emulator import Emulator
 from archiver.metrics import Metrics, StateFacts
-from tests.conftest import archiver_env, run_subprocess
+from tests.helpers import archiver_env, run_subprocess
 
 ROOT = Path(__file__).parents[1]
 KUBE = ROOT / "deploy" / "kubernetes"

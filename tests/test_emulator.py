@@ -18,7 +18,7 @@ from ringcentral import SDK
 
 from archiver.emulator import DataOptions, Emulator, FaultOptions, GroupLimit
 from archiver.emulator.data import HOSTILE_STRINGS, iso
-from tests.conftest import BIN, free_port, wait_for_port
+from tests.helpers import BIN, free_port, wait_for_port
 
 SPEC = json.loads((Path(__file__).parent / "data" / "rc-archiver-subset.openapi.json").read_text())
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"

@@ -23,8 +23,7 @@ from structlog.testing import capture_logs
 
 from archiver.emulator import Emulator
 from archiver.metrics import Metrics, StateFacts
-from tests.conftest import archiver_env, free_port, run_subprocess
-from tests.test_pipeline import SINCE
+from tests.helpers import BIN, SINCE, archiver_env, free_port, run_subprocess
 
 
 class PingReceiver:
@@ -111,8 +110,6 @@ def test_one_shot_run_writes_a_textfile_with_a_freshness_signal(emulator: Emulat
 
 def test_daemon_serves_metrics_and_health(emulator: Emulator, tmp_path: Path) -> None:
     import signal
-
-    from tests.conftest import BIN
 
     dest = tmp_path / "archive"
     dest.mkdir()

@@ -14,8 +14,14 @@ import pytest
 
 from archiver.emulator import DataOptions, Emulator
 from archiver.models import format_time
-from tests.conftest import archiver_env, run_subprocess, s3_objects
-from tests.test_pipeline import SINCE, assert_matches_ground_truth, audio_by_recording
+from tests.helpers import (
+    SINCE,
+    archiver_env,
+    assert_matches_ground_truth,
+    audio_by_recording,
+    run_subprocess,
+    s3_objects,
+)
 
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 

@@ -6,54 +6,23 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from archiver.emulator import DataOptions, Emulator, FaultOptions
-from archiver.models import format_time
-from tests.conftest import archiver_env, run_subprocess, s3_objects
-
-Run = Callable[..., tuple[int, list[dict[str, Any]]]]
-SINCE = format_time(datetime.now(UTC) - timedelta(days=6))  # the emulator's calls lie within 4 days
-
-
-def summary_of(events: list[dict[str, Any]]) -> dict[str, Any]:
-    return next(e for e in events if e["event"] == "run_summary")
-
-
-def error_of(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The one error line of a run that failed (the run_summary after it is a warning)."""
-    (error,) = [e for e in events if e["level"] == "error"]
-    return error
-
-
-def folder_files(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and ".rc-archiver-staging" not in p.parts
-    }
-
-
-def audio_by_recording(files: dict[str, bytes]) -> dict[str, bytes]:
-    """recording id -> audio bytes, read through the sidecars (which name the audio's key)."""
-    out = {}
-    for key, data in files.items():
-        if key.endswith(".json") and not key.startswith("_manifests/"):
-            sidecar = json.loads(data)
-            out[sidecar["recording_id"]] = files[sidecar["key"]]
-    return out
-
-
-def assert_matches_ground_truth(emulator: Emulator, audio: dict[str, bytes]) -> None:
-    truth = {item["recordingId"]: item for item in emulator.ground_truth()}
-    assert set(audio) == set(truth)
-    for recording_id, data in audio.items():
-        assert hashlib.sha256(data).hexdigest() == truth[recording_id]["sha256"]
-        assert len(data) == truth[recording_id]["size"]
+from tests.helpers import (
+    SINCE,
+    Run,
+    archiver_env,
+    assert_matches_ground_truth,
+    audio_by_recording,
+    error_of,
+    folder_files,
+    run_subprocess,
+    s3_objects,
+    summary_of,
+)
 
 
 def test_archive_multi_day_window_to_folder_matches_ground_truth(

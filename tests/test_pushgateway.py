@@ -11,7 +11,7 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from archiver.metrics import Metrics, StateFacts
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 NOW = datetime(2026, 12, 1, 2, 30, tzinfo=UTC)
 

@@ -9,9 +9,7 @@ from pathlib import Path
 import boto3
 
 from archiver.emulator import Emulator
-from tests.conftest import archiver_env, run_subprocess
-from tests.test_crash import events_of, slow_emulator, start_run
-from tests.test_pipeline import SINCE
+from tests.helpers import SINCE, archiver_env, events_of, run_subprocess, slow_emulator, start_run
 
 
 def s3_state_env(emulator: Emulator, tmp_path: Path, bucket: str) -> dict[str, str]:

@@ -11,8 +11,15 @@ from typing import Any
 import boto3
 
 from archiver.emulator import DataOptions, Emulator, FaultOptions, GroupLimit
-from tests.conftest import archiver_env, run_subprocess, s3_objects
-from tests.test_pipeline import SINCE, assert_matches_ground_truth, audio_by_recording, summary_of
+from tests.helpers import (
+    SINCE,
+    archiver_env,
+    assert_matches_ground_truth,
+    audio_by_recording,
+    run_subprocess,
+    s3_objects,
+    summary_of,
+)
 
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 HEAVY = ("call-log", "recording", "content")

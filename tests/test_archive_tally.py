@@ -1,0 +1,77 @@
+"""archive/tally.py: each recording's outcome counted into the run summary (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from archiver.archive.tally import MAX_REPORTED_FAILURES, Outcome, Progress, Tally
+from archiver.models import Failure
+from archiver.state import Seen
+
+COUNTERS = ("found", "archived", "skipped", "failed", "pending", "exhausted", "lost", "deleted", "bytes")
+
+
+def counters(tally: Tally) -> dict[str, int]:
+    summary = tally.summary().as_dict()
+    return {name: summary[name] for name in COUNTERS if summary[name]}
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (Outcome("r1", "archived", bytes=1234), {"archived": 1, "bytes": 1234}),
+        (Outcome("r1", "found_stored"), {"skipped": 1}),
+        (Outcome("r1", "skipped"), {"skipped": 1}),
+        (Outcome("r1", "not_ready", reason="404 CMN-102", attempts=1), {"pending": 1}),
+        (Outcome("r1", "failed", reason="403 on this one", attempts=2), {"failed": 1}),
+        (Outcome("r1", "lost", reason="deleted by RingCentral"), {"lost": 1}),
+        # A failing world, a stop for a failure no retry fixes, a signal: nothing charged, nothing counted.
+        (Outcome("r1", "outage", reason="connection refused"), {}),
+        (Outcome("r1", "fatal", reason="bucket missing"), {}),
+        (Outcome("r1", "stopped"), {}),
+    ],
+    ids=lambda value: value.kind if isinstance(value, Outcome) else "",
+)
+def test_tally_counts_each_outcome_kind(outcome: Outcome, expected: dict[str, int]) -> None:
+    tally = Tally("run-1")
+    tally.add(outcome)
+    assert counters(tally) == expected
+    assert tally.progress() == Progress(done=1, total=0, bytes=expected.get("bytes", 0))
+    failures = tally.summary().failures
+    assert failures == ([Failure("r1", outcome.reason, outcome.attempts)] if outcome.kind == "failed" else [])
+
+
+@pytest.mark.parametrize("kind", ["failed", "not_ready"])
+def test_tally_an_exhausted_recording_is_not_counted_as_failed_or_pending(kind: str) -> None:
+    tally = Tally("run-1")
+    tally.add(Outcome("r1", kind, reason="still 404", attempts=5, exhausted=True))
+    summary = tally.summary()
+    assert (summary.failed, summary.pending, summary.failures) == (0, 0, [])
+    assert tally.progress().done == 1  # it was worked on all the same
+
+
+def test_tally_failures_are_capped_but_every_one_is_counted() -> None:
+    tally = Tally("run-1")
+    for n in range(MAX_REPORTED_FAILURES + 25):
+        tally.add(Outcome(f"r{n}", "failed", reason=f"reason {n}", attempts=1))
+    summary = tally.summary()
+    assert summary.failed == MAX_REPORTED_FAILURES + 25
+    assert len(summary.failures) == MAX_REPORTED_FAILURES
+    assert summary.failures[0] == Failure("r0", "reason 0", 1)  # the first ones are kept
+
+
+def test_tally_seen_counts_found_and_already_archived_and_progress_follows() -> None:
+    tally = Tally("run-1")
+    tally.seen(Seen(new_in_run=10, already_archived=4))
+    tally.seen(Seen(new_in_run=5, already_archived=0))
+    tally.taken_up(2)  # leftovers of earlier runs outside this window
+    tally.taken_up()
+    tally.add(Outcome("a", "archived", bytes=100))
+    tally.add(Outcome("b", "archived", bytes=50))
+    tally.unreadable_day()
+    tally.deleted(7)
+    summary = tally.summary()
+    assert (summary.found, summary.skipped, summary.archived) == (18, 4, 2)
+    assert (summary.days_unreadable, summary.deleted, summary.run_id) == (1, 7, "run-1")
+    assert tally.progress() == Progress(done=2, total=18, bytes=150)
+    assert not summary.complete  # an unreadable day leaves the run incomplete
