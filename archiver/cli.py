@@ -28,14 +28,15 @@ from archiver.state import StateStore
 
 log = structlog.get_logger("archiver")
 PROJECT_URL = "https://github.com/rc-archiver/rc-archiver"
-DESCRIPTION = (
-    "Archive a company's RingCentral call recordings to S3 or a folder, every night, unattended, "
-    "and never lose one. Settings come from RC_* environment variables or a TOML file (--config)."
-)
+DESCRIPTION = """\
+Archive a company's RingCentral call recordings to S3 or a folder, every night, unattended, and
+never lose one. Settings come from RC_* environment variables or a TOML file (--config).
+"""
 EPILOG = f"""\
-exit codes: 0 complete, 1 recordings failed or not ready (queued for the next run), 2 settings or usage,
-3 login refused or a missing permission, 4 destination, spool or state unusable, 5 another run holds the
-lock, 6 RingCentral unreachable or failing.   Documentation: {PROJECT_URL}
+exit codes: 0 complete, 1 recordings failed or not ready (queued for the next run),
+  2 settings or usage, 3 login refused or a missing permission, 4 destination, spool or state
+  unusable, 5 another run holds the lock, 6 RingCentral unreachable or failing
+documentation: {PROJECT_URL}
 """
 
 
@@ -98,7 +99,12 @@ def _command(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rc-archiver", description=DESCRIPTION, epilog=EPILOG)
+    parser = _Parser(
+        prog="rc-archiver",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the URL on one line
+    )
     parser.add_argument("--version", action="version", version=f"rc-archiver {__version__}")
     parser.add_argument(
         "--config", type=Path, help="TOML settings file (default: $RC_ARCHIVER_CONFIG); the environment wins"

@@ -130,7 +130,7 @@ def archiver_env(emulator: Emulator, tmp_path: Path, destination: str, **extra: 
         "RC_ARCHIVER_RATE_HEAVY": f"{cfg.heavy.limit}/{cfg.heavy.window}s",
         "RC_ARCHIVER_RATE_AUTH": f"{cfg.auth.limit}/{cfg.auth.window}s",
         # The emulator's penalties are scaled down with its windows; RingCentral's is 60 s.
-        "RC_ARCHIVER_RATE_PENALTY": f"{max(cfg.heavy.penalty, cfg.auth.penalty)}s",
+        "RC_ARCHIVER_RATE_PENALTY": f"{cfg.heavy.penalty}s",
         "RC_ARCHIVER_SETTLE_DELAY": "0s",
         "RC_ARCHIVER_LOG_FORMAT": "json",
     }

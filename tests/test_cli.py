@@ -153,11 +153,6 @@ def test_cli_top_level_help_lists_the_commands_and_every_exit_code(
         assert re.search(rf"\b{code}\s", codes), code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cli.py build_parser's top-level parser re-wraps EPILOG (no RawDescriptionHelpFormatter), "
-    "so at 80 columns the documentation URL is split across two lines",
-)
 def test_cli_top_level_help_keeps_the_documentation_url_whole(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
