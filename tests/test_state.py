@@ -199,7 +199,7 @@ def test_state_lock_is_exclusive_and_released(tmp_path: Path) -> None:
 
 
 def test_state_migrates_forward_keeping_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import archiver.state as state_module
+    import archiver.state.schema as state_module
 
     path = tmp_path / "state.db"
     store = StateStore(path)
@@ -241,7 +241,7 @@ def test_state_unusable_paths_are_one_clear_error(tmp_path: Path) -> None:
 def test_state_migrates_a_schema_2_file_into_columns(tmp_path: Path) -> None:
     import json
 
-    import archiver.state as state_module
+    import archiver.state.schema as state_module
 
     path = tmp_path / "state.db"
     db = sqlite3.connect(path)

@@ -1,0 +1,170 @@
+"""The SQLite connection under the state: transactions, error mapping, migrations, meta values.
+
+Every SQLite failure surfaces as a StateError with the fix, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from archiver.errors import StateError
+from archiver.state import schema
+from archiver.state.lock import _unusable
+
+_MOVE_ASIDE = (
+    "move it aside (or restore a backup) and run again: a run with an empty state finds what is already "
+    "archived in the destination by key, size and sha256, so it costs lookups, not re-uploads"
+)
+
+
+class Database:
+    """Safe to call from worker threads: one connection, one lock."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            if not read_only and not path.exists():
+                # Created 0600 before SQLite opens it: the call records it holds are personal data.
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise _unusable(path, exc) from None
+        try:
+            target = f"file:{path}?mode=ro" if read_only else str(path)
+            self._db = sqlite3.connect(
+                target, uri=read_only, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._db.row_factory = sqlite3.Row
+            if not read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode keeps every committed transaction across a process kill; only an
+                # OS crash can lose the last few, and those steps are redone idempotently.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            # A file whose header is intact but whose pages are not fails here, not mid-run.
+            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            if not read_only:
+                self._migrate()
+        except sqlite3.OperationalError as exc:
+            raise StateError(
+                f"state file {path} cannot be opened: {exc}",
+                hint="check the file's permissions and that its file system is writable",
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state file {path} is corrupt: {exc}", hint=_MOVE_ASIDE) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise StateError(
+                f"state file {self.path}: {exc}", hint="check the disk and the file's permissions"
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state file {self.path} is corrupt: {exc}", hint=_MOVE_ASIDE) from None
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock, self._errors():
+            return self._db.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
+        rows = self._query(sql, params)
+        return rows[0] if rows else None
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > schema.SCHEMA_VERSION:
+            known = schema.SCHEMA_VERSION
+            raise StateError(
+                f"state file {self.path} has schema {version}; this version knows up to {known}",
+                hint="upgrade rc-archiver, or point RC_ARCHIVER_STATE_PATH at another file",
+            )
+        for number in range(version, schema.SCHEMA_VERSION):
+            with self._tx() as db:
+                step = schema.MIGRATIONS[number]
+                if callable(step):
+                    step(db)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        row = self._one("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    def snapshot(self, path: Path) -> None:
+        """A consistent copy of the whole database (SQLite's backup API), safe while others write."""
+        with self._lock, self._errors():
+            target = sqlite3.connect(path)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+
+    def integrity_ok(self) -> bool:
+        row = self._one("PRAGMA integrity_check")
+        return bool(row and row[0] == "ok")
+
+    # -- meta ---------------------------------------------------------------------------------------
+    def _meta(self, name: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE name = ?", (name,))
+        return str(row[0]) if row else None
+
+    def _set_meta(self, name: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    def meta_json(self, name: str) -> Any:
+        """A JSON value kept between runs (the manifest head, the measured pace), or None."""
+        raw = self._meta(name)
+        return json.loads(raw) if raw else None
+
+    def set_meta_json(self, name: str, value: Any) -> None:
+        self._set_meta(name, json.dumps(value, sort_keys=True))
+
+    def apply_retention(self, retention: timedelta) -> None:
+        """Recompute every deadline when RC_ARCHIVER_SOURCE_RETENTION changed since the last run."""
+        seconds = retention.total_seconds()  # fractional too: a dry run and a run must agree
+        if self._meta("retention_seconds") == str(seconds):
+            return
+        with self._tx() as db:
+            db.execute(
+                "UPDATE recordings SET deadline = strftime('%Y-%m-%dT%H:%M:%fZ', start_time, ?)",
+                (f"+{seconds} seconds",),
+            )
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES ('retention_seconds', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (str(seconds),),
+            )

@@ -1,0 +1,136 @@
+"""Recordings seen in the call log, and what to archive next (earliest deletion deadline first)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from archiver.models import format_time, parse_time
+from archiver.ringcentral.calllog import FoundRecording
+from archiver.state.rows import ARCHIVED, PENDING, RecordingRow, Rows, Seen
+from archiver.state.schema import _FIELDS, DEFAULT_RETENTION, _columns, _now
+
+
+class Recordings(Rows):
+    # -- recordings seen in the call log ------------------------------------------------------------
+    def note_found(
+        self, found: Iterable[FoundRecording], run_id: str, retention: timedelta = DEFAULT_RETENTION
+    ) -> Seen:
+        """Record recordings seen in the call log (one transaction) and mark them seen by `run_id`."""
+        now = _now()
+        new_in_run = already = 0
+        with self._tx() as db:
+            for item in found:
+                row = db.execute(
+                    "SELECT status, last_seen_run FROM recordings WHERE recording_id = ?",
+                    (item.recording_id,),
+                ).fetchone()
+                if row is None:
+                    db.execute(
+                        f"INSERT INTO recordings ({_FIELDS}, status, first_seen, updated_at, last_seen_run, "  # noqa: S608
+                        "source_json) VALUES (" + ", ".join("?" * 21) + ")",
+                        (
+                            *_columns(item, retention),
+                            PENDING,
+                            now,
+                            now,
+                            run_id,
+                            json.dumps({"record": item.record, "leg": item.leg}),
+                        ),
+                    )
+                    new_in_run += 1
+                    continue
+                if row["last_seen_run"] != run_id:
+                    new_in_run += 1
+                    already += row["status"] == ARCHIVED
+                    db.execute(
+                        "UPDATE recordings SET last_seen_run = ? WHERE recording_id = ?",
+                        (run_id, item.recording_id),
+                    )
+        return Seen(new_in_run, already)
+
+    def get(self, recording_id: str) -> RecordingRow | None:
+        rows = self._select("recording_id = ?", (recording_id,))
+        return rows[0] if rows else None
+
+    def source_of(self, recording_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The raw call-log record (and leg) a recording came from: for its sidecar only."""
+        row = self._one("SELECT source_json FROM recordings WHERE recording_id = ?", (recording_id,))
+        source = json.loads(row[0]) if row else {}
+        return source.get("record") or {}, source.get("leg")
+
+    def seen_in(self, run_id: str, batch: int = 500) -> Iterator[RecordingRow]:
+        """Every recording the pass `run_id` saw in the call log, in batches (flat memory)."""
+        after = ""
+        while True:
+            rows = [
+                self._row(r)
+                for r in self._query(
+                    "SELECT * FROM recordings WHERE last_seen_run = ? AND recording_id > ? "
+                    "ORDER BY recording_id LIMIT ?",
+                    (run_id, after, batch),
+                )
+            ]
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1].recording_id
+
+    def archived_ids(self, batch: int = 1000) -> Iterator[str]:
+        """Every archived recording's id, in batches."""
+        after = ""
+        while True:
+            rows = self._query(
+                "SELECT recording_id FROM recordings WHERE status = 'archived' AND recording_id > ? "
+                "ORDER BY recording_id LIMIT ?",
+                (after, batch),
+            )
+            if not rows:
+                return
+            yield from (str(r[0]) for r in rows)
+            after = str(rows[-1][0])
+
+    # -- what to archive ----------------------------------------------------------------------------
+    _DUE = (
+        "status IN ('pending', 'failed') AND deleted_at IS NULL "
+        "AND (attempts < ? OR next_attempt_at IS NULL OR next_attempt_at <= ?)"
+    )
+
+    def due(self, max_attempts: int, now: datetime, batch: int = 500) -> Iterator[RecordingRow]:
+        """Recordings to (re)try, earliest deletion deadline first; those whose deadline has already
+        passed come last (RingCentral may still hold them, but they must not take a live one's turn).
+        Read in batches by keyset, so memory stays flat however long the backlog is."""
+        stamp = format_time(now)
+        for past in (False, True):
+            cursor = ("", "")
+            side = "deadline < ?" if past else "deadline >= ?"
+            while True:
+                rows = self._query(
+                    f"SELECT * FROM recordings WHERE {self._DUE} AND {side} "  # noqa: S608 - fixed text
+                    "AND (deadline, recording_id) > (?, ?) ORDER BY deadline, recording_id LIMIT ?",
+                    (max_attempts, stamp, stamp, *cursor, batch),
+                )
+                if not rows:
+                    break
+                for row in rows:
+                    yield self._row(row)
+                cursor = (rows[-1]["deadline"], rows[-1]["recording_id"])
+
+    def due_deadlines(self, max_attempts: int, now: datetime) -> Iterator[datetime]:
+        """The deadlines of the backlog in archive order (for the forecast), without whole rows."""
+        stamp = format_time(now)
+        with self._lock, self._errors():
+            cursor = self._db.execute(
+                f"SELECT deadline FROM recordings WHERE {self._DUE} ORDER BY deadline",  # noqa: S608
+                (max_attempts, stamp),
+            )
+            rows = cursor.fetchall()
+        for row in rows:
+            yield parse_time(row[0])
+
+    def count_due(self, max_attempts: int, now: datetime) -> int:
+        sql = f"SELECT COUNT(*) FROM recordings WHERE {self._DUE}"  # noqa: S608 - fixed text
+        row = self._one(sql, (max_attempts, format_time(now)))
+        return int(row[0]) if row else 0

@@ -1,0 +1,52 @@
+"""What `status`, the metrics and the forecast read from the state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from archiver.models import format_time, parse_time
+from archiver.state.rows import RecordingRow, Rows
+
+
+class Reports(Rows):
+    # -- reports ------------------------------------------------------------------------------------
+    def counts(self, max_attempts: int = 5) -> dict[str, int]:
+        """Recordings by status; `exhausted` counts the unarchived ones past max_attempts (they are
+        also counted as pending or failed), `deleted` the archived ones deleted at the source."""
+        row = self._one(
+            "SELECT "
+            "SUM(status = 'pending'), SUM(status = 'archived'), SUM(status = 'failed'), "
+            "SUM(status = 'lost'), SUM(status IN ('pending', 'failed') AND attempts >= ?), "
+            "SUM(deleted_at IS NOT NULL) FROM recordings",
+            (max_attempts,),
+        )
+        names = ("pending", "archived", "failed", "lost", "exhausted", "deleted")
+        return {name: int((row[i] if row else 0) or 0) for i, name in enumerate(names)}
+
+    def exhausted(self, max_attempts: int) -> list[RecordingRow]:
+        """Failed max_attempts times: reported in every run, retried every retry interval."""
+        return self._select("status IN ('pending', 'failed') AND attempts >= ?", (max_attempts,))
+
+    def failed_rows(self, max_attempts: int) -> list[RecordingRow]:
+        return self._select("status = 'failed' AND attempts < ?", (max_attempts,))
+
+    def lost_rows(self) -> list[RecordingRow]:
+        return self._select("status = 'lost'")
+
+    def at_risk(self, older_than: datetime) -> list[RecordingRow]:
+        """Not archived, and the call started before `older_than`: close to RingCentral's deletion."""
+        return self._select("status IN ('pending', 'failed') AND start_time < ?", (format_time(older_than),))
+
+    def oldest_unarchived(self) -> datetime | None:
+        """Start of the oldest call whose recording is not archived yet (lost ones excluded)."""
+        row = self._one("SELECT MIN(start_time) FROM recordings WHERE status IN ('pending', 'failed')")
+        return parse_time(row[0]) if row and row[0] else None
+
+    def held_at_source(self, now: datetime) -> int:
+        """Recordings RingCentral should still hold (not deleted by us, deadline not passed): what
+        counts toward its per-account cap."""
+        row = self._one(
+            "SELECT COUNT(*) FROM recordings WHERE deleted_at IS NULL AND status != 'lost' AND deadline > ?",
+            (format_time(now),),
+        )
+        return int(row[0]) if row else 0

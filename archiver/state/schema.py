@@ -1,0 +1,168 @@
+"""The state file's schema: numbered migrations keyed on PRAGMA user_version, and the recording columns."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from archiver.models import format_time
+from archiver.ringcentral.calllog import FoundRecording, recording_from
+
+DEFAULT_RETENTION = timedelta(days=90)
+
+
+def _v3_columns(db: sqlite3.Connection) -> None:
+    """Schema 3: the call-log fields as columns, deadlines, lost, deletions, manifests, uploads."""
+    db.execute("ALTER TABLE recordings RENAME TO recordings_v2")
+    db.execute(
+        """
+        CREATE TABLE recordings (
+            recording_id TEXT PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            session_id TEXT NOT NULL DEFAULT '',
+            telephony_session_id TEXT NOT NULL DEFAULT '',
+            start_time TEXT NOT NULL,
+            duration INTEGER NOT NULL DEFAULT 0,
+            direction TEXT NOT NULL DEFAULT '',
+            from_number TEXT NOT NULL DEFAULT '',
+            to_number TEXT NOT NULL DEFAULT '',
+            from_name TEXT NOT NULL DEFAULT '',
+            to_name TEXT NOT NULL DEFAULT '',
+            extension_id TEXT NOT NULL DEFAULT '',
+            recording_type TEXT NOT NULL DEFAULT '',
+            on_leg_only INTEGER NOT NULL DEFAULT 0,
+            content_uri TEXT NOT NULL,
+            deadline TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'archived', 'failed', 'lost')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_attempt_at TEXT,
+            key TEXT,
+            content_type TEXT,
+            size INTEGER,
+            sha256 TEXT,
+            first_seen TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            archived_at TEXT,
+            deleted_at TEXT,
+            last_seen_run TEXT,
+            manifested INTEGER NOT NULL DEFAULT 1,
+            force_upload INTEGER NOT NULL DEFAULT 0,
+            source_json TEXT NOT NULL
+        )
+        """
+    )
+    rows = db.execute("SELECT * FROM recordings_v2").fetchall()
+    for row in rows:
+        source = json.loads(row["source_json"])
+        found = recording_from(source["record"], source["leg"])
+        db.execute(
+            _INSERT,
+            (
+                *_columns(found, DEFAULT_RETENTION),
+                row["status"],
+                row["attempts"],
+                row["last_error"],
+                row["key"],
+                row["content_type"],
+                row["size"],
+                row["sha256"],
+                row["first_seen"],
+                row["updated_at"],
+                row["archived_at"],
+                row["force_upload"],
+                row["source_json"],
+            ),
+        )
+    db.execute("DROP TABLE recordings_v2")
+    db.execute("CREATE INDEX recordings_due ON recordings (status, deadline)")
+    db.execute("CREATE INDEX recordings_seen ON recordings (last_seen_run)")
+    db.execute("CREATE INDEX recordings_start ON recordings (start_time)")
+    db.execute("ALTER TABLE runs ADD COLUMN exit_code INTEGER")
+    db.execute(
+        "CREATE TABLE uploads (upload_id TEXT PRIMARY KEY, key TEXT NOT NULL, started_at TEXT NOT NULL)"
+    )
+
+
+_FIELDS = (
+    "recording_id, call_id, session_id, telephony_session_id, start_time, duration, direction, "
+    "from_number, to_number, from_name, to_name, extension_id, recording_type, on_leg_only, content_uri, "
+    "deadline"
+)
+_INSERT = (
+    f"INSERT INTO recordings ({_FIELDS}, status, attempts, last_error, key, content_type, size, sha256, "  # noqa: S608
+    "first_seen, updated_at, archived_at, force_upload, source_json) "
+    "VALUES (" + ", ".join("?" * 28) + ")"
+)
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    # 1: the first schema
+    """
+    CREATE TABLE recordings (
+        recording_id TEXT PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        start_time TEXT NOT NULL,
+        content_uri TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'archived', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        key TEXT,
+        content_type TEXT,
+        size INTEGER,
+        sha256 TEXT,
+        first_seen TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        archived_at TEXT,
+        source_json TEXT NOT NULL
+    );
+    CREATE INDEX recordings_status ON recordings (status, start_time);
+    CREATE TABLE windows (
+        start TEXT NOT NULL,
+        end TEXT NOT NULL,
+        scanned_at TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        PRIMARY KEY (start, end)
+    );
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        outcome TEXT,
+        summary_json TEXT
+    );
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: `verify --repair` forces a new upload even where an object (found corrupt) exists
+    """
+    ALTER TABLE recordings ADD COLUMN force_upload INTEGER NOT NULL DEFAULT 0;
+    """,
+    _v3_columns,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _now() -> str:
+    return format_time(datetime.now(UTC))
+
+
+def _columns(found: FoundRecording, retention: timedelta) -> tuple[object, ...]:
+    return (
+        found.recording_id,
+        found.call_id,
+        found.session_id,
+        found.telephony_session_id,
+        format_time(found.start),
+        found.duration,
+        found.direction,
+        found.from_number,
+        found.to_number,
+        found.from_name,
+        found.to_name,
+        found.extension_id,
+        found.recording_type,
+        int(found.on_leg_only),
+        found.content_uri,
+        format_time(found.start + retention),
+    )
