@@ -1,0 +1,142 @@
+"""RingCentral's deletion cliff end to end (issue 14): deadline-first archiving, the forecast, lost.
+
+Every scenario is a backlog against the emulator over HTTP whose recordings RingCentral deletes at call
+start + retention, and whose oldest deadlines fall inside the run: the calls end an hour before the
+test starts and the retention is a little more than that, so deadlines lie seconds ahead. The Heavy
+budget is small (10 a second) so that it binds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.emulator import DataOptions, Emulator, GroupLimit
+from archiver.emulator.data import parse_iso
+from archiver.models import format_time, parse_time
+from tests.conftest import archiver_env, run_subprocess
+
+Run = Callable[..., tuple[int, list[dict[str, Any]]]]
+PACE = 10  # Heavy requests a second: the budget that binds
+HEAVY = GroupLimit(PACE, 1.0, 1.0)
+ENDED = 3700.0  # seconds before the test that the newest call started (every call has ended by then)
+ONE_RECORDING_EACH = {
+    "unrecorded_fraction": 0.0,
+    "short_fraction": 0.0,
+    "fax_fraction": 0.0,
+    "transfer_fraction": 0.0,
+    "internal_fraction": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class Cliff:
+    """A backlog of `calls` recordings whose deadlines spread over [t0 + lead, t0 + lead + spread]."""
+
+    emulator: Emulator
+    env: dict[str, str]
+    t0: float
+    retention: float
+
+
+def cliff(
+    start: Callable[..., Emulator],
+    tmp_path: Path,
+    calls: int,
+    lead: float,
+    spread: float,
+    seed: int = 3,
+    **extra: str,
+) -> Cliff:
+    t0 = time.time()
+    retention = ENDED + spread + lead
+    data = DataOptions(
+        seed=seed,
+        calls=calls,
+        days=spread / 86400,
+        anchor=t0 - ENDED,
+        fixed_size=256,
+        **ONE_RECORDING_EACH,  # type: ignore[arg-type]
+    )
+    emulator = start(data=data, heavy=HEAVY, retention=retention)
+    dest = tmp_path / "archive"
+    dest.mkdir(exist_ok=True)
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        RC_ARCHIVER_RATE_HEAVY=f"{PACE}/1s",
+        RC_ARCHIVER_SOURCE_RETENTION=f"{retention:.3f}s",
+        RC_ARCHIVER_RISK_DAYS="0",
+        RC_ARCHIVER_LOOKBACK="3h",
+        **extra,
+    )
+    return Cliff(emulator, env, t0, retention)
+
+
+def since(c: Cliff) -> str:
+    return format_time(datetime.fromtimestamp(c.t0 - 2 * ENDED, UTC))
+
+
+def deadlines(c: Cliff) -> dict[str, float]:
+    """Each recording's deletion time at the emulator (epoch seconds)."""
+    return {item["recordingId"]: parse_iso(item["deadline"]) for item in c.emulator.ground_truth()}
+
+
+def content_requests(c: Cliff) -> list[tuple[str, float]]:
+    """(recording id, epoch time) of each successful content request, in the order they were answered.
+
+    The emulator's download counter keeps the order of first requests; its timeline the times."""
+    offset = time.time() - time.monotonic()
+    snapshot = c.emulator.stats.snapshot()
+    order = list(snapshot["downloads"])
+    times = [t + offset for t, route, status in c.emulator.stats.timeline if route == "content" and status == 200]
+    assert len(order) == len(times)
+    return list(zip(order, times, strict=True))
+
+
+def summary_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in events if e["event"] == "run_summary")
+
+
+def event(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(e for e in events if e["event"] == name)
+
+
+def epoch(value: str) -> float:
+    return parse_time(value).timestamp()
+
+
+def scan_order_losses(c: Cliff, requests: list[tuple[str, float]]) -> int:
+    """How many recordings the same run would have lost in scan order (newest call first): the same
+    request times, handed out newest first."""
+    due = deadlines(c)
+    newest_first = sorted(due, key=lambda rec: -due[rec])
+    slots = sorted(t for _, t in requests)
+    return sum(1 for rec, at in zip(newest_first, slots, strict=False) if at >= due[rec])
+
+
+def test_cliff_clearable_backlog_is_archived_with_zero_loss_oldest_deadline_first(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
+) -> None:
+    # 40 recordings at 10 a second: about 4 s of work; the oldest deadline is 3 s away.
+    c = cliff(emulator_factory, tmp_path, calls=40, lead=3.0, spread=12.0, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="1")
+    code, events = run_archiver(c.env, "run", "--since", since(c))
+    summary = summary_of(events)
+    assert code == 0, summary
+    assert summary["archived"] == 40 and summary["lost"] == 0
+    due = deadlines(c)
+    requests = content_requests(c)
+    assert [rec for rec, _ in requests] == sorted(due, key=lambda rec: (due[rec], rec))  # deadline order
+    assert all(at < due[rec] for rec, at in requests)  # each fetched before RingCentral deleted it
+    # The oldest deadline passed during the run: scan order, at the same pace, would have lost some.
+    assert min(due.values()) < max(at for _, at in requests)
+    assert scan_order_losses(c, requests) > 0
