@@ -9,6 +9,8 @@ budget is small (10 a second) so that it binds.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -57,12 +59,13 @@ def cliff(
     **extra: str,
 ) -> Cliff:
     t0 = time.time()
-    retention = ENDED + spread + lead
+    # Whole seconds: the state recomputes deadlines with a whole number of seconds of retention.
+    retention = float(round(ENDED + spread + lead))
     data = DataOptions(
         seed=seed,
         calls=calls,
         days=spread / 86400,
-        anchor=t0 - ENDED,
+        anchor=t0 + lead + spread - retention,
         fixed_size=256,
         **ONE_RECORDING_EACH,  # type: ignore[arg-type]
     )
@@ -74,7 +77,7 @@ def cliff(
         tmp_path,
         dest.as_uri(),
         RC_ARCHIVER_RATE_HEAVY=f"{PACE}/1s",
-        RC_ARCHIVER_SOURCE_RETENTION=f"{retention:.3f}s",
+        RC_ARCHIVER_SOURCE_RETENTION=f"{retention:.0f}s",
         RC_ARCHIVER_RISK_DAYS="0",
         RC_ARCHIVER_LOOKBACK="3h",
         **extra,
@@ -98,7 +101,9 @@ def content_requests(c: Cliff) -> list[tuple[str, float]]:
     offset = time.time() - time.monotonic()
     snapshot = c.emulator.stats.snapshot()
     order = list(snapshot["downloads"])
-    times = [t + offset for t, route, status in c.emulator.stats.timeline if route == "content" and status == 200]
+    times = [
+        t + offset for t, route, status in c.emulator.stats.timeline if route == "content" and status == 200
+    ]
     assert len(order) == len(times)
     return list(zip(order, times, strict=True))
 
@@ -128,7 +133,9 @@ def test_cliff_clearable_backlog_is_archived_with_zero_loss_oldest_deadline_firs
     emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
 ) -> None:
     # 40 recordings at 10 a second: about 4 s of work; the oldest deadline is 3 s away.
-    c = cliff(emulator_factory, tmp_path, calls=40, lead=3.0, spread=12.0, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="1")
+    c = cliff(
+        emulator_factory, tmp_path, calls=40, lead=3.0, spread=12.0, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="1"
+    )
     code, events = run_archiver(c.env, "run", "--since", since(c))
     summary = summary_of(events)
     assert code == 0, summary
@@ -140,3 +147,72 @@ def test_cliff_clearable_backlog_is_archived_with_zero_loss_oldest_deadline_firs
     # The oldest deadline passed during the run: scan order, at the same pace, would have lost some.
     assert min(due.values()) < max(at for _, at in requests)
     assert scan_order_losses(c, requests) > 0
+
+
+@pytest.fixture
+def report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str]]:
+    """`rc-archiver ARGS` in-process with exactly ENV: (exit code, stdout). For the report commands
+    (status, verify, a dry run), whose stdout is the report and whose log goes to stderr."""
+    from archiver.cli import main
+
+    def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+        for name in [n for n in os.environ if n.startswith("RC_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        finally:
+            logging.getLogger().handlers.clear()
+        return code, capsys.readouterr().out
+
+    return run
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the pass spends a Heavy request on each recording whose deadline passes while it waits "
+    "in the queue (recording.py/run_pass.py), so it loses more than the forecast, which (by design) "
+    "gives those no turn; branch cliff-pass-defer has the fix",
+)
+def test_cliff_forecast_matches_the_loss_and_the_clear_time_within_15_percent(
+    emulator_factory: Callable[..., Emulator],
+    tmp_path: Path,
+    run_archiver: Run,
+    report: Callable[..., tuple[int, str]],
+) -> None:
+    # 100 recordings whose deadlines come at 25 a second from 2 s on, at 10 a second: about half are lost.
+    c = cliff(
+        emulator_factory, tmp_path, calls=100, lead=2.0, spread=4.0, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="1"
+    )
+    code, dry = report(c.env, "run", "--dry-run", "--since", since(c))
+    assert code == 0 and "forecast: backlog 100, clears at " in dry and "to prevent the loss: ask" in dry
+    asked = time.time()
+    code, out = report(c.env, "status", "--json")
+    status = json.loads(out)["forecast"]
+    assert code == 0 and set(status) == {"backlog", "clears_at", "projected_loss", "first_loss_at"}
+    code, events = run_archiver(c.env, "run", "--since", since(c))
+    forecast = event(events, "forecast")
+    summary = summary_of(events)
+    assert code == 1 and summary["forecast"]["projected_loss"] == forecast["projected_loss"]
+    projected, lost = forecast["projected_loss"], summary["lost"]
+    assert 0 < projected < 100 and lost > 0
+    assert abs(lost - projected) <= 0.15 * projected, (projected, lost)
+    # The backlog cleared (its last recording archived) when the forecast said it would.
+    made = epoch(forecast["timestamp"])
+    cleared = max(epoch(e["timestamp"]) for e in events if e["event"] == "recording_archived")
+    projected_seconds = epoch(forecast["clears_at"]) - made
+    assert abs((cleared - made) - projected_seconds) <= 0.15 * projected_seconds, (
+        cleared - made,
+        projected_seconds,
+    )
+    due = deadlines(c)
+    assert min(due.values()) - 0.01 <= epoch(forecast["first_loss_at"]) <= max(due.values()) + 0.01
+    # status, asked a moment before the run, projected the same, less what that moment bought.
+    head_start = (made - asked) * PACE
+    assert status["backlog"] == 100 and status["first_loss_at"] is not None
+    assert abs(lost - status["projected_loss"]) <= 0.15 * projected + head_start + 1, (status, lost)
+    assert "raise the app's Heavy limit from 10 to at least" in forecast["fix"]
