@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from archiver.emulator import DataOptions, Emulator, GroupLimit
 from archiver.emulator.data import parse_iso
 from archiver.models import format_time, parse_time
-from tests.conftest import archiver_env, run_subprocess
+from tests.conftest import archiver_env
 
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 PACE = 10  # Heavy requests a second: the budget that binds
