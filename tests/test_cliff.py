@@ -215,3 +215,37 @@ def test_cliff_forecast_matches_the_loss_and_the_clear_time_within_15_percent(
     assert status["backlog"] == 100 and status["first_loss_at"] is not None
     assert abs(lost - status["projected_loss"]) <= 0.15 * projected + head_start + 1, (status, lost)
     assert "raise the app's Heavy limit from 10 to at least" in forecast["fix"]
+
+
+def test_cliff_lost_recordings_are_reported_as_lost_and_never_retried(
+    emulator_factory: Callable[..., Emulator],
+    tmp_path: Path,
+    run_archiver: Run,
+    report: Callable[..., tuple[int, str]],
+) -> None:
+    # 40 recordings whose deadlines all fall in the next 3 s, at 10 a second: some cannot be saved.
+    c = cliff(emulator_factory, tmp_path, calls=40, lead=1.0, spread=2.0)
+    code, events = run_archiver(c.env, "run", "--since", since(c))
+    summary = summary_of(events)
+    lost = {e["recording_id"]: e["reason"] for e in events if e["event"] == "recording_lost"}
+    archived = {e["recording_id"] for e in events if e["event"] == "recording_archived"}
+    assert code == 1 and summary["outcome"] == "incomplete"
+    assert summary["lost"] == len(lost) > 0 and summary["pending"] == 0 and summary["failed"] == 0
+    assert set(lost) == set(deadlines(c)) - archived
+    assert all(reason.startswith("deleted by RingCentral: its retention ended ") for reason in lost.values())
+
+    code, out = report(c.env, "status", "--json")
+    status = json.loads(out)
+    assert code == 0 and status["counts"]["lost"] == len(lost)
+    assert {row["recording_id"]: row["reason"] for row in status["lost"]} == lost
+    code, text = report(c.env, "status")
+    assert f"LOST: deleted by RingCentral before they were archived ({len(lost)})" in text
+
+    # The next run does not ask for them again: lost is final, not "not ready" until exhausted.
+    refused = c.emulator.stats.snapshot()["requests"].get("content 404", 0)
+    code, events = run_archiver(c.env, "run", "--since", since(c))
+    summary = summary_of(events)
+    assert code == 0 and summary["lost"] == summary["pending"] == summary["archived"] == 0
+    assert c.emulator.stats.snapshot()["requests"].get("content 404", 0) == refused
+    code, out = report(c.env, "status", "--json")
+    assert [row["attempts"] for row in json.loads(out)["lost"]] == [0] * len(lost)
