@@ -82,7 +82,7 @@ def test_pace_needed_is_the_smallest_pace_that_loses_nothing_savable(
     if needed is None:
         assert found is None
         return
-    assert found == pytest.approx(needed, rel=1e-6)
+    assert found is not None and found == pytest.approx(needed, rel=1e-6)
     savable = [at(d) for d in deadlines if d > 0]
     assert forecast(savable, NOW, found).projected_loss == 0
     assert forecast(savable, NOW, found * 0.99).projected_loss > 0
