@@ -191,6 +191,7 @@ def test_deletion_with_object_lock_skips_objects_without_retention(
     plain = archiver_env(emulator, tmp_path, f"s3://{bucket}/o")
     assert run_archiver(plain, "run", "--since", SINCE)[0] == 0  # archived without any retention
     code, events = run_archiver({**plain, **LOCK, **DELETE}, "run", "--since", SINCE)
+    assert code == 0
     skipped = [e for e in events if e["event"] == "deletion_skipped"]
     assert len(skipped) == 12 and all("no Object Lock retention in place" in e["reason"] for e in skipped)
     assert summary_of(events)["deleted"] == 0 and emulator.stats.snapshot()["deleted"] == {}
