@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,3 +220,44 @@ def test_deletion_verify_repair_never_queues_a_recording_deleted_at_the_source(
     code, events = run_archiver(env, "run", "--since", SINCE)
     assert summary_of(events)["pending"] == 0 and summary_of(events)["failed"] == 0
     assert emulator.stats.snapshot()["requests"].get("content 404", 0) == 0
+
+
+def test_deletion_finds_the_one_already_gone_without_resending_the_batch_every_run(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
+) -> None:
+    emulator = backlog(emulator_factory, 8)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    assert run_archiver(env, "run", "--since", SINCE)[0] == 0
+    # Deleted at RingCentral already (another client, or our own call whose 204 was lost): RingCentral
+    # then refuses any batch naming it with 404, deleting nothing.
+    gone = sorted(recordings_in(dest))[3]
+    emulator.state.deletions.delete([gone], time.time())
+    code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
+    assert code == 0 and summary_of(events)["deleted"] == 7
+    assert set(emulator.stats.snapshot()["deleted"]) == set(recordings_in(dest)) - {gone}
+    (line,) = [
+        line for line in manifest_lines(dest) if line["recording_id"] == gone and line["event"] == "deleted"
+    ]
+    assert line["by"] == "not found at the source"
+    sent = delete_requests(emulator)
+    code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
+    assert code == 0 and delete_requests(emulator) == sent  # nothing left to delete, nothing resent
+
+
+def test_deletion_sends_nothing_for_recordings_past_their_retention(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
+) -> None:
+    emulator = backlog(emulator_factory, 6)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    assert run_archiver(env, "run", "--since", SINCE)[0] == 0
+    # A retention shorter than the calls' age: RingCentral has deleted them itself by now.
+    short = {**env, **DELETE, "RC_ARCHIVER_SOURCE_RETENTION": "1h", "RC_ARCHIVER_RISK_DAYS": "0"}
+    code, events = run_archiver(short, "run", "--since", SINCE)
+    assert code == 0 and summary_of(events)["deleted"] == 0 and delete_requests(emulator) == {}
+    lines = [line for line in manifest_lines(dest) if line["event"] == "deleted"]
+    assert sorted(line["recording_id"] for line in lines) == sorted(recordings_in(dest))
+    assert {line["by"] for line in lines} == {"retention"}
