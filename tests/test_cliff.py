@@ -249,3 +249,32 @@ def test_cliff_lost_recordings_are_reported_as_lost_and_never_retried(
     assert c.emulator.stats.snapshot()["requests"].get("content 404", 0) == refused
     code, out = report(c.env, "status", "--json")
     assert [row["attempts"] for row in json.loads(out)["lost"]] == [0] * len(lost)
+
+
+def test_cliff_dry_run_and_status_show_the_forecast_and_download_nothing(
+    emulator_factory: Callable[..., Emulator],
+    tmp_path: Path,
+    report: Callable[..., tuple[int, str]],
+) -> None:
+    # 30 recordings due within 2 s at 10 a second: a loss is certain, and the forecast must say so.
+    c = cliff(emulator_factory, tmp_path, calls=30, lead=1.0, spread=1.0)
+    code, dry = report(c.env, "run", "--dry-run", "--since", since(c))
+    would = [line.split()[2] for line in dry.splitlines() if line.startswith("would archive ")]
+    due = deadlines(c)
+    assert code == 0 and sorted(would) == sorted(due)
+    assert would == sorted(due, key=lambda rec: (due[rec], rec))  # the run's order: deadline first
+    assert "forecast: backlog 30, clears at " in dry and "to prevent the loss: ask RingCentral" in dry
+    code, out = report(c.env, "status", "--json")
+    status = json.loads(out)
+    forecast = status["forecast"]
+    assert forecast["backlog"] == 30 and 0 < forecast["projected_loss"] < 30
+    assert min(due.values()) - 0.01 <= epoch(forecast["first_loss_at"]) <= max(due.values()) + 0.01
+    saved = 30 - forecast["projected_loss"]  # each costs a tenth of a second of budget
+    assert epoch(forecast["clears_at"]) - time.time() <= saved / PACE + 0.5
+    assert "Heavy limit from 10 to at least" in status["forecast_advice"]
+    code, text = report(c.env, "status")
+    assert (
+        f"forecast     backlog 30, clears at {forecast['clears_at']}" in text
+        or "forecast     backlog 30" in text
+    )
+    assert c.emulator.stats.snapshot()["downloads"] == {}
