@@ -131,14 +131,15 @@ def scan_order_losses(c: Cliff, requests: list[tuple[str, float]]) -> int:
 def test_cliff_clearable_backlog_is_archived_with_zero_loss_oldest_deadline_first(
     emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
 ) -> None:
-    # 40 recordings at 10 a second: about 4 s of work; the oldest deadline is 3 s away.
+    # 60 recordings at 10 a second: about 6 s of work; the oldest deadline is 4 s away, then one
+    # every 0.2 s: clearable oldest first with 4 s to spare, not newest first.
     c = cliff(
-        emulator_factory, tmp_path, calls=40, lead=3.0, spread=12.0, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="1"
+        emulator_factory, tmp_path, calls=60, lead=4.0, spread=12.0, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="1"
     )
     code, events = run_archiver(c.env, "run", "--since", since(c))
     summary = summary_of(events)
     assert code == 0, summary
-    assert summary["archived"] == 40 and summary["lost"] == 0
+    assert summary["archived"] == 60 and summary["lost"] == 0
     due = deadlines(c)
     requests = content_requests(c)
     assert [rec for rec, _ in requests] == sorted(due, key=lambda rec: (due[rec], rec))  # deadline order
@@ -256,8 +257,8 @@ def test_cliff_dry_run_and_status_show_the_forecast_and_download_nothing(
     tmp_path: Path,
     report: Callable[..., tuple[int, str]],
 ) -> None:
-    # 30 recordings due within 2 s at 10 a second: a loss is certain, and the forecast must say so.
-    c = cliff(emulator_factory, tmp_path, calls=30, lead=1.0, spread=1.0)
+    # 30 recordings due 2 s to 3 s from now at 10 a second: a loss is certain; the forecast says so.
+    c = cliff(emulator_factory, tmp_path, calls=30, lead=2.0, spread=1.0)
     code, dry = report(c.env, "run", "--dry-run", "--since", since(c))
     would = [line.split()[2] for line in dry.splitlines() if line.startswith("would archive ")]
     due = deadlines(c)
