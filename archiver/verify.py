@@ -98,6 +98,7 @@ def verify(
         threading.Event(), OutageBreaker(threading.Event()), lambda seen: None, mark_done=False,
     )  # fmt: skip
     result.scan_errors = scan.days_unreadable
+    unrepairable: set[str] = set()
     for row in state.seen_in(scan_id):
         result.checked += 1
         if row.status == LOST:
@@ -108,6 +109,10 @@ def verify(
         result.rehashed += rehash and (problem is None or "content" in problem[1])
         if problem is not None:
             kind, why = problem
+            if row.deleted_at is not None:
+                # Our archive is all there is: no repair can download it again, so none is queued.
+                why += f"; deleted at the source {row.deleted_at.isoformat()}: it cannot be downloaded again"
+                unrepairable.add(row.recording_id)
             (result.missing if kind == "missing" else result.corrupt).append((row.recording_id, why))
     if manifests:
         chain = walk_chain(services.destination, state.meta_json(HEAD))
@@ -118,8 +123,11 @@ def verify(
             ]
     if repair:
         for recording_id, why in result.missing:
-            state.requeue(recording_id, f"verify: {why}")
+            if recording_id not in unrepairable:
+                state.requeue(recording_id, f"verify: {why}")
         for recording_id, why in result.corrupt:
+            if recording_id in unrepairable:
+                continue
             # force: the object under the key exists but is wrong, so it must be replaced
             state.requeue(recording_id, f"verify: {why}", force_upload=True)
     return result

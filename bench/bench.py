@@ -12,6 +12,10 @@ Rows (compare them across commits; each ratio is measured within one run of this
               to moto. Target: >= 200/s to a folder on 2 cores.
   memory      peak RSS of the archiver process while it archives one 1 GB recording to moto.
               Target: under 100 MB.
+  cliff       a backlog whose oldest recordings reach RingCentral's deletion deadline during the run,
+              at 10 Heavy requests per 2 s: recordings lost by ours (deadline order), by the same
+              request times handed out in scan order (newest call first), and by the naive client.
+              Target: zero lost by ours whenever the backlog is clearable in time (this one is).
 """
 
 from __future__ import annotations
@@ -288,10 +292,131 @@ def memory(size: int, work: Path, moto: MotoServer) -> dict[str, float]:
         }
 
 
+CLIFF_CALLS, CLIFF_LEAD, CLIFF_SPREAD = 60, 5.0, 20.0  # deadlines from 5 s to 25 s after the start
+CLIFF_ENDED = 3700.0  # the newest call started this long before the start (every call has ended)
+
+
+def cliff_config() -> tuple[EmulatorConfig, float]:
+    """A backlog whose deadlines (call start + retention) lie CLIFF_LEAD..+CLIFF_SPREAD seconds ahead:
+    clearable in deadline order at 5 a second (about 12 s of work), not in scan order."""
+    now = time.time()
+    retention = float(round(CLIFF_ENDED + CLIFF_LEAD + CLIFF_SPREAD))  # the state keeps whole seconds
+    data = DataOptions(
+        seed=4,
+        calls=CLIFF_CALLS,
+        days=CLIFF_SPREAD / 86400,
+        anchor=now + CLIFF_LEAD + CLIFF_SPREAD - retention,
+        fixed_size=512,
+        **NO_SHORTS,  # type: ignore[arg-type]
+    )
+    heavy = GroupLimit(PACED_LIMIT, PACED_WINDOW, PACED_WINDOW)
+    config = EmulatorConfig(data=data, heavy=heavy, record_delay=0, recording_delay=0, retention=retention)
+    return config, retention
+
+
+def cliff(work: Path) -> dict[str, Any]:
+    """Recordings lost: ours, the same pace in scan order, and the naive client (each on a fresh cliff)."""
+    config, retention = cliff_config()
+    with Emulator(config) as emu:
+        dest = work / "cliff"
+        dest.mkdir()
+        extra = {
+            "RC_ARCHIVER_SOURCE_RETENTION": f"{retention:.0f}s",
+            "RC_ARCHIVER_RISK_DAYS": "0",
+            "RC_ARCHIVER_LOOKBACK": "3h",
+            "RC_ARCHIVER_LOG_LEVEL": "info",
+        }
+        env = archiver_env(emu, work / "cliff-state", dest.as_uri(), f"{PACED_LIMIT}/{PACED_WINDOW}s", extra)
+        since = datetime.now(UTC) - timedelta(hours=3)
+        proc = subprocess.run(
+            [str(BIN / "rc-archiver"), "run", "--since", format_time(since)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,  # exit 1 when recordings are lost: that is the measurement
+        )
+        summary = next(
+            (json.loads(line) for line in proc.stdout.splitlines() if '"run_summary"' in line), None
+        )
+        if summary is None:
+            raise RuntimeError(
+                f"archiver exited {proc.returncode}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
+        deadlines = {item["recordingId"]: item["deadline"] for item in emu.ground_truth()}
+        offset = time.time() - time.monotonic()
+        slots = sorted(
+            datetime.fromtimestamp(t + offset, UTC)
+            for t, route, status in emu.stats.timeline
+            if route == "content" and status == 200
+        )
+        newest_first = sorted(deadlines, key=lambda rec: deadlines[rec], reverse=True)
+        scan_order = sum(
+            1 for rec, at in zip(newest_first, slots, strict=False) if format_time(at) >= deadlines[rec]
+        ) + max(0, len(newest_first) - len(slots))
+    config, _ = cliff_config()
+    with Emulator(config) as emu:
+        naive_lost = _naive_cliff(emu, config)
+    return {
+        "lost": summary["lost"],
+        "archived": summary["archived"],
+        "seconds": summary["seconds"],
+        "scan_order_lost": scan_order,
+        "naive_lost": naive_lost,
+        "recordings": len(deadlines),
+    }
+
+
+def _naive_cliff(emu: Emulator, cfg: EmulatorConfig) -> int:
+    """The naive client of `naive` (scan order, sleeps Retry-After on a 429) on a cliff: how many
+    recordings it finds already deleted when it asks for them."""
+    session = requests.Session()
+    token = session.post(
+        f"{emu.url}/restapi/oauth/token",
+        auth=(cfg.client_id, cfg.client_secret),
+        timeout=30,
+        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": cfg.jwt},
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def get(url: str, **params: Any) -> requests.Response:
+        while True:
+            reply = session.get(url, params=params or None, headers=headers, timeout=30)
+            if reply.status_code != 429:
+                return reply
+            time.sleep(float(reply.headers.get("Retry-After", "30")))
+
+    url: str | None = f"{emu.url}/restapi/v1.0/account/~/call-log"
+    params = {
+        "dateFrom": format_time(datetime.now(UTC) - timedelta(hours=3)),
+        "view": "Detailed",
+        "recordingType": "All",
+        "perPage": "1000",
+    }
+    seen: set[str] = set()
+    lost = 0
+    while url:
+        page = get(url, **params).json()
+        params = {}
+        for record in page["records"]:
+            for item in [record, *record.get("legs", [])]:
+                rec = item.get("recording")
+                if rec and rec["id"] not in seen:
+                    seen.add(rec["id"])
+                    lost += get(rec["contentUri"]).status_code == 404
+        url = (page["navigation"].get("nextPage") or {}).get("uri")
+    return lost
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
+    parser.add_argument("--only", choices=["cliff"], help="run one row only")
     args = parser.parse_args()
+    if args.only == "cliff":
+        with tempfile.TemporaryDirectory(prefix="rc-bench-") as tmp:
+            print(cliff_row(cliff(Path(tmp))))
+        return
     paced = 30 if args.quick else 60
     small = 500 if args.quick else 2000
     big = (100 if args.quick else 1024) * 1024 * 1024
@@ -303,6 +428,7 @@ def main() -> None:
             base = naive(paced)
             tp = throughput(small, work, moto)
             mem = memory(big, work, moto)
+            edge = cliff(work)
     finally:
         moto.stop()
     cpu = next(
@@ -334,6 +460,16 @@ def main() -> None:
     print(
         f"| peak RSS archiving one {big // 2**20} MB recording to moto | {mem['peak_rss_mb']:.0f} MB "
         f"({mem['mb_per_s']:.0f} MB/s) | | < 100 MB |"
+    )
+    print(cliff_row(edge))
+
+
+def cliff_row(row: dict[str, Any]) -> str:
+    return (
+        f"| cliff: recordings lost, {row['recordings']} whose deadlines fall {CLIFF_LEAD:.0f}-"
+        f"{CLIFF_LEAD + CLIFF_SPREAD:.0f} s into the run, at {PACED_LIMIT} per {PACED_WINDOW:.0f} s | "
+        f"{row['lost']} (deadline order, {row['seconds']:.1f} s; scan order at the same pace: "
+        f"{row['scan_order_lost']}) | {row['naive_lost']} | 0 when clearable |"
     )
 
 

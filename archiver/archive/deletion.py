@@ -21,7 +21,7 @@ import structlog
 from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
 from archiver.destinations.base import Destination
-from archiver.errors import ArchiverError, AuthError
+from archiver.errors import ArchiverError, AuthError, NotReady
 from archiver.ringcentral.client import RingCentralClient
 from archiver.state import RecordingRow, StateStore
 
@@ -33,6 +33,7 @@ BATCH = 100
 class DeletionResult:
     deleted: int = 0
     unverified: int = 0
+    gone: int = 0  # already deleted at the source (its retention, or another client): recorded only
     refused: str = ""
     would_delete: list[str] = field(default_factory=list)  # a dry run's list
 
@@ -61,6 +62,63 @@ def _verified(destination: Destination, row: RecordingRow, needs_lock: bool, now
     return ""
 
 
+class _Deleter:
+    """The deletion calls and their record in the state and the manifest."""
+
+    def __init__(
+        self,
+        client: RingCentralClient,
+        state: StateStore,
+        layout: Layout,
+        manifest: ManifestWriter,
+        now: Callable[[], datetime],
+        result: DeletionResult,
+    ) -> None:
+        self.client, self.state, self.layout, self.manifest = client, state, layout, manifest
+        self.now, self.result = now, result
+
+    def record(self, rows: list[RecordingRow], by: str) -> None:
+        ids = [row.recording_id for row in rows]
+        self.state.mark_deleted(ids, self.now())
+        for row in rows:
+            extra = {} if by == "us" else {"by": by}
+            self.manifest.add(
+                self.layout.manifest_entry(
+                    "deleted", row.recording_id, row.key, row.size, row.sha256, **extra
+                )
+            )
+        if by == "us":
+            self.result.deleted += len(ids)
+            log.info("recordings_deleted_at_source", recordings=len(ids), dry_run=False)
+        else:
+            self.result.gone += len(ids)
+            log.info("recordings_already_gone_at_source", recording_ids=ids, by=by)
+
+    def delete(self, rows: list[RecordingRow]) -> bool:
+        """Delete `rows` at RingCentral; False when refused (stop deleting)."""
+        ids = [row.recording_id for row in rows]
+        try:
+            self.client.delete_recordings(ids)
+        except AuthError as exc:
+            self.result.refused = str(exc)
+            log.error("deletion_refused", error=str(exc), fix=exc.hint or None, recordings=len(ids))
+            return False
+        except NotReady:
+            # RingCentral refuses the whole call when one id is not found: already deleted (by another
+            # client, or by our own call whose reply was lost). Find it by halves, or every run would
+            # send the same doomed batch again.
+            if len(rows) == 1:
+                self.record(rows, "not found at the source")
+                return True
+            middle = len(rows) // 2
+            return self.delete(rows[:middle]) and self.delete(rows[middle:])
+        except ArchiverError as exc:
+            log.warning("deletion_failed", reason=str(exc), recordings=len(ids))
+            return True  # tried again next run
+        self.record(rows, "us")
+        return True
+
+
 def delete_verified(
     client: RingCentralClient,
     destination: Destination,
@@ -75,38 +133,27 @@ def delete_verified(
 ) -> DeletionResult:
     result = DeletionResult()
     batch: list[RecordingRow] = []
+    deleter = _Deleter(client, state, layout, manifest, now, result)
 
     def send() -> bool:
         if not batch:
             return True
-        ids = [row.recording_id for row in batch]
-        if dry_run:
-            result.would_delete.extend(ids)
-        else:
-            try:
-                client.delete_recordings(ids)
-            except AuthError as exc:
-                result.refused = str(exc)
-                log.error("deletion_refused", error=str(exc), fix=exc.hint or None, recordings=len(ids))
-                return False
-            except ArchiverError as exc:
-                log.warning("deletion_failed", reason=str(exc), recordings=len(ids))
-                batch.clear()
-                return True  # tried again next run
-            when = now()
-            state.mark_deleted(ids, when)
-            for row in batch:
-                manifest.add(
-                    layout.manifest_entry("deleted", row.recording_id, row.key, row.size, row.sha256)
-                )
-        result.deleted += len(ids)
-        log.info("recordings_deleted_at_source", recordings=len(ids), dry_run=dry_run)
+        rows = list(batch)
         batch.clear()
-        return True
+        if dry_run:
+            result.would_delete.extend(row.recording_id for row in rows)
+            return True
+        return deleter.delete(rows)
 
     for row in state.deletable(now() - delete_after):
         if cancel.is_set():
             break
+        if row.deadline <= now():
+            # RingCentral's retention has deleted it already: no request, no read-back, nothing left
+            # to delete; recorded so that it is not read back again every run.
+            if not dry_run:
+                deleter.record([row], "retention")
+            continue
         try:
             why = _verified(destination, row, needs_lock, now())
         except ArchiverError as exc:

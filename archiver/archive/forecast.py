@@ -47,12 +47,13 @@ def forecast(deadlines: Iterable[datetime], now: datetime, per_second: float) ->
     for deadline in deadlines:
         backlog += 1
         turn = elapsed + step
-        if now + timedelta(seconds=min(turn, 1e12)) > deadline:
+        # In seconds, not datetimes: a turn that never comes (no budget) is lost, not an overflow.
+        if turn > (deadline - now).total_seconds():
             lost += 1
             first_loss = deadline if first_loss is None else min(first_loss, deadline)
             continue
-        elapsed = turn
-    clears = now + timedelta(seconds=min(elapsed, 1e12))
+        elapsed = turn  # never past the latest deadline, so always a datetime
+    clears = now + timedelta(seconds=elapsed)
     return Forecast(backlog, clears, lost, first_loss, per_second, elapsed)
 
 
@@ -62,10 +63,13 @@ def pace_needed(deadlines: list[datetime], now: datetime, current: float) -> flo
     savable = [d for d in deadlines if d > now]
     if not savable or forecast(savable, now, current).projected_loss == 0:
         return None
-    low, high = current, current * 2
+    # Some finite pace always saves them (each deadline is ahead); from no budget at all, start at
+    # one request a day.
+    low = max(current, 0.0)
+    high = low * 2 if low > 0 else 1 / 86400
     while forecast(savable, now, high).projected_loss > 0:
         high *= 2
-        if high > current * 1e6:
+        if high > 1e9:
             return None
     for _ in range(30):
         middle = (low + high) / 2
@@ -79,7 +83,7 @@ def advice(result: Forecast, needed: float | None, window: float) -> str:
         return ""
     parts = []
     if needed is not None:
-        limit = math.ceil(needed * window)
+        limit = math.ceil(round(needed * window, 6))  # the bisection ends a hair above the need
         current = result.per_second * window
         parts.append(
             f"ask RingCentral to raise the app's Heavy limit from {current:.0f} to at least {limit} per "

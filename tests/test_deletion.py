@@ -1,0 +1,263 @@
+"""Delete at the source after a verified archive (issue 14), against the emulator over HTTP.
+
+A recording is deleted at RingCentral only when its archived object has been read back and hashes to
+the sha256 taken while downloading (and, with Object Lock, its retention is in place), in batches of at
+most 100, opt in, and a refusal stops deletion, not archiving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from archiver.emulator import DataOptions, Emulator
+from archiver.models import format_time
+from tests.conftest import archiver_env, s3_objects
+
+Run = Callable[..., tuple[int, list[dict[str, Any]]]]
+SINCE = format_time(datetime.now(UTC) - timedelta(days=3))
+CAN_DELETE = "ReadCallLog ReadCallRecording EditCallLog"
+ONE_RECORDING_EACH = {
+    "unrecorded_fraction": 0.0,
+    "short_fraction": 0.0,
+    "fax_fraction": 0.0,
+    "transfer_fraction": 0.0,
+    "internal_fraction": 0.0,
+}
+DELETE = {"RC_ARCHIVER_DELETE_FROM_SOURCE": "true", "RC_ARCHIVER_DELETE_AFTER": "0s"}
+
+
+def backlog(start: Callable[..., Emulator], calls: int, scope: str = CAN_DELETE) -> Emulator:
+    data = DataOptions(seed=21, calls=calls, days=2, fixed_size=512, **ONE_RECORDING_EACH)  # type: ignore[arg-type]
+    return start(data=data, scope=scope)
+
+
+def summary_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in events if e["event"] == "run_summary")
+
+
+def recordings_in(root: Path) -> dict[str, Path]:
+    """recording id -> its archived audio file (the default key template names it by id)."""
+    return {
+        p.stem: p for p in root.rglob("*") if p.suffix in (".mp3", ".wav") and "_manifests" not in p.parts
+    }
+
+
+def manifest_lines(root: Path) -> list[dict[str, Any]]:
+    lines = []
+    for part in sorted((root / "_manifests").glob("*.jsonl")):
+        lines += [json.loads(line) for line in part.read_text().splitlines()[1:]]
+    return lines
+
+
+def delete_requests(emulator: Emulator) -> dict[str, int]:
+    requests = emulator.stats.snapshot()["requests"]
+    return {k: n for k, n in requests.items() if k.startswith("delete-recordings")}
+
+
+@pytest.fixture
+def report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str]]:
+    """`rc-archiver ARGS` in-process with exactly ENV: (exit code, stdout), for report commands."""
+    from archiver.cli import main
+
+    def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+        for name in [n for n in os.environ if n.startswith("RC_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        finally:
+            logging.getLogger().handlers.clear()
+        return code, capsys.readouterr().out
+
+    return run
+
+
+def test_deletion_deletes_exactly_the_verified_recordings_in_batches_of_100(
+    emulator_factory: Callable[..., Emulator],
+    tmp_path: Path,
+    run_archiver: Run,
+    report: Callable[..., tuple[int, str]],
+) -> None:
+    emulator = backlog(emulator_factory, 105)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    code, events = run_archiver(env, "run", "--since", SINCE)  # deletion off: the default
+    assert code == 0 and summary_of(events)["archived"] == 105 and summary_of(events)["deleted"] == 0
+    assert emulator.stats.snapshot()["deleted"] == {} and delete_requests(emulator) == {}
+
+    # Break three archived copies: one missing, one cut short, one with other bytes of the same size.
+    files = recordings_in(dest)
+    missing, short, altered = sorted(files)[:3]
+    files[missing].unlink()
+    files[short].write_bytes(files[short].read_bytes()[:100])
+    files[altered].write_bytes(bytes(512))
+    broken = {missing, short, altered}
+    verified = set(files) - broken
+
+    code, out = report({**env, **DELETE}, "run", "--dry-run", "--since", SINCE)
+    assert code == 0
+    would = {line.split()[-1] for line in out.splitlines() if line.startswith("would delete at the source ")}
+    assert would == verified and f"{len(verified)} recording(s) would be deleted at RingCentral" in out
+    assert emulator.stats.snapshot()["deleted"] == {} and delete_requests(emulator) == {}
+
+    code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
+    assert code == 0 and summary_of(events)["deleted"] == len(verified)
+    assert set(emulator.stats.snapshot()["deleted"]) == verified
+    assert delete_requests(emulator) == {"delete-recordings 204": 2}  # 102 ids: 100, then 2
+    skipped = {e["recording_id"]: e["reason"] for e in events if e["event"] == "deletion_skipped"}
+    assert set(skipped) == broken
+    assert "is missing" in skipped[missing] and "has 100 bytes, expected 512" in skipped[short]
+    assert "does not hash to the sha256" in skipped[altered]
+    deleted_lines = [line for line in manifest_lines(dest) if line["event"] == "deleted"]
+    assert sorted(line["recording_id"] for line in deleted_lines) == sorted(verified)
+
+    # Later runs and verify know we deleted them: no download, no deletion again, not missing.
+    downloads = emulator.stats.snapshot()["downloads"]
+    code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
+    assert summary_of(events)["archived"] == 0 and summary_of(events)["deleted"] == 0
+    assert emulator.stats.snapshot()["downloads"] == downloads
+    assert delete_requests(emulator) == {"delete-recordings 204": 2}
+    code, out = report(env, "verify", "--since", SINCE, "--sample", "100")
+    problems = {line.split()[1] for line in out.splitlines() if line.startswith(("missing ", "corrupt "))}
+    assert code == 1 and problems == broken
+    assert emulator.stats.snapshot()["downloads"] == downloads
+
+
+def test_deletion_refused_403_stops_deletion_with_one_error_while_archiving_goes_on(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
+) -> None:
+    emulator = backlog(emulator_factory, 20, scope="ReadCallLog ReadCallRecording")  # no EditCallLog
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    code, events = run_archiver(
+        archiver_env(emulator, tmp_path, dest.as_uri(), **DELETE), "run", "--since", SINCE
+    )
+    summary = summary_of(events)
+    assert summary["archived"] == 20 and len(recordings_in(dest)) == 20 and summary["deleted"] == 0
+    errors = [e for e in events if e["level"] == "error"]
+    assert [e["event"] for e in errors] == ["deletion_refused"]
+    assert "EditCallLog" in errors[0]["error"] and "RC_ARCHIVER_DELETE_FROM_SOURCE=false" in errors[0]["fix"]
+    assert delete_requests(emulator) == {"delete-recordings 403": 1}
+    assert emulator.stats.snapshot()["deleted"] == {}
+    assert code == 0
+
+
+def locked_bucket(s3_bucket: str) -> str:
+    bucket = f"{s3_bucket}-lock"
+    boto3.client("s3").create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    return bucket
+
+
+LOCK = {"RC_ARCHIVER_S3_OBJECT_LOCK_MODE": "GOVERNANCE", "RC_ARCHIVER_S3_OBJECT_LOCK_DAYS": "1"}
+
+
+def test_deletion_with_object_lock_deletes_once_retention_is_confirmed_and_lists_each_deletion(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run, s3_bucket: str
+) -> None:
+    emulator = backlog(emulator_factory, 12)
+    bucket = locked_bucket(s3_bucket)
+    env = archiver_env(emulator, tmp_path, f"s3://{bucket}/o", **LOCK, **DELETE)
+    code, events = run_archiver(env, "run", "--since", SINCE)
+    truth = {item["recordingId"] for item in emulator.ground_truth()}
+    assert code == 0 and summary_of(events)["deleted"] == 12
+    assert set(emulator.stats.snapshot()["deleted"]) == truth
+    objects = s3_objects(bucket, "o/_manifests/")
+    lines = [json.loads(line) for body in objects.values() for line in body.decode().splitlines()]
+    assert {line["recording_id"] for line in lines if line.get("event") == "deleted"} == truth
+    client = boto3.client("s3")
+    for key in objects:  # manifests are locked like recordings
+        assert client.head_object(Bucket=bucket, Key=key)["ObjectLockMode"] == "GOVERNANCE"
+
+
+def test_deletion_with_object_lock_skips_objects_without_retention(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run, s3_bucket: str
+) -> None:
+    emulator = backlog(emulator_factory, 12)
+    bucket = locked_bucket(s3_bucket)
+    plain = archiver_env(emulator, tmp_path, f"s3://{bucket}/o")
+    assert run_archiver(plain, "run", "--since", SINCE)[0] == 0  # archived without any retention
+    code, events = run_archiver({**plain, **LOCK, **DELETE}, "run", "--since", SINCE)
+    assert code == 0
+    skipped = [e for e in events if e["event"] == "deletion_skipped"]
+    assert len(skipped) == 12 and all("no Object Lock retention in place" in e["reason"] for e in skipped)
+    assert summary_of(events)["deleted"] == 0 and emulator.stats.snapshot()["deleted"] == {}
+    assert delete_requests(emulator) == {}
+
+
+def test_deletion_verify_repair_never_queues_a_recording_deleted_at_the_source(
+    emulator_factory: Callable[..., Emulator],
+    tmp_path: Path,
+    run_archiver: Run,
+    report: Callable[..., tuple[int, str]],
+) -> None:
+    emulator = backlog(emulator_factory, 5)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri(), **DELETE)
+    code, events = run_archiver(env, "run", "--since", SINCE)
+    assert code == 0 and summary_of(events)["deleted"] == 5
+    gone = sorted(recordings_in(dest))[0]
+    recordings_in(dest)[gone].unlink()  # the archive of a recording RingCentral no longer has
+    code, out = report(env, "verify", "--since", SINCE, "--repair")
+    (line,) = [line for line in out.splitlines() if line.startswith("missing ")]
+    assert code == 1 and gone in line and "deleted at the source" in line
+    # A queued repair would ask RingCentral for it, get "not found" and call it not ready until exhausted.
+    code, events = run_archiver(env, "run", "--since", SINCE)
+    assert summary_of(events)["pending"] == 0 and summary_of(events)["failed"] == 0
+    assert emulator.stats.snapshot()["requests"].get("content 404", 0) == 0
+
+
+def test_deletion_finds_the_one_already_gone_without_resending_the_batch_every_run(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
+) -> None:
+    emulator = backlog(emulator_factory, 8)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    assert run_archiver(env, "run", "--since", SINCE)[0] == 0
+    # Deleted at RingCentral already (another client, or our own call whose 204 was lost): RingCentral
+    # then refuses any batch naming it with 404, deleting nothing.
+    gone = sorted(recordings_in(dest))[3]
+    emulator.state.deletions.delete([gone], time.time())
+    code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
+    assert code == 0 and summary_of(events)["deleted"] == 7
+    assert set(emulator.stats.snapshot()["deleted"]) == set(recordings_in(dest)) - {gone}
+    (line,) = [
+        line for line in manifest_lines(dest) if line["recording_id"] == gone and line["event"] == "deleted"
+    ]
+    assert line["by"] == "not found at the source"
+    sent = delete_requests(emulator)
+    code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
+    assert code == 0 and delete_requests(emulator) == sent  # nothing left to delete, nothing resent
+
+
+def test_deletion_sends_nothing_for_recordings_past_their_retention(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
+) -> None:
+    emulator = backlog(emulator_factory, 6)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    assert run_archiver(env, "run", "--since", SINCE)[0] == 0
+    # A retention shorter than the calls' age: RingCentral has deleted them itself by now.
+    short = {**env, **DELETE, "RC_ARCHIVER_SOURCE_RETENTION": "1h", "RC_ARCHIVER_RISK_DAYS": "0"}
+    code, events = run_archiver(short, "run", "--since", SINCE)
+    assert code == 0 and summary_of(events)["deleted"] == 0 and delete_requests(emulator) == {}
+    lines = [line for line in manifest_lines(dest) if line["event"] == "deleted"]
+    assert sorted(line["recording_id"] for line in lines) == sorted(recordings_in(dest))
+    assert {line["by"] for line in lines} == {"retention"}
