@@ -172,12 +172,6 @@ def report(
     return run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pass spends a Heavy request on each recording whose deadline passes while it waits "
-    "in the queue (recording.py/run_pass.py), so it loses more than the forecast, which (by design) "
-    "gives those no turn; branch cliff-pass-defer has the fix",
-)
 def test_cliff_forecast_matches_the_loss_and_the_clear_time_within_15_percent(
     emulator_factory: Callable[..., Emulator],
     tmp_path: Path,

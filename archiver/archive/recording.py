@@ -61,8 +61,11 @@ class RecordingWork:
     now: Callable[[], datetime]
 
 
-def archive_one(work: RecordingWork, row: RecordingRow) -> Outcome | Then[Outcome]:
-    """The first stage (download pool): decide, download; hand the upload to the second stage."""
+def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False) -> Outcome | Then[Outcome]:
+    """The first stage (download pool): decide, download; hand the upload to the second stage.
+
+    With `defer_late`, a recording whose deadline has passed by its turn is handed back ("late")
+    without a request: the pass tries it after every live one, so it never takes a live one's turn."""
     recording = row.recording
     bound = log.bind(recording_id=recording.recording_id, call_id=recording.call_id)
     try:
@@ -77,6 +80,8 @@ def archive_one(work: RecordingWork, row: RecordingRow) -> Outcome | Then[Outcom
                 bound.info("recording_already_archived", key=stored.key)
                 work.breaker.success()
                 return Outcome(recording.recording_id, "found_stored")
+        if defer_late and work.now() >= row.deadline:
+            return Outcome(recording.recording_id, "late")
         path, downloaded = _download(work, row)
     except Exception as exc:  # every failure becomes an outcome: the pool never sees one
         return _failed(work, row, exc, "download")

@@ -36,7 +36,7 @@ from archiver.errors import ArchiverError, AuthError, event_name, exit_code_for,
 from archiver.models import Failure, RunSummary, format_time
 from archiver.ringcentral.client import RingCentralClient
 from archiver.settings import Settings
-from archiver.state import StateStore
+from archiver.state import RecordingRow, StateStore
 from archiver.windows import day_slices
 
 log = structlog.get_logger(__name__)
@@ -193,7 +193,17 @@ def _archive_due(
 ) -> int:
     """Everything due, in deadline order, through the two pools; returns the recordings abandoned."""
 
+    late: dict[str, RecordingRow] = {}
+    rows: dict[str, RecordingRow] = {}
+    lock = threading.Lock()
+
     def record(outcome: Outcome) -> None:
+        if outcome.kind == "late":
+            with lock:
+                late[outcome.recording_id] = rows[outcome.recording_id]
+            return
+        with lock:
+            rows.pop(outcome.recording_id, None)
         tally.add(outcome)
         on_progress()
 
@@ -210,9 +220,20 @@ def _archive_due(
                 break
             if row.last_seen_run != run_id:
                 tally.taken_up()  # a leftover of an earlier run, outside this window
-            if not pool.submit(lambda row=row: archive_one(work, row)):  # type: ignore[misc]
+            with lock:
+                rows[row.recording_id] = row
+            if not pool.submit(lambda row=row: archive_one(work, row, defer_late=True)):  # type: ignore[misc]
                 break
         finished = pool.drain(settings.stop_timeout.total_seconds())
+        if finished and late and not cancel.is_set():
+            # Those whose deadline passed before their turn: after every live one (RingCentral may
+            # still hold some), in deadline order.
+            with lock:
+                tail = sorted(late.values(), key=lambda r: (r.deadline, r.recording_id))
+            for row in tail:
+                if not pool.submit(lambda row=row: archive_one(work, row)):  # type: ignore[misc]
+                    break
+            finished = pool.drain(settings.stop_timeout.total_seconds())
         return 0 if finished else pool.active
     finally:
         pool.close()
