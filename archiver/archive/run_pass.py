@@ -139,7 +139,9 @@ def run_pass(
         abandoned = _archive_due(work, settings, run_id, cancel, tally, on_progress)
         if abandoned:  # their multipart uploads (and staged files) are aborted now, not left billed
             destination.recover(before=now())
-        _remember_pace(state, tally.summary().archived, time.monotonic() - archived_started, abandoned)
+        done = tally.summary()  # every outcome that cost a request counts toward the pace
+        spent = done.archived + done.failed + done.pending + done.lost
+        _remember_pace(state, spent, time.monotonic() - archived_started, abandoned)
         if settings.delete_from_source and not cancel.is_set():
             deleted = delete_verified(
                 client, destination, state, layout, manifest, settings.delete_after,
@@ -239,10 +241,10 @@ def _archive_due(
         pool.close()
 
 
-def _remember_pace(state: StateStore, archived: int, seconds: float, abandoned: int) -> None:
+def _remember_pace(state: StateStore, requests: int, seconds: float, abandoned: int) -> None:
     """The downloads' own pace, for the next forecast (only from a run long enough to tell)."""
-    if archived >= 50 and seconds > 0 and not abandoned:
-        state.set_meta_json(PACE, round(archived / seconds, 4))
+    if requests >= 50 and seconds > 0 and not abandoned:
+        state.set_meta_json(PACE, round(requests / seconds, 4))
 
 
 def _finish(

@@ -2,7 +2,7 @@
 
 Everything is derived from a seed, so two emulators started with the same options serve the same
 calls and byte-identical recordings, and a test can compute what a correct archiver must produce.
-The shapes follow ../shared/ringcentral/NOTES.md: recordings on records AND on legs (a transferred
+The shapes follow docs/ringcentral-api.md#records-legs-and-recordings: recordings on records AND on legs (a transferred
 call's second recording is only on a leg), internal calls logged twice with one recording,
 shortRecording records, calls without recordings, Automatic and OnDemand, mp3 and wav.
 On request (DataOptions.leg_only_fraction) also records with no recording of their own whose transfer
@@ -340,6 +340,6 @@ def parse_iso(value: str) -> float:
     """Parse an ISO 8601 timestamp as RingCentral accepts it, as epoch seconds; naive times are UTC.
 
     No repair of a space: an unencoded '+' arrives as a space at RingCentral too, and the request
-    fails there; the emulator must fail it the same way (NOTES.md, SDK traps).
+    fails there; the emulator must fail it the same way (docs/ringcentral-api.md#the-official-python-sdk).
     """
     return parse_time(value).timestamp()

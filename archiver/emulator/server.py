@@ -1,6 +1,6 @@
 """The RingCentral emulator: a platform listener and a media listener on loopback.
 
-Routes (as RingCentral serves them, see ../shared/ringcentral/NOTES.md):
+Routes (as RingCentral serves them, see docs/ringcentral-api.md#hosts):
   platform  POST /restapi/oauth/token          JWT bearer grant (and refresh, when enabled)
             POST /restapi/oauth/revoke
             GET  /restapi/v1.0/account/{~|id}/call-log
@@ -858,7 +858,7 @@ class _Handler(BaseHTTPRequestHandler):
         rec = self.state.data.recordings.get(recording_id)
         now = self.state.config.clock()
         if rec is None or not self.state.ready(rec, now) or self.state.gone(rec, now):
-            # A recording not (yet) available: 404 CMN-102 (NOTES.md, "Recordings"). A deleted one
+            # A recording not (yet) available: 404 CMN-102 (docs/ringcentral-api.md#u9-not-ready-and-deleted-recordings). A deleted one
             # (by the API or by retention) answers the same: RingCentral documents nothing else for
             # a recording it no longer has, and CMN-102 is its "resource not found".
             self._error(

@@ -1,7 +1,7 @@
 """Call-log records as the archiver needs them: the one place that reads RingCentral's JSON keys.
 
 A record carries a recording at its top level and/or on its legs (a transferred call's second recording
-often exists only on a leg: docs/ringcentral-api.md#records-and-legs), so every record yields the
+often exists only on a leg: docs/ringcentral-api.md#records-legs-and-recordings), so every record yields the
 distinct recordings of the record and of each leg. The raw record (and leg) travel along only for the
 sidecar, which keeps what RingCentral said about the call.
 """
