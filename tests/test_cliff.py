@@ -25,6 +25,8 @@ from archiver.emulator.data import parse_iso
 from archiver.models import format_time, parse_time
 from tests.conftest import archiver_env
 
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
+
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 PACE = 10  # Heavy requests a second: the budget that binds
 HEAVY = GroupLimit(PACE, 1.0, 1.0)

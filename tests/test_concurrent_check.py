@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from archiver.emulator import DataOptions, Emulator, GroupLimit
 from tests.helpers import (
     archiver_env,
@@ -17,6 +19,8 @@ from tests.helpers import (
     run_subprocess,
     start_run,
 )
+
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
 
 def test_check_during_a_run_into_the_same_folder_leaves_the_run_whole(

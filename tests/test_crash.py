@@ -31,6 +31,8 @@ from tests.helpers import (
     versions_per_key,
 )
 
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
+
 
 @pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_signals_at_random_moments_then_a_last_run_archives_each_recording_once(

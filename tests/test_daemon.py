@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from archiver.emulator import DataOptions, Emulator, FaultOptions
 from archiver.liveness import Liveness
 from archiver.metrics import StateFacts
@@ -24,6 +26,8 @@ from archiver.models import parse_time
 from archiver.schedule import JOB_ID, build_scheduler, health, run_daemon
 from archiver.settings import load_settings
 from tests.helpers import BIN, archiver_env, audio_by_recording, free_port, run_subprocess, wait_for_port
+
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
 
 def _lines(proc: subprocess.Popen[str], out: queue.Queue[str]) -> None:

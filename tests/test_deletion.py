@@ -23,6 +23,8 @@ from archiver.emulator import DataOptions, Emulator
 from archiver.models import format_time
 from tests.conftest import archiver_env, s3_objects
 
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
+
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 SINCE = format_time(datetime.now(UTC) - timedelta(days=3))
 CAN_DELETE = "ReadCallLog ReadCallRecording EditCallLog"

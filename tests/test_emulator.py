@@ -1,4 +1,4 @@
-"""The emulator behaves as RingCentral does (docs/ringcentral-api.md) and its replies validate against the spec."""
+"""The emulator behaves as RingCentral does (docs/ringcentral-api.md); replies validate against the spec."""
 
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ from archiver.emulator import Emulator
 from archiver.models import format_time
 from tests.conftest import archiver_env
 
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
+
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 Report = Callable[..., tuple[int, str]]
 NOW = datetime.now(UTC)

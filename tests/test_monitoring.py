@@ -25,6 +25,8 @@ from archiver.emulator import Emulator
 from archiver.metrics import Metrics, StateFacts
 from tests.helpers import BIN, SINCE, archiver_env, free_port, run_subprocess
 
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
+
 
 class PingReceiver:
     def __init__(self) -> None:

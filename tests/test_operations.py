@@ -23,6 +23,8 @@ from tests.helpers import (
     s3_objects,
 )
 
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
+
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 
 

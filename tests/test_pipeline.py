@@ -24,6 +24,8 @@ from tests.helpers import (
     summary_of,
 )
 
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
+
 
 def test_archive_multi_day_window_to_folder_matches_ground_truth(
     emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run

@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 
 from archiver.emulator import Emulator
 from tests.helpers import SINCE, archiver_env, events_of, run_subprocess, slow_emulator, start_run
+
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
 
 def s3_state_env(emulator: Emulator, tmp_path: Path, bucket: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from archiver.emulator import DataOptions, Emulator, FaultOptions, GroupLimit
 from tests.helpers import (
@@ -20,6 +21,8 @@ from tests.helpers import (
     s3_objects,
     summary_of,
 )
+
+pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 HEAVY = ("call-log", "recording", "content")
