@@ -93,13 +93,13 @@ def emulator(emulator_factory: Callable[..., Emulator]) -> Emulator:
 
 
 @pytest.fixture
-def run_archiver(
+def report(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., tuple[int, list[dict[str, Any]]]]:
-    """Run `rc-archiver ARGS` in-process with exactly ENV (plus AWS_*); returns (exit code, log events)."""
+) -> Callable[..., tuple[int, str]]:
+    """Run `rc-archiver ARGS` in-process with exactly ENV (plus AWS_*); returns (exit code, stdout)."""
     from archiver.cli import main
 
-    def run(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, Any]]]:
+    def run(env: dict[str, str], *args: str) -> tuple[int, str]:
         for name in list(os.environ):
             if name.startswith(("RC_", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")):
                 monkeypatch.delenv(name)
@@ -110,7 +110,17 @@ def run_archiver(
             code = main(list(args))
         finally:
             logging.getLogger().handlers.clear()  # the handler wrote to capsys' stream, which closes
-        out = capsys.readouterr().out
+        return code, capsys.readouterr().out
+
+    return run
+
+
+@pytest.fixture
+def run_archiver(report: Callable[..., tuple[int, str]]) -> Callable[..., tuple[int, list[dict[str, Any]]]]:
+    """Like `report`, with stdout's log lines parsed: (exit code, log events)."""
+
+    def run(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, Any]]]:
+        code, out = report(env, *args)
         return code, parse_events(out)
 
     return run

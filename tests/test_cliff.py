@@ -9,8 +9,6 @@ budget is small (10 a second) so that it binds.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,29 +147,6 @@ def test_cliff_clearable_backlog_is_archived_with_zero_loss_oldest_deadline_firs
     # The oldest deadline passed during the run: scan order, at the same pace, would have lost some.
     assert min(due.values()) < max(at for _, at in requests)
     assert scan_order_losses(c, requests) > 0
-
-
-@pytest.fixture
-def report(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., tuple[int, str]]:
-    """`rc-archiver ARGS` in-process with exactly ENV: (exit code, stdout). For the report commands
-    (status, verify, a dry run), whose stdout is the report and whose log goes to stderr."""
-    from archiver.cli import main
-
-    def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-        for name in [n for n in os.environ if n.startswith("RC_")]:
-            monkeypatch.delenv(name)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        finally:
-            logging.getLogger().handlers.clear()
-        return code, capsys.readouterr().out
-
-    return run
 
 
 def test_cliff_forecast_matches_the_loss_and_the_clear_time_within_15_percent(

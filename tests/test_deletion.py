@@ -8,8 +8,6 @@ most 100, opt in, and a refusal stops deletion, not archiving.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -64,28 +62,6 @@ def manifest_lines(root: Path) -> list[dict[str, Any]]:
 def delete_requests(emulator: Emulator) -> dict[str, int]:
     requests = emulator.stats.snapshot()["requests"]
     return {k: n for k, n in requests.items() if k.startswith("delete-recordings")}
-
-
-@pytest.fixture
-def report(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., tuple[int, str]]:
-    """`rc-archiver ARGS` in-process with exactly ENV: (exit code, stdout), for report commands."""
-    from archiver.cli import main
-
-    def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-        for name in [n for n in os.environ if n.startswith("RC_")]:
-            monkeypatch.delenv(name)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        finally:
-            logging.getLogger().handlers.clear()
-        return code, capsys.readouterr().out
-
-    return run
 
 
 def test_deletion_deletes_exactly_the_verified_recordings_in_batches_of_100(

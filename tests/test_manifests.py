@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,26 +24,6 @@ Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 Report = Callable[..., tuple[int, str]]
 NOW = datetime.now(UTC)
 SINCE = format_time(NOW - timedelta(days=6))  # the emulator's calls lie within 3 days
-
-
-@pytest.fixture
-def report(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Report:
-    """`rc-archiver ARGS` in-process with exactly ENV: (exit code, stdout), for report commands."""
-    from archiver.cli import main
-
-    def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-        for name in [n for n in os.environ if n.startswith("RC_")]:
-            monkeypatch.delenv(name)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        finally:
-            logging.getLogger().handlers.clear()
-        return code, capsys.readouterr().out
-
-    return run
 
 
 def three_runs(emulator: Emulator, tmp_path: Path, run_archiver: Run) -> tuple[dict[str, str], list[Path]]:
