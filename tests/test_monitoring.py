@@ -143,6 +143,45 @@ def test_daemon_serves_metrics_and_health(emulator: Emulator, tmp_path: Path) ->
         assert proc.wait(timeout=30) == 0
 
 
+def test_daemon_restarted_on_a_state_serves_its_gauges_before_any_run(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """After a restart (an upgrade) the gauges come from the state file at once: no false 'stale'
+    alert, and 'at risk' can fire before the next scheduled run."""
+    import signal
+
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    port = free_port()
+    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_METRICS_ADDR=f"127.0.0.1:{port}")
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    archived = len(emulator.ground_truth())
+    requests_before = emulator.stats.snapshot()["requests"]
+    proc = subprocess.Popen(  # no --run-now: the next run is the schedule's, hours away
+        [str(BIN / "rc-archiver"), "daemon"],
+        env={"PATH": os.environ["PATH"], **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline, text = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and "rc_archiver_recordings{" not in text:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.2)
+        values = samples(text)
+        assert values['rc_archiver_recordings{status="archived"}'] == archived
+        assert values["rc_archiver_last_success_timestamp_seconds"] > time.time() - 600
+        assert values["rc_archiver_last_run_exit_code"] == 0
+        assert values['rc_archiver_last_run_outcome{outcome="ok"}'] == 1
+        assert values["rc_archiver_backlog_recordings"] == 0
+        assert emulator.stats.snapshot()["requests"] == requests_before  # served from the state alone
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
 # -- Metrics from hand-built state facts (the caller reads them from the state) ----------------------
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
