@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.emulator import DataOptions, Emulator, GroupLimit
+from archiver.emulator import DataOptions, Emulator, FaultOptions
 from tests.helpers import (
     archiver_env,
     assert_matches_ground_truth,
@@ -26,9 +26,11 @@ pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.c
 def test_check_during_a_run_into_the_same_folder_leaves_the_run_whole(
     emulator_factory: Callable[..., Emulator], tmp_path: Path
 ) -> None:
-    # Large-ish recordings at 20 a second: uploads are in flight whenever a check probes the folder.
+    # Large-ish recordings, each answered after 0.3 s: uploads are in flight whenever a check probes
+    # the folder. (Raised limits: the checks spend the same service user's budget.)
     emu = emulator_factory(
-        data=DataOptions(seed=61, calls=50, days=1, fixed_size=400_000), heavy=GroupLimit(20, 1.0, 1.0)
+        data=DataOptions(seed=61, calls=50, days=1, fixed_size=400_000),
+        faults=FaultOptions(rates={"slow": 1.0}, slow_seconds=0.3, routes=frozenset({"content"})),
     )
     dest = tmp_path / "archive"
     dest.mkdir()
