@@ -65,6 +65,7 @@ def archive_one(work: RecordingWork, row: RecordingRow) -> Outcome | Then[Outcom
     """The first stage (download pool): decide, download; hand the upload to the second stage."""
     recording = row.recording
     bound = log.bind(recording_id=recording.recording_id, call_id=recording.call_id)
+    stage = "lookup"  # asking the destination: its failures are the destination's, not RingCentral's
     try:
         if not row.force_upload:
             stored = work.layout.find_stored(work.destination, recording)
@@ -77,9 +78,10 @@ def archive_one(work: RecordingWork, row: RecordingRow) -> Outcome | Then[Outcom
                 bound.info("recording_already_archived", key=stored.key)
                 work.breaker.success()
                 return Outcome(recording.recording_id, "found_stored")
+        stage = "download"
         path, downloaded = _download(work, row)
     except Exception as exc:  # every failure becomes an outcome: the pool never sees one
-        return _failed(work, row, exc, "download")
+        return _failed(work, row, exc, stage)
     work.breaker.success()
     return Then(lambda: _store(work, row, path, downloaded), lambda: path.unlink(missing_ok=True))
 
