@@ -6,6 +6,7 @@ as when a network path or a server dies. Restore: connections are forwarded agai
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -15,10 +16,8 @@ LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST i
 
 
 def _reset(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-    except OSError:
-        pass
     sock.close()
 
 
@@ -123,8 +122,6 @@ class TcpProxy:
                 self._open.discard(dst)
             if known:
                 for sock in (src, dst):
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                     sock.close()

@@ -146,3 +146,112 @@ def test_outage_s3_cut_mid_run_stops_with_exit_4_and_charges_nothing(
     s3_proxy.restore()
     healthy_run(env)
     assert_everything_archived(emu, stored_files(s3_bucket))
+
+
+def folder_files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".rc-archiver-staging" not in p.parts
+    }
+
+
+def test_outage_ringcentral_dying_mid_run_stops_with_exit_6_and_charges_nothing(
+    paced_emulator: Emulator, tmp_path: Path
+) -> None:
+    emu = paced_emulator
+    with TcpProxy.to_url(emu.url) as platform, TcpProxy.to_url(emu.media_url) as media:
+        # The call log names its content URIs from these: every RingCentral request goes through a proxy.
+        emu.state.platform_url, emu.state.media_url = platform.url, media.url
+        dest = tmp_path / "archive"
+        dest.mkdir()
+        # Four downloads in flight: three of them fail their retries (about 20 s) side by side; what
+        # is still in flight when the breaker trips is abandoned after a second, not retried to its end.
+        env = archiver_env(
+            emu,
+            tmp_path,
+            dest.as_uri(),
+            RC_SERVER_URL=platform.url,
+            RC_ARCHIVER_DOWNLOAD_CONCURRENCY="4",
+            RC_ARCHIVER_STOP_TIMEOUT="1s",
+        )
+        proc = start_run(env)
+        try:
+            wait_until(lambda: len(folder_files(dest)) >= 20, proc, "some recordings were archived")
+            platform.cut()
+            media.cut()
+            started = time.monotonic()
+            out, err = proc.communicate(timeout=WAIT)
+        finally:
+            proc.kill()
+        stopped_after = time.monotonic() - started
+        assert proc.returncode == 6, out[-3000:] + err[-3000:]
+        error = assert_one_clean_error(out, err, "ring_central_unavailable", "outage", 6)
+        assert "RingCentral" in error["error"]
+        assert stopped_after < WAIT  # within a minute or two, not one retry series per recording
+        assert attempts_charged(tmp_path / "state" / "state.db") == 0
+        assert 0 < len(audio_of(folder_files(dest))) < len(emu.ground_truth())
+        platform.restore()
+        media.restore()
+        healthy_run(env)
+    assert_everything_archived(emu, folder_files(dest))
+
+
+@pytest.fixture
+def small_spool(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs: a real file system that runs out of space (ENOSPC), unmounted afterwards."""
+    mount_point = tmp_path / "small-spool"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_outage_full_spool_disk_stops_with_exit_4_uploads_and_charges_nothing(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str, small_spool: Path
+) -> None:
+    emu = emulator_factory(data=DataOptions(seed=43, calls=10, days=1, fixed_size=3 * MB))
+    env = archiver_env(emu, tmp_path, f"s3://{s3_bucket}", RC_ARCHIVER_SPOOL_DIR=str(small_spool))
+    result = run_subprocess(env, "run", "--since", SINCE, timeout=WAIT)
+    assert result.returncode == 4, result.stdout[-3000:] + result.stderr[-3000:]
+    error = assert_one_clean_error(result.stdout, result.stderr, "spool_error", "destination", 4)
+    assert "RC_ARCHIVER_SPOOL_DIR" in error["fix"]
+    assert s3_objects(s3_bucket) == {}  # not one partial recording, sidecar or manifest uploaded
+    assert attempts_charged(tmp_path / "state" / "state.db") == 0
+    assert list(small_spool.rglob("*.part")) == []  # what was half written is gone again
+    healthy_run({**env, "RC_ARCHIVER_SPOOL_DIR": str(tmp_path / "spool")})
+    assert_everything_archived(emu, s3_objects(s3_bucket))
+
+
+def multipart_uploads(bucket: str) -> list[dict[str, Any]]:
+    return list(boto3.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+def test_outage_sigkill_during_multipart_upload_leaves_nothing_once_the_next_run_ends(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str
+) -> None:
+    emu = emulator_factory(data=DataOptions(seed=47, calls=6, days=1, fixed_size=12 * MB))
+    env = archiver_env(
+        emu, tmp_path, f"s3://{s3_bucket}", RC_ARCHIVER_MULTIPART_THRESHOLD=str(5 * MB)
+    )  # the minimum: each 12 MB recording goes up in three parts
+    for _ in range(3):  # the kill may land just as the last upload completes: then kill again
+        proc = start_run(env)
+        try:
+            wait_until(lambda: bool(multipart_uploads(s3_bucket)), proc, "a multipart upload started")
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=WAIT)
+        finally:
+            proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+        if multipart_uploads(s3_bucket):
+            break
+    assert multipart_uploads(s3_bucket)  # the kill left one: parts stored (and billed)
+    healthy_run(env)
+    assert multipart_uploads(s3_bucket) == []
+    assert_everything_archived(emu, s3_objects(s3_bucket))
