@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,10 @@ import boto3
 import pytest
 
 from archiver.emulator import DataOptions, Emulator, GroupLimit
+from archiver.lifecycle import RunRequest, execute_run
+from archiver.metrics import Metrics
 from archiver.models import format_time
+from archiver.settings import load_settings
 from tests.conftest import AWS_ENV, BIN, archiver_env, run_subprocess, s3_objects
 from tests.proxy import TcpProxy
 
@@ -229,8 +233,10 @@ def test_outage_full_spool_disk_stops_with_exit_4_uploads_and_charges_nothing(
     assert_everything_archived(emu, s3_objects(s3_bucket))
 
 
-def multipart_uploads(bucket: str) -> list[dict[str, Any]]:
-    return list(boto3.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+def multipart_uploads(bucket: str) -> list[str]:
+    """The ids of the multipart uploads under way in the bucket."""
+    uploads = boto3.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return [upload.get("UploadId", "") for upload in uploads]
 
 
 def test_outage_sigkill_during_multipart_upload_leaves_nothing_once_the_next_run_ends(
@@ -255,3 +261,50 @@ def test_outage_sigkill_during_multipart_upload_leaves_nothing_once_the_next_run
     healthy_run(env)
     assert multipart_uploads(s3_bucket) == []
     assert_everything_archived(emu, s3_objects(s3_bucket))
+
+
+def metric(path: Path, series: str) -> float:
+    for line in path.read_text().splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {series} in {path}")
+
+
+def test_metrics_file_that_cannot_be_written_is_one_warning_never_a_failed_run(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the metrics folder should be\\n")
+    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_METRICS_FILE=str(blocker / "rc.prom"))
+    result = run_subprocess(env, "run", "--since", SINCE, timeout=WAIT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    events = events_of(result.stdout)
+    warnings = [e["event"] for e in events if e["level"] in ("warning", "error")]
+    assert warnings == ["metrics_file_not_written"]
+    (summary,) = [e for e in events if e["event"] == "run_summary"]
+    assert summary["outcome"] == "ok" and summary["archived"] == len(emulator.ground_truth())
+
+
+def test_metrics_file_says_down_after_a_failed_run_and_up_after_the_next_good_one(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the daemon runs them: one process, one Metrics, one run after another."""
+    dest = tmp_path / "archive"  # not there yet: the first run cannot use its destination
+    metrics_file = tmp_path / "metrics" / "rc.prom"
+    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_METRICS_FILE=str(metrics_file))
+    for name in [n for n in os.environ if n.startswith("RC_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings, metrics = load_settings(), Metrics()
+    request = RunRequest(since=datetime.now(UTC) - timedelta(days=6))
+    failed = execute_run(settings, request, threading.Event(), metrics)
+    assert failed.exit_code == 4 and failed.outcome == "destination"
+    assert metric(metrics_file, "rc_archiver_up") == 0
+    dest.mkdir()
+    healthy = execute_run(settings, request, threading.Event(), metrics)
+    assert healthy.exit_code == 0 and healthy.archived == len(emulator.ground_truth())
+    assert metric(metrics_file, "rc_archiver_up") == 1
