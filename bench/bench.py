@@ -41,7 +41,7 @@ from archiver.models import format_time
 
 BIN = Path(sys.executable).parent
 RAISED = GroupLimit(1_000_000, 60.0, 60.0)  # "limits off": an account whose limits RingCentral raised
-NO_SHORTS = {
+NO_SHORTS: dict[str, Any] = {
     "unrecorded_fraction": 0.0,
     "short_fraction": 0.0,
     "fax_fraction": 0.0,
