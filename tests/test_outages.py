@@ -308,3 +308,32 @@ def test_metrics_file_says_down_after_a_failed_run_and_up_after_the_next_good_on
     healthy = execute_run(settings, request, threading.Event(), metrics)
     assert healthy.exit_code == 0 and healthy.archived == len(emulator.ground_truth())
     assert metric(metrics_file, "rc_archiver_up") == 1
+
+
+def test_outage_s3_cut_during_multipart_uploads_still_exits_4_and_the_next_run_aborts_them(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, s3_bucket: str, s3_proxy: TcpProxy
+) -> None:
+    emu = emulator_factory(data=DataOptions(seed=59, calls=8, days=1, fixed_size=12 * MB))
+    env = archiver_env(
+        emu,
+        tmp_path,
+        f"s3://{s3_bucket}",
+        AWS_ENDPOINT_URL=s3_proxy.url,
+        RC_ARCHIVER_MULTIPART_THRESHOLD=str(5 * MB),
+        RC_ARCHIVER_S3_MAX_ATTEMPTS="2",
+        RC_ARCHIVER_STOP_TIMEOUT="1s",  # uploads still retrying when the breaker trips are abandoned
+    )
+    proc = start_run(env)
+    try:
+        wait_until(lambda: bool(multipart_uploads(s3_bucket)), proc, "a multipart upload started")
+        s3_proxy.cut()
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        proc.kill()
+    assert proc.returncode == 4, out[-3000:] + err[-3000:]
+    assert_one_clean_error(out, err, "destination_error", "destination", 4)
+    assert attempts_charged(tmp_path / "state" / "state.db") == 0
+    s3_proxy.restore()
+    healthy_run(env)
+    assert multipart_uploads(s3_bucket) == []
+    assert_everything_archived(emu, s3_objects(s3_bucket))
