@@ -16,8 +16,12 @@ LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST i
 
 
 def _reset(sock: socket.socket) -> None:
+    """Reset a connection now. shutdown() first: a close() alone waits for a pump thread's blocked
+    recv() on the same socket to return, which on an idle connection is never."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     sock.close()
 
 
