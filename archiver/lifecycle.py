@@ -154,6 +154,8 @@ def _finish(summary: RunSummary, settings: Settings, metrics: Metrics, heartbeat
     metrics.record_run(summary.as_dict())
     if summary.error:
         metrics.mark_failed()
+    else:  # the daemon keeps its metrics across runs: a run that did not fail is up again
+        metrics.mark_up()
     if settings.metrics_file is not None:
         metrics.write_textfile(settings.metrics_file)
     if settings.pushgateway_url:

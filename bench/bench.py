@@ -18,6 +18,8 @@ Rows (compare them across commits; each ratio is measured within one run of this
               at 10 Heavy requests per 2 s: recordings lost by ours (deadline order), by the same
               request times handed out in scan order (newest call first), and by the naive client.
               Target: zero lost by ours whenever the backlog is clearable in time (this one is).
+  flat        peak RSS archiving 5,000 and 50,000 small recordings in one run (limits off, to a
+              folder). Target: the larger within 1.2x the smaller, and under 120 MB.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from archiver.models import format_time
 
 BIN = Path(sys.executable).parent
 RAISED = GroupLimit(1_000_000, 60.0, 60.0)  # "limits off": an account whose limits RingCentral raised
-NO_SHORTS = {
+NO_SHORTS: dict[str, Any] = {
     "unrecorded_fraction": 0.0,
     "short_fraction": 0.0,
     "fax_fraction": 0.0,
@@ -451,6 +453,28 @@ def _naive_cliff(emu: Emulator, cfg: EmulatorConfig) -> int:
     return lost
 
 
+def memory_flat(counts: tuple[int, ...], work: Path) -> dict[int, float]:
+    """Peak RSS (MB) of one run archiving each count of 2 KB recordings: memory must not grow with it."""
+    out: dict[int, float] = {}
+    for count in counts:
+        cfg = EmulatorConfig(
+            data=DataOptions(seed=4, calls=count, days=2.0, fixed_size=2048, **NO_SHORTS),
+            heavy=RAISED,
+            record_delay=0,
+            recording_delay=0,
+        )
+        with Emulator(cfg) as emu:
+            dest = work / f"flat-{count}"
+            dest.mkdir()
+            extra = {"RC_ARCHIVER_DOWNLOAD_CONCURRENCY": "8", "RC_ARCHIVER_UPLOAD_CONCURRENCY": "8"}
+            env = archiver_env(emu, work / f"flat-{count}-state", dest.as_uri(), "1000000/60s", extra)
+            summary, _, peak = run_archiver(env, datetime.now(UTC) - timedelta(days=3))
+            if summary["archived"] < count * 0.99 or summary["archived"] != summary["found"]:
+                raise RuntimeError(f"archived {summary['archived']} of {summary['found']} found")
+            out[count] = peak / 1e6
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
@@ -463,6 +487,7 @@ def main() -> None:
     paced = 30 if args.quick else 60
     small = 500 if args.quick else 2000
     big = (100 if args.quick else 1024) * 1024 * 1024
+    flat_counts = (1_000, 10_000) if args.quick else (5_000, 50_000)
     moto = MotoServer()
     try:
         with tempfile.TemporaryDirectory(prefix="rc-bench-") as tmp:
@@ -472,6 +497,7 @@ def main() -> None:
             base = naive(paced)
             tp = throughput(small, work, moto)
             mem = memory(big, work, moto)
+            flat = memory_flat(flat_counts, work)
             edge = cliff(work)
     finally:
         moto.stop()
@@ -508,6 +534,11 @@ def main() -> None:
     print(
         f"| peak RSS archiving one {big // 2**20} MB recording to moto | {mem['peak_rss_mb']:.0f} MB "
         f"({mem['mb_per_s']:.0f} MB/s) | | < 100 MB |"
+    )
+    few, many = flat_counts
+    print(
+        f"| peak RSS archiving {few:,} / {many:,} 2 KB recordings to a folder | {flat[few]:.0f} / "
+        f"{flat[many]:.0f} MB ({flat[many] / flat[few]:.2f}x) | | <= 1.2x, < 120 MB |"
     )
     print(cliff_row(edge))
 

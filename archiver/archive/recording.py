@@ -68,6 +68,7 @@ def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False
     without a request: the pass tries it after every live one, so it never takes a live one's turn."""
     recording = row.recording
     bound = log.bind(recording_id=recording.recording_id, call_id=recording.call_id)
+    stage = "lookup"  # asking the destination: its failures are the destination's, not RingCentral's
     try:
         if not row.force_upload:
             stored = work.layout.find_stored(work.destination, recording)
@@ -82,9 +83,10 @@ def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False
                 return Outcome(recording.recording_id, "found_stored")
         if defer_late and work.now() >= row.deadline:
             return Outcome(recording.recording_id, "late")
+        stage = "download"
         path, downloaded = _download(work, row)
     except Exception as exc:  # every failure becomes an outcome: the pool never sees one
-        return _failed(work, row, exc, "download")
+        return _failed(work, row, exc, stage)
     work.breaker.success()
     return Then(lambda: _store(work, row, path, downloaded), lambda: path.unlink(missing_ok=True))
 
