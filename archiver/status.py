@@ -50,7 +50,7 @@ def state_facts(state: StateStore, settings: Settings, now: datetime) -> StateFa
         last_run_outcome=last["outcome"] if last else None,
         last_run_exit_code=last["exit_code"] if last else None,
         oldest_pending=state.oldest_unarchived(),
-        at_risk=len(state.at_risk(now - timedelta(days=settings.risk_days))),
+        at_risk=state.count_at_risk(now - timedelta(days=settings.risk_days)),
         backlog=result.backlog,
         projected_loss=result.projected_loss,
         seconds_to_clear=result.seconds_to_clear,

@@ -296,12 +296,6 @@ def test_recording_force_upload_downloads_again_even_when_stored(make_rig: Calla
     assert run_both_stages(again).kind == "archived" and rig.downloads() == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: breaker.py keeps one count for every world and recording.py calls breaker.success() "
-    "after each download, so a destination that fails every upload is never tripped while downloads "
-    "succeed in between: the run goes on downloading everything (hours at RingCentral's pace)",
-)
 def test_recording_uploads_that_keep_failing_trip_the_breaker_though_downloads_succeed(
     make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -321,12 +315,6 @@ def test_recording_uploads_that_keep_failing_trip_the_breaker_though_downloads_s
     assert isinstance(rig.breaker.tripped, DestinationError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: recording.py _download names the spool file after the raw recording id "
-    "(prefix=f'{row.recording_id[:40]}-'): an id with a '/' fails to create it, which is taken for "
-    "an unwritable spool (a failing world, exit 4) instead of that one recording's problem",
-)
 def test_recording_an_id_with_a_slash_is_that_recordings_problem_not_the_spools(
     make_rig: Callable[..., Rig],
 ) -> None:

@@ -251,12 +251,6 @@ def test_transfer_jobs_see_the_submitters_context_in_both_stages(
     assert marker.get() == "unset"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: transfer.py _run_second calls then.cleanup() before releasing the slot and ending the "
-    "job, so a cleanup that raises (the spool file cannot be removed: EACCES, EROFS) leaves the job "
-    "active forever and drain() never returns unless the run is stopping",
-)
 def test_transfer_a_failing_cleanup_still_frees_its_slot_and_ends_the_job(
     make_pool: Callable[..., TwoStagePool[str]], cancel: threading.Event, results: Results
 ) -> None:

@@ -315,7 +315,12 @@ def test_settings_docs_check_names_each_drifted_file(
 ) -> None:
     (tmp_path / "config").mkdir()
     readme = (ROOT / "README.md").read_text()
-    (tmp_path / "README.md").write_text(readme.replace("`RC_ARCHIVER_SOURCE_CAP`", "`RC_OLD`"))
+    start, end = readme.index("<!-- settings:start -->"), readme.index("<!-- settings:end -->")
+    # Drift inside the generated table only (the prose around it names settings too).
+    drifted = (
+        readme[:start] + readme[start:end].replace("`RC_ARCHIVER_SOURCE_CAP`", "`RC_OLD`") + readme[end:]
+    )
+    (tmp_path / "README.md").write_text(drifted)
     (tmp_path / "config" / "rc-archiver.example.toml").write_text(EXAMPLE.read_text() + "# edited\n")
     assert settings_docs.main(["--check", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err

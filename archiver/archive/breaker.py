@@ -43,17 +43,22 @@ class OutageBreaker:
         self._cancel = cancel
         self._threshold = threshold
         self._lock = threading.Lock()
-        self._consecutive = 0
+        # Counted per world: downloads that succeed say nothing about a destination that keeps failing.
+        self._consecutive: dict[str, int] = {}
         self.tripped: ArchiverError | None = None
 
-    def success(self) -> None:
+    def success(self, world: str | None = None) -> None:
+        """`world` answered (every world, when None): its count of consecutive failures starts over."""
         with self._lock:
-            self._consecutive = 0
+            if world is None:
+                self._consecutive.clear()
+            else:
+                self._consecutive.pop(world, None)
 
     def failure(self, world: str, reason: str) -> None:
         with self._lock:
-            self._consecutive += 1
-            if self._consecutive < self._threshold or self.tripped is not None:
+            self._consecutive[world] = self._consecutive.get(world, 0) + 1
+            if self._consecutive[world] < self._threshold or self.tripped is not None:
                 return
             self.tripped = _error_for(world, reason)
         log.warning("outage_detected", world=world, reason=reason, consecutive=self._threshold)

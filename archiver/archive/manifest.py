@@ -108,7 +108,7 @@ class ManifestWriter:
         except ArchiverError as exc:
             # The recordings are archived; their lines stay owed (not marked listed) for the next run.
             self._part -= 1
-            log.error("manifest_failed", key=key, reason=str(exc))
+            log.warning("manifest_deferred", key=key, reason=str(exc))
             return
         self._state.set_meta_json(HEAD, {"key": key, "sha256": hashlib.sha256(body).hexdigest()})
         listed = [line["recording_id"] for line in self._lines if line.get("event") != "deleted"]

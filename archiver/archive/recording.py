@@ -13,6 +13,7 @@ to the outage breaker, which stops the run when the world keeps failing.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from archiver.ringcentral.client import Downloaded, RingCentralClient
 from archiver.state import RecordingRow, StateStore
 
 log = structlog.get_logger(__name__)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False
                     work, row, stored.key, stored.content_type, stored.size, stored.sha256, "found_stored"
                 )
                 bound.info("recording_already_archived", key=stored.key)
-                work.breaker.success()
+                work.breaker.success(DESTINATION)
                 return Outcome(recording.recording_id, "found_stored")
         if defer_late and work.now() >= row.deadline:
             return Outcome(recording.recording_id, "late")
@@ -87,14 +89,18 @@ def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False
         path, downloaded = _download(work, row)
     except Exception as exc:  # every failure becomes an outcome: the pool never sees one
         return _failed(work, row, exc, stage)
-    work.breaker.success()
+    work.breaker.success(RINGCENTRAL)
     return Then(lambda: _store(work, row, path, downloaded), lambda: path.unlink(missing_ok=True))
 
 
 def _download(work: RecordingWork, row: RecordingRow) -> tuple[Path, Downloaded]:
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the file outlives this block on success
-            dir=work.spool, prefix=f"{row.recording_id[:40]}-", suffix=".part", delete=False
+            # The id comes from the call log: only its safe characters go into a file name.
+            dir=work.spool,
+            prefix=f"{_SAFE_NAME.sub('_', row.recording_id[:40])}-",
+            suffix=".part",
+            delete=False,
         )
     except OSError as exc:
         raise SpoolError(f"cannot create a spool file in {work.spool}: {exc.strerror}") from None
@@ -123,7 +129,7 @@ def _store(work: RecordingWork, row: RecordingRow, path: Path, dl: Downloaded) -
         _mark_archived(work, row, key, dl.content_type, dl.size, dl.sha256, "archived")
     except Exception as exc:
         return _failed(work, row, exc, "upload")
-    work.breaker.success()
+    work.breaker.success(DESTINATION)
     log.info(
         "recording_archived",
         recording_id=recording.recording_id,
@@ -175,7 +181,8 @@ def _failed(work: RecordingWork, row: RecordingRow, exc: BaseException, stage: s
         bound.warning("recording_deferred", world=world, reason=str(exc))
         work.breaker.failure(world, str(exc))
         return Outcome(recording_id, "outage", reason=str(exc))
-    work.breaker.success()  # the world answered: this recording is the problem
+    # The world answered: this recording is the problem.
+    work.breaker.success(RINGCENTRAL if stage == "download" else DESTINATION)
     if isinstance(exc, NotReady | PermanentError) and work.now() >= row.deadline:
         reason = f"deleted by RingCentral: its retention ended {row.deadline.isoformat()} ({exc})"
         work.state.mark_lost(recording_id, reason)

@@ -138,7 +138,10 @@ def run_pass(
         archived_started = time.monotonic()
         abandoned = _archive_due(work, settings, run_id, cancel, tally, on_progress)
         if abandoned:  # their multipart uploads (and staged files) are aborted now, not left billed
-            destination.recover(before=now())
+            try:
+                destination.recover(before=now())
+            except ArchiverError as exc:  # the destination is failing: the journal keeps them for later
+                log.warning("abandoned_uploads_kept", reason=str(exc))
         done = tally.summary()  # every outcome that cost a request counts toward the pace
         spent = done.archived + done.failed + done.pending + done.lost
         _remember_pace(state, spent, time.monotonic() - archived_started, abandoned)

@@ -78,7 +78,7 @@ def scan_window(
             if isinstance(exc, TransientError):
                 breaker.failure(RINGCENTRAL, str(exc))
             continue
-        breaker.success()
+        breaker.success(RINGCENTRAL)
         if mark_done:
             state.mark_window_done(start, end, run_id)
         result.days_scanned += 1

@@ -98,9 +98,13 @@ class TwoStagePool(Generic[T]):
         except Exception:
             log.exception("job_crashed")
         finally:
-            then.cleanup()
-            self._slots.release()
-            self._done()
+            try:
+                then.cleanup()
+            except Exception:  # a spool file that cannot be removed must not pin the job forever
+                log.exception("cleanup_failed")
+            finally:
+                self._slots.release()
+                self._done()
 
     def _done(self) -> None:
         with self._idle:

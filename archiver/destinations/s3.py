@@ -25,7 +25,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from archiver.destinations.base import StoredObject, UploadJournal, normalise_metadata, open_source
-from archiver.destinations.s3_multipart import UploadLedger, abort_upload, upload_in_parts
+from archiver.destinations.s3_multipart import (
+    UploadLedger,
+    abort_upload,
+    is_intent,
+    upload_in_parts,
+    uploads_of,
+)
 from archiver.errors import DestinationError, TransientError
 from archiver.keys import check_key
 
@@ -299,9 +305,18 @@ class S3Destination:
         """Abort every multipart upload the journal recorded and never ended (and this process's own
         started before `before`); one already gone is simply ended."""
         aborted = 0
-        for full_key, upload_id in self._ledger.leftovers(before):
+        leftovers = self._ledger.leftovers(before)
+        known = {upload_id for _, upload_id in leftovers}
+        for full_key, upload_id in leftovers:
             try:
-                aborted += abort_upload(self._client, self.bucket, full_key, upload_id)
+                if is_intent(upload_id):  # killed before its id was journaled: find it by its key
+                    aborted += sum(
+                        abort_upload(self._client, self.bucket, full_key, found)
+                        for found in uploads_of(self._client, self.bucket, full_key)
+                        if found not in known and not self._ledger.is_live(found)
+                    )
+                else:
+                    aborted += abort_upload(self._client, self.bucket, full_key, upload_id)
             except (ClientError, BotoCoreError) as exc:
                 raise self._fail(exc, f"aborting the interrupted upload of {full_key[:120]!r}") from None
             self._ledger.ended(upload_id)

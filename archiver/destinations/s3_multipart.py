@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
 
 PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 2
+# Journaled before CreateMultipartUpload, whose id is known only once it answers: a kill between its
+# answer and the journal would leave an upload nobody knows of. recover() lists the key's uploads.
+INTENT_PREFIX = "intent:"
+
+
+def is_intent(upload_id: str) -> bool:
+    return upload_id.startswith(INTENT_PREFIX)
 
 
 class UploadLedger:
@@ -49,6 +57,10 @@ class UploadLedger:
         with self._lock:
             self._live.pop(upload_id, None)
 
+    def is_live(self, upload_id: str) -> bool:
+        with self._lock:
+            return upload_id in self._live
+
     def leftovers(self, before: datetime) -> list[tuple[str, str]]:
         """(key, upload id) of every unended upload, but this process's own started at or after `before`."""
         with self._lock:
@@ -67,12 +79,16 @@ def upload_in_parts(
     create_args: dict[str, Any],
     ledger: UploadLedger,
 ) -> None:
-    """Create, journal, send the parts, complete; on any failure abort (and journal-end once aborted)."""
+    """Journal the intent, create, journal the id, send the parts, complete; on any failure abort (and
+    journal-end once aborted). A failed create keeps its intent: the upload may exist all the same."""
+    intent = INTENT_PREFIX + uuid.uuid4().hex
+    ledger.started(key, intent)
     upload_id = client.create_multipart_upload(
         Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **create_args
     )["UploadId"]
     try:
         ledger.started(key, upload_id)
+        ledger.ended(intent)
         parts = _send_parts(client, bucket, key, upload_id, stream)
         client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
@@ -86,6 +102,14 @@ def upload_in_parts(
             ledger.ended(upload_id)
         raise
     ledger.ended(upload_id)
+
+
+def uploads_of(client: S3Client, bucket: str, key: str) -> list[str]:
+    """The ids of the multipart uploads under way for exactly `key`."""
+    ids: list[str] = []
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+        ids += [u["UploadId"] for u in page.get("Uploads", []) if u.get("Key") == key and "UploadId" in u]
+    return ids
 
 
 def abort_upload(client: S3Client, bucket: str, key: str, upload_id: str) -> bool:

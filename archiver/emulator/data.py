@@ -2,9 +2,9 @@
 
 Everything is derived from a seed, so two emulators started with the same options serve the same
 calls and byte-identical recordings, and a test can compute what a correct archiver must produce.
-The shapes follow docs/ringcentral-api.md#records-legs-and-recordings: recordings on records AND on legs (a transferred
-call's second recording is only on a leg), internal calls logged twice with one recording,
-shortRecording records, calls without recordings, Automatic and OnDemand, mp3 and wav.
+The shapes follow docs/ringcentral-api.md#records-legs-and-recordings: recordings on records AND
+on legs (a transferred call's second recording is only on a leg), internal calls logged twice with
+one recording, shortRecording records, calls without recordings, Automatic and OnDemand, mp3 and wav.
 On request (DataOptions.leg_only_fraction) also records with no recording of their own whose transfer
 leg has one.
 """

@@ -858,9 +858,10 @@ class _Handler(BaseHTTPRequestHandler):
         rec = self.state.data.recordings.get(recording_id)
         now = self.state.config.clock()
         if rec is None or not self.state.ready(rec, now) or self.state.gone(rec, now):
-            # A recording not (yet) available: 404 CMN-102 (docs/ringcentral-api.md#u9-not-ready-and-deleted-recordings). A deleted one
-            # (by the API or by retention) answers the same: RingCentral documents nothing else for
-            # a recording it no longer has, and CMN-102 is its "resource not found".
+            # A recording not (yet) available: 404 CMN-102
+            # (docs/ringcentral-api.md#u9-not-ready-and-deleted-recordings). A deleted one (by the API
+            # or by retention) answers the same: RingCentral documents nothing else for a recording
+            # it no longer has, and CMN-102 is its "resource not found".
             self._error(
                 route,
                 404,

@@ -12,8 +12,8 @@ once per token lifetime; a second early refusal within that time is an AuthError
 keeps ending our sessions: RingCentral keeps about five per user and app and drops the oldest).
 Every token a renewal replaces is revoked, so our own sessions never crowd each other out.
 
-SDK traps handled here (docs/ringcentral-api.md#the-official-python-sdk): str(ApiException) contains the request
-headers (Basic credentials or a bearer token), so it is never logged or re-raised; the SDK never
+SDK traps handled here (docs/ringcentral-api.md#the-official-python-sdk): str(ApiException) contains
+the request headers (Basic credentials or a bearer token), so it is never logged or re-raised; the SDK never
 logs in again with the JWT once a refresh fails, so we never rely on its refresh: we log in with the
 JWT before the token expires (RingCentral apps issue no refresh tokens by default anyway).
 """

@@ -97,8 +97,8 @@ class RingCentralClient:
         """Pages of the company call log for [date_from, date_to): Detailed view, every call.
 
         No `recordingType` filter by default: whether RingCentral's filter sees recordings that exist
-        only on a leg is unverified (docs/ringcentral-api.md#records-legs-and-recordings), so the scan reads every
-        call and calllog.recordings_in picks the recordings from records and legs. The cost: about
+        only on a leg is unverified (docs/ringcentral-api.md#records-legs-and-recordings), so the scan
+        reads every call and calllog.recordings_in picks the recordings from records and legs. The cost: about
         one Heavy request per 1,000 calls (perPage=1000), recorded or not. `recording_type` is for
         `check`, which compares the two readings.
 

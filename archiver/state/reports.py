@@ -11,12 +11,14 @@ from archiver.state.rows import RecordingRow, Rows
 class Reports(Rows):
     # -- reports ------------------------------------------------------------------------------------
     def counts(self, max_attempts: int = 5) -> dict[str, int]:
-        """Recordings by status; `exhausted` counts the unarchived ones past max_attempts (they are
-        also counted as pending or failed), `deleted` the archived ones deleted at the source."""
+        """Recordings by status, each counted once: `pending` and `failed` are those still within
+        max_attempts, `exhausted` those past it; `deleted` counts the archived ones deleted at the source
+        (they are archived too)."""
         row = self._one(
             "SELECT "
-            "SUM(status = 'pending'), SUM(status = 'archived'), SUM(status = 'failed'), "
-            "SUM(status = 'lost'), SUM(status IN ('pending', 'failed') AND attempts >= ?), "
+            "SUM(status = 'pending' AND attempts < ?1), SUM(status = 'archived'), "
+            "SUM(status = 'failed' AND attempts < ?1), SUM(status = 'lost'), "
+            "SUM(status IN ('pending', 'failed') AND attempts >= ?1), "
             "SUM(deleted_at IS NOT NULL) FROM recordings",
             (max_attempts,),
         )
@@ -36,6 +38,13 @@ class Reports(Rows):
     def at_risk(self, older_than: datetime) -> list[RecordingRow]:
         """Not archived, and the call started before `older_than`: close to RingCentral's deletion."""
         return self._select("status IN ('pending', 'failed') AND start_time < ?", (format_time(older_than),))
+
+    def count_at_risk(self, older_than: datetime) -> int:
+        row = self._one(
+            "SELECT COUNT(*) FROM recordings WHERE status IN ('pending', 'failed') AND start_time < ?",
+            (format_time(older_than),),
+        )
+        return int(row[0]) if row else 0
 
     def oldest_unarchived(self) -> datetime | None:
         """Start of the oldest call whose recording is not archived yet (lost ones excluded)."""
