@@ -34,8 +34,16 @@ class FoundRecording:
     to_name: str
     extension_id: str
     on_leg_only: bool = False  # the record's own `recording` is another one (or absent)
+    # When the call began (a leg's recording may start later): RingCentral's retention is counted from
+    # the call, so the deletion deadline is, to be safe, call start + retention.
+    call_start: datetime | None = None
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     leg: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def retention_start(self) -> datetime:
+        """The earlier of the call's and the recording's start: what a deadline is counted from."""
+        return min(self.start, self.call_start) if self.call_start is not None else self.start
 
     def parties(self) -> tuple[Any, Any]:
         """The raw `from` and `to` of the leg (or record) the recording belongs to, for the sidecar."""
@@ -59,6 +67,7 @@ def recording_from(record: dict[str, Any], leg: dict[str, Any] | None) -> FoundR
         session_id=str(record.get("sessionId", "")),
         telephony_session_id=str(source.get("telephonySessionId") or record.get("telephonySessionId") or ""),
         start=parse_time(str(source.get("startTime") or record["startTime"])),
+        call_start=parse_time(str(record.get("startTime") or source["startTime"])),
         duration=int(source.get("duration") or record.get("duration") or 0),
         direction=str(source.get("direction") or record.get("direction") or ""),
         from_number=str(party_from.get("phoneNumber") or party_from.get("extensionNumber") or ""),

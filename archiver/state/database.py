@@ -160,7 +160,7 @@ class Database:
             return
         with self._tx() as db:
             db.execute(
-                "UPDATE recordings SET deadline = strftime('%Y-%m-%dT%H:%M:%fZ', start_time, ?)",
+                "UPDATE recordings SET deadline = strftime('%Y-%m-%dT%H:%M:%fZ', retention_start, ?)",
                 (f"+{seconds} seconds",),
             )
             db.execute(

@@ -30,7 +30,7 @@ class Recordings(Rows):
                 if row is None:
                     db.execute(
                         f"INSERT INTO recordings ({_FIELDS}, status, first_seen, updated_at, last_seen_run, "  # noqa: S608
-                        "source_json) VALUES (" + ", ".join("?" * 21) + ")",
+                        "source_json) VALUES (" + ", ".join("?" * 22) + ")",
                         (
                             *_columns(item, retention),
                             PENDING,

@@ -56,6 +56,7 @@ class Rows(Database):
             session_id=row["session_id"],
             telephony_session_id=row["telephony_session_id"],
             start=parse_time(row["start_time"]),
+            call_start=parse_time(row["retention_start"]),
             duration=row["duration"],
             direction=row["direction"],
             from_number=row["from_number"],

@@ -24,6 +24,7 @@ def _v3_columns(db: sqlite3.Connection) -> None:
             session_id TEXT NOT NULL DEFAULT '',
             telephony_session_id TEXT NOT NULL DEFAULT '',
             start_time TEXT NOT NULL,
+            retention_start TEXT NOT NULL,
             duration INTEGER NOT NULL DEFAULT 0,
             direction TEXT NOT NULL DEFAULT '',
             from_number TEXT NOT NULL DEFAULT '',
@@ -87,14 +88,14 @@ def _v3_columns(db: sqlite3.Connection) -> None:
 
 
 _FIELDS = (
-    "recording_id, call_id, session_id, telephony_session_id, start_time, duration, direction, "
-    "from_number, to_number, from_name, to_name, extension_id, recording_type, on_leg_only, content_uri, "
-    "deadline"
+    "recording_id, call_id, session_id, telephony_session_id, start_time, retention_start, duration, "
+    "direction, from_number, to_number, from_name, to_name, extension_id, recording_type, on_leg_only, "
+    "content_uri, deadline"
 )
 _INSERT = (
     f"INSERT INTO recordings ({_FIELDS}, status, attempts, last_error, key, content_type, size, sha256, "  # noqa: S608
     "first_seen, updated_at, archived_at, force_upload, source_json) "
-    "VALUES (" + ", ".join("?" * 28) + ")"
+    "VALUES (" + ", ".join("?" * 29) + ")"
 )
 
 MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
@@ -154,6 +155,7 @@ def _columns(found: FoundRecording, retention: timedelta) -> tuple[object, ...]:
         found.session_id,
         found.telephony_session_id,
         format_time(found.start),
+        format_time(found.retention_start),
         found.duration,
         found.direction,
         found.from_number,
@@ -164,5 +166,5 @@ def _columns(found: FoundRecording, retention: timedelta) -> tuple[object, ...]:
         found.recording_type,
         int(found.on_leg_only),
         found.content_uri,
-        format_time(found.start + retention),
+        format_time(found.retention_start + retention),
     )
