@@ -21,7 +21,7 @@ from archiver import __version__
 from archiver.destinations.base import Destination, StoredObject
 from archiver.keys import EXTENSIONS, extension_for, render_key, sidecar_key
 from archiver.models import format_time
-from archiver.ringcentral.calllog import FoundRecording
+from archiver.ringcentral.calllog import FoundRecording, parties_of
 
 MANIFEST_PREFIX = "_manifests/"
 META_RECORDING_ID, META_CALL_ID, META_SHA256 = "recording-id", "call-id", "sha256"
@@ -99,7 +99,7 @@ class Layout:
     ) -> bytes:
         """The JSON written beside each recording: enough to understand it without RingCentral."""
         record, leg = source
-        origin = leg if leg is not None else record
+        party_from, party_to = parties_of(record, leg)
         doc = {
             "recording_id": recording.recording_id,
             "call_id": recording.call_id,
@@ -113,8 +113,8 @@ class Layout:
             "start_time": format_time(recording.start),
             "duration": recording.duration,
             "direction": recording.direction,
-            "from": origin.get("from") or record.get("from"),
-            "to": origin.get("to") or record.get("to"),
+            "from": party_from,
+            "to": party_to,
             "archived_at": format_time(archived_at),
             "archiver_version": __version__,
             "call_log_record": record,

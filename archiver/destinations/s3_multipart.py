@@ -4,19 +4,23 @@ A kill (SIGKILL, a second signal, a stop timeout) can interrupt an upload at any
 stored and billed until someone aborts it. So the id is recorded right after CreateMultipartUpload,
 before any part, and ended only once the upload is completed or aborted: whatever the journal still
 lists after a crash is an upload to abort (S3Destination.recover). Memory per upload stays at
-PARTS_IN_FLIGHT parts whatever the file's size. Each part carries its SHA-256, which S3 verifies.
+PARTS_IN_FLIGHT parts whatever the file's size. Each part carries its SHA-256, which S3 verifies. Parts of a file are
+sent as views read with pread, so no part is held in memory.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import os
 import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from botocore.exceptions import ClientError
 
@@ -132,16 +136,10 @@ def _send_parts(
     # (S3 may otherwise keep a part that finished after the abort).
     with ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part") as pool:
         try:
-            number = 0
-            while True:
+            for number, body in enumerate(_parts(stream), start=1):
                 if len(pending) == PARTS_IN_FLIGHT:
-                    parts.append(pending.popleft().result())  # read the next part only once one is sent
-                chunk = stream.read(PART_SIZE)
-                if not chunk:
-                    break
-                number += 1
-                pending.append(pool.submit(_send_part, client, bucket, key, upload_id, number, chunk))
-                del chunk  # the future holds the only reference: memory is the parts in flight
+                    parts.append(pending.popleft().result())  # the next part only once one is sent
+                pending.append(pool.submit(_send_part, client, bucket, key, upload_id, number, body))
             while pending:
                 parts.append(pending.popleft().result())
         except BaseException:
@@ -151,16 +149,68 @@ def _send_parts(
     return parts
 
 
+def _parts(stream: BinaryIO) -> Iterator[bytes | _FileSlice]:
+    """The parts of the source: views of a real file (read with pread as they are sent, so memory
+    holds no part at all), or bytes read from any other stream."""
+    try:
+        fd = stream.fileno()
+        size = os.fstat(fd).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        while chunk := stream.read(PART_SIZE):
+            yield chunk
+        return
+    for offset in range(0, size, PART_SIZE):
+        yield _FileSlice(fd, offset, min(PART_SIZE, size - offset))
+
+
+class _FileSlice(io.RawIOBase):
+    """One part of a file, read with os.pread: parts in flight share a descriptor without seeking it."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        super().__init__()
+        self._fd, self._offset, self._length, self._position = fd, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        self._position = max(0, min(self._length, base + position))
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self._length - self._position)
+        if wanted <= 0:
+            return 0
+        data = os.pread(self._fd, wanted, self._offset + self._position)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def sha256(self) -> bytes:
+        digest = hashlib.sha256()
+        for start in range(0, self._length, 1024 * 1024):
+            digest.update(os.pread(self._fd, min(1024 * 1024, self._length - start), self._offset + start))
+        return digest.digest()
+
+
 def _send_part(
-    client: S3Client, bucket: str, key: str, upload_id: str, number: int, chunk: bytes
+    client: S3Client, bucket: str, key: str, upload_id: str, number: int, body: bytes | _FileSlice
 ) -> CompletedPartTypeDef:
-    checksum = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+    digest = body.sha256() if isinstance(body, _FileSlice) else hashlib.sha256(body).digest()
+    checksum = base64.b64encode(digest).decode()
     response = client.upload_part(
         Bucket=bucket,
         Key=key,
         UploadId=upload_id,
         PartNumber=number,
-        Body=chunk,
+        Body=body if isinstance(body, bytes) else cast(IO[bytes], body),  # a file-like part
         ChecksumSHA256=checksum,
     )
     return {"ETag": response["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}

@@ -8,6 +8,7 @@ sidecar, which keeps what RingCentral said about the call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,10 +46,11 @@ class FoundRecording:
         """The earlier of the call's and the recording's start: what a deadline is counted from."""
         return min(self.start, self.call_start) if self.call_start is not None else self.start
 
-    def parties(self) -> tuple[Any, Any]:
-        """The raw `from` and `to` of the leg (or record) the recording belongs to, for the sidecar."""
-        source = self.leg if self.leg is not None else self.record
-        return source.get("from") or self.record.get("from"), source.get("to") or self.record.get("to")
+
+def parties_of(record: Mapping[str, Any], leg: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """The raw `from` and `to` of the leg (or the record) a recording belongs to, for its sidecar."""
+    source = leg if leg is not None else record
+    return source.get("from") or record.get("from"), source.get("to") or record.get("to")
 
 
 def recording_from(record: dict[str, Any], leg: dict[str, Any] | None) -> FoundRecording:
