@@ -3,9 +3,9 @@
 A kill (SIGKILL, a second signal, a stop timeout) can interrupt an upload at any point; its parts stay
 stored and billed until someone aborts it. So the id is recorded right after CreateMultipartUpload,
 before any part, and ended only once the upload is completed or aborted: whatever the journal still
-lists after a crash is an upload to abort (S3Destination.recover). Memory per upload stays at
-PARTS_IN_FLIGHT parts whatever the file's size. Each part carries its SHA-256, which S3 verifies. Parts of a file are
-sent as views read with pread, so no part is held in memory.
+lists after a crash is an upload to abort (S3Destination.recover). At most PARTS_IN_FLIGHT parts are
+sent at once, whatever the file's size; parts of a file are views read with pread as they are sent,
+so no part is held in memory. Each part carries its SHA-256, which S3 verifies.
 """
 
 from __future__ import annotations
