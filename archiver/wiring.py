@@ -121,8 +121,15 @@ def connect(
         timeout,
         cancel=cancel,
         on_progress=on_progress,
+        # A retry's back-off ends early when the run is stopping (the next attempt's pacer wait then
+        # gives up), so a tripped breaker or a SIGTERM does not wait out a retry series.
+        sleep=lambda seconds: _wait(cancel, seconds),
     )
     return auth, client
+
+
+def _wait(cancel: threading.Event, seconds: float) -> None:
+    cancel.wait(seconds)
 
 
 def log_in(auth: Authenticator, server_url: str) -> None:
