@@ -41,6 +41,14 @@ BIN = Path(sys.executable).parent
 MB = 1024 * 1024
 FAST = GroupLimit(100_000, 60.0, 60.0)  # a raised-limit account: tests that are not about pacing
 SINCE = format_time(datetime.now(UTC) - timedelta(days=6))  # the emulator's calls lie within 4 days
+# DataOptions for a call log where every call has exactly one recording, on its record.
+ONE_RECORDING_EACH = {
+    "unrecorded_fraction": 0.0,
+    "short_fraction": 0.0,
+    "fax_fraction": 0.0,
+    "transfer_fraction": 0.0,
+    "internal_fraction": 0.0,
+}
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

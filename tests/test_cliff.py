@@ -21,7 +21,7 @@ import pytest
 from archiver.emulator import DataOptions, Emulator, GroupLimit
 from archiver.emulator.data import parse_iso
 from archiver.models import format_time, parse_time
-from tests.conftest import archiver_env
+from tests.helpers import ONE_RECORDING_EACH, archiver_env
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
@@ -29,13 +29,6 @@ Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 PACE = 10  # Heavy requests a second: the budget that binds
 HEAVY = GroupLimit(PACE, 1.0, 1.0)
 ENDED = 3700.0  # seconds before the test that the newest call started (every call has ended by then)
-ONE_RECORDING_EACH = {
-    "unrecorded_fraction": 0.0,
-    "short_fraction": 0.0,
-    "fax_fraction": 0.0,
-    "transfer_fraction": 0.0,
-    "internal_fraction": 0.0,
-}
 
 
 @dataclass(frozen=True)

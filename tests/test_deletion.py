@@ -19,20 +19,13 @@ import pytest
 
 from archiver.emulator import DataOptions, Emulator
 from archiver.models import format_time
-from tests.conftest import archiver_env, s3_objects
+from tests.helpers import ONE_RECORDING_EACH, archiver_env, s3_objects
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 SINCE = format_time(datetime.now(UTC) - timedelta(days=3))
 CAN_DELETE = "ReadCallLog ReadCallRecording EditCallLog"
-ONE_RECORDING_EACH = {
-    "unrecorded_fraction": 0.0,
-    "short_fraction": 0.0,
-    "fax_fraction": 0.0,
-    "transfer_fraction": 0.0,
-    "internal_fraction": 0.0,
-}
 DELETE = {"RC_ARCHIVER_DELETE_FROM_SOURCE": "true", "RC_ARCHIVER_DELETE_AFTER": "0s"}
 
 
