@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -334,6 +336,79 @@ def test_emulator_injects_each_fault_kind(emulator: Emulator, kind: str) -> None
     else:
         assert outcome == 200 and len(body) == rec.size and elapsed >= 0.5
     assert emulator.stats.snapshot()["faults"] == {kind: 1}
+
+
+def raw_get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, bool]:
+    """GET over http.client: status, headers, body read to its end, and whether the server closed."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.netloc, timeout=10)
+    try:
+        conn.request("GET", parts.path, headers=headers)
+        reply = conn.getresponse()
+        body = reply.read()  # raises IncompleteRead if the framing announced more than arrived
+        return reply.status, dict(reply.getheaders()), body, reply.will_close
+    finally:
+        conn.close()
+
+
+def test_emulator_close_framing_hides_a_truncated_body(emulator_factory: Callable[..., Emulator]) -> None:
+    emu = emulator_factory(content_framing="close", faults=FaultOptions(rates={"truncate": 1.0}, seed=3))
+    tok = token(emu)
+    rec = next(r for r in emu.state.data.recordings.values() if r.size > 100)
+    url = f"{emu.media_url}/restapi/v1.0/account/~/recording/{rec.id}/content"
+    auth = {"Authorization": f"Bearer {tok}"}
+    status, headers, body, closed = raw_get(url, auth)
+    assert status == 200 and closed
+    assert "Content-Length" not in headers and "Transfer-Encoding" not in headers
+    assert headers["Connection"] == "close"
+    assert len(body) < rec.size  # cut short, yet read without any error: the framing cannot tell
+    # requests, as the archiver uses it, sees a clean end too.
+    reply = requests.get(url, headers=auth, timeout=10)
+    assert reply.status_code == 200 and len(reply.content) < rec.size
+    assert emu.stats.snapshot()["faults"] == {"truncate": 2}
+
+    emu.set_faults(FaultOptions())
+    status, headers, whole, closed = raw_get(url, auth)
+    assert status == 200 and closed and "Content-Length" not in headers and len(whole) == rec.size
+    assert whole.startswith(body)
+    # A Range at the full size proves the size: 416 with the total; one in the middle: 206 with the rest.
+    status, headers, error, _ = raw_get(url, {**auth, "Range": f"bytes={rec.size}-"})
+    assert status == 416 and headers["Content-Range"] == f"bytes */{rec.size}"
+    assert json.loads(error)["errors"][0]["errorCode"] == "CMN-107"
+    middle = rec.size // 2
+    status, headers, rest, closed = raw_get(url, {**auth, "Range": f"bytes={middle}-"})
+    assert status == 206 and closed and "Content-Length" not in headers
+    assert headers["Content-Range"] == f"bytes {middle}-{rec.size - 1}/{rec.size}"
+    assert rest == whole[middle:]
+
+
+def test_emulator_length_framing_keeps_the_connection_alive(
+    emulator_factory: Callable[..., Emulator],
+) -> None:
+    emu = emulator_factory()  # content_framing="length", as RingCentral sends bodies
+    tok = token(emu)
+    rec = next(iter(emu.state.data.recordings.values()))
+    parts = urlsplit(emu.media_url)
+    conn = http.client.HTTPConnection(parts.netloc, timeout=10)
+    try:
+        path = f"/restapi/v1.0/account/~/recording/{rec.id}/content"
+        answers = []
+        for extra in ({}, {"Range": f"bytes={rec.size}-"}, {"Range": "bytes=1-"}):
+            conn.request("GET", path, headers={"Authorization": f"Bearer {tok}", **extra})
+            reply = conn.getresponse()
+            body = reply.read()
+            answers.append((reply.status, reply.getheader("Content-Length"), len(body), reply.will_close))
+            sock = conn.sock
+            assert sock is not None  # still open: the next request goes over the same connection
+    finally:
+        conn.close()
+    assert answers[0] == (200, str(rec.size), rec.size, False)
+    assert answers[1][0] == 416 and not answers[1][3]
+    assert answers[2] == (206, str(rec.size - 1), rec.size - 1, False)
+    # A truncated reply under "length" is short of its Content-Length: the client sees the cut.
+    emu.set_faults(FaultOptions(rates={"truncate": 1.0}))
+    with pytest.raises(http.client.IncompleteRead):
+        raw_get(f"{emu.media_url}{path}", {"Authorization": f"Bearer {tok}"})
 
 
 def test_emulator_faults_are_seeded(emulator_factory: Callable[..., Emulator]) -> None:

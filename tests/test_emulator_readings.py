@@ -327,11 +327,18 @@ def test_emulator_pessimistic_switch_takes_every_worse_reading() -> None:
     assert PESSIMISTIC.filter_top_level_only and PESSIMISTIC.session_cap == 5
     assert (PESSIMISTIC.retry_after_mode, PESSIMISTIC.next_page_style) == ("absent", "no-version")
     assert PESSIMISTIC.media_group != "heavy"
+    assert (PESSIMISTIC.deleted_listing, PESSIMISTIC.delete_unknown) == ("dropped", "refuse")
+    assert (OPTIMISTIC.deleted_listing, OPTIMISTIC.delete_unknown) == ("kept", "ignore")
     # The permission and non-token 401 knobs are per-test faults, never part of the switch.
     assert (pessimistic.content_error, pessimistic.call_log_error, pessimistic.token_error) == ("", "", "")
+    assert (pessimistic.content_framing, pessimistic.delete_fault) == ("length", "")
     # An option set explicitly wins over the switch.
-    explicit = EmulatorConfig(pessimistic=True, next_page_style="absolute", session_cap=0)
+    explicit = EmulatorConfig(
+        pessimistic=True, next_page_style="absolute", session_cap=0, deleted_listing="kept"
+    )
     assert explicit.readings().next_page_style == "absolute"
+    assert explicit.readings().deleted_listing == "kept"
+    assert explicit.readings().delete_unknown == "refuse"
     assert explicit.readings().session_cap == 0
     assert explicit.readings().retry_after_mode == "absent"
 
@@ -357,6 +364,10 @@ def test_emulator_pessimistic_over_http(emulator_factory: Callable[..., Emulator
         {"content_error": "nope"},
         {"token_error": "nope"},
         {"retention": 0.0},
+        {"deleted_listing": "hidden"},
+        {"delete_unknown": "sometimes"},
+        {"content_framing": "chunked"},
+        {"delete_fault": "slow"},
     ],
 )
 def test_emulator_config_refuses_unknown_values(changes: dict[str, Any]) -> None:
@@ -410,9 +421,16 @@ def test_emulator_command_options_reach_the_config() -> None:
         "--call-log-error=no-full-company-call-log",
         "--token-error=unauthorized-grant",
         "--leg-only=0.1",
+        "--delete-unknown=ignore",
+        "--content-framing=close",
+        "--delete-fault=partial",
     ]
     config = config_from_args(parser.parse_args(args))
-    assert config.readings() == Readings(False, 0, "http-date", "absolute", "heavy")
+    # --pessimistic gives "dropped"; --delete-unknown overrides its "refuse".
+    assert config.readings() == Readings(False, 0, "http-date", "absolute", "heavy", "dropped", "ignore")
+    assert (config.content_framing, config.delete_fault) == ("close", "partial")
+    kept = config_from_args(parser.parse_args(["--deleted-listing=kept", "--delete-fault=lost"]))
+    assert (kept.readings().deleted_listing, kept.delete_fault) == ("kept", "lost")
     assert config.retention == 30 * 86400
     assert config.scope.split() == ["ReadCallLog", "ReadCallRecording", "EditCallLog"]
     assert (config.content_error, config.call_log_error, config.token_error) == (
@@ -423,6 +441,7 @@ def test_emulator_command_options_reach_the_config() -> None:
     assert config.data.leg_only_fraction == 0.1
     defaults = config_from_args(parser.parse_args([]))
     assert defaults.readings() == OPTIMISTIC and defaults.retention is None
+    assert (defaults.content_framing, defaults.delete_fault) == ("length", "")
 
 
 @pytest.mark.parametrize(("switch", "expected"), [("1", PESSIMISTIC), ("", OPTIMISTIC)])

@@ -11,9 +11,9 @@ from types import FrameType
 import structlog
 
 from archiver.emulator.data import DataOptions
-from archiver.emulator.faults import FAULT_KINDS, FaultOptions
+from archiver.emulator.faults import CONTENT_FRAMINGS, DELETE_FAULTS, FAULT_KINDS, FaultOptions
 from archiver.emulator.ratelimit import GroupLimit
-from archiver.emulator.readings import NEXT_PAGE_STYLES
+from archiver.emulator.readings import DELETE_UNKNOWN, DELETED_LISTINGS, NEXT_PAGE_STYLES
 from archiver.emulator.replies import API_ERRORS, RETRY_AFTER_MODES, TOKEN_ERRORS
 from archiver.emulator.server import Emulator, EmulatorConfig
 from archiver.settings import parse_duration, parse_rate
@@ -93,6 +93,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--content-error", choices=sorted(API_ERRORS), help="answer every content request with this error")
     a("--call-log-error", choices=sorted(API_ERRORS), help="answer every call-log request with this error")
     a("--token-error", choices=sorted(TOKEN_ERRORS), help="answer every login with this error")
+    a(
+        "--content-framing",
+        choices=CONTENT_FRAMINGS,
+        default=DEFAULTS.content_framing,
+        help="'close': content bodies end with the connection, no Content-Length (as some proxies send"
+        " them; a truncated body then looks whole)",
+    )
+    a(
+        "--delete-fault",
+        choices=DELETE_FAULTS,
+        help="break every recordings DELETE: 'misroute' 404 and nothing deleted, 'partial' 207 with half"
+        " deleted, 'lost' deleted but no reply",
+    )
 
 
 def _add_readings(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +131,16 @@ def _add_readings(parser: argparse.ArgumentParser) -> None:
     a("--next-page-style", choices=NEXT_PAGE_STYLES, help="'no-version': paging links lack /restapi/v1.0")
     a("--media-group", help="rate group of content requests ('heavy' shares the platform's budget)")
     a("--media", help="limit of a separate media group, requests/window (default: the Heavy limit)")
+    a(
+        "--deleted-listing",
+        choices=DELETED_LISTINGS,
+        help="a recording deleted through the API: 'kept' on its call-log record, or 'dropped' from it",
+    )
+    a(
+        "--delete-unknown",
+        choices=DELETE_UNKNOWN,
+        help="a delete batch with unknown or deleted ids: 'ignore' (204, the rest deleted) or 'refuse' (404)",
+    )
 
 
 def _check_loopback(host: str) -> None:
@@ -179,9 +202,13 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         next_page_style=args.next_page_style,
         media_group=args.media_group,
         media=media,
+        deleted_listing=args.deleted_listing,
+        delete_unknown=args.delete_unknown,
         content_error=args.content_error or "",
         call_log_error=args.call_log_error or "",
         token_error=args.token_error or "",
+        content_framing=args.content_framing,
+        delete_fault=args.delete_fault or "",
         retention=retention,
     )
 

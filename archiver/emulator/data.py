@@ -22,6 +22,10 @@ from archiver.models import parse_time
 
 ACCOUNT_ID = "400131227008"
 CONTENT_BLOCK = 64 * 1024
+AUDIO_HEADERS = {
+    "audio/mpeg": b"ID3\x04\x00\x00\x00\x00\x00\x00",  # an ID3v2.4 tag header (empty tag)
+    "audio/wav": b"RIFF\x00\x00\x00\x00WAVEfmt ",
+}
 
 # What a hostile (or merely unlucky) call log can hold: the archiver must keep all of these inside
 # its destination root.
@@ -142,7 +146,12 @@ class CallLogData:
     _sha_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def content_block(self, recording_id: str) -> bytes:
-        return random.Random(f"{self.options.seed}:content:{recording_id}").randbytes(CONTENT_BLOCK)
+        """A recording's repeating block: seeded noise behind the header its type begins with (an
+        ID3v2 tag for MP3, RIFF....WAVE for WAV), as a real file's first bytes are."""
+        noise = random.Random(f"{self.options.seed}:content:{recording_id}").randbytes(CONTENT_BLOCK)
+        recording = self.recordings.get(recording_id)
+        header = AUDIO_HEADERS.get(recording.content_type, b"") if recording is not None else b""
+        return header + noise[len(header) :]
 
     def iter_content(
         self, recording: Recording, start: int, end: int, chunk: int = CONTENT_BLOCK

@@ -41,10 +41,33 @@ class Deletions:
             gone.append((deadline, "retention"))
         return min(gone) if gone else None
 
-    def delete(self, recording_ids: Iterable[str], now: float) -> None:
+    def deleted_by_api(self, recording_id: str, now: float) -> bool:
+        """Whether the delete endpoint removed the recording at or before `now` (retention aside)."""
+        with self._lock:
+            when = self._by_api.get(recording_id)
+        return when is not None and when <= now
+
+    def exists(self, recording_id: str, now: float) -> bool:
+        """A recording RingCentral has (known, and gone neither by the API nor by retention)."""
+        return recording_id in self._starts and self.deleted_at(recording_id, now) is None
+
+    def delete(self, recording_ids: Iterable[str], now: float) -> list[str]:
+        """Delete through the API; returns the ids this call removed, each once and in the order asked.
+
+        Unknown ids and ids already gone (by the API or by retention) are skipped: the caller counts and
+        reports only what really went, so the stats and /_emulator/deleted stay ground truth even when
+        two batches race over one id."""
+        removed: list[str] = []
         with self._lock:
             for rec_id in recording_ids:
-                self._by_api.setdefault(rec_id, now)
+                if rec_id not in self._starts or rec_id in self._by_api:
+                    continue
+                deadline = None if self._retention is None else self._starts[rec_id] + self._retention
+                if deadline is not None and deadline <= now:
+                    continue
+                self._by_api[rec_id] = now
+                removed.append(rec_id)
+        return removed
 
     def by_api(self) -> dict[str, float]:
         with self._lock:

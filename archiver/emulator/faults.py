@@ -11,6 +11,16 @@ from dataclasses import dataclass, field
 # a correct archiver never archives them.
 FAULT_KINDS = ("429", "500", "503", "reset", "truncate", "slow", "empty", "html")
 
+# Per-test options of EmulatorConfig (never drawn at random, never part of the pessimistic switch).
+# How a content body is delimited: "length" with Content-Length, as RingCentral sends it; "close" by the
+# connection closing (no Content-Length, no chunked), as some proxies pass it on: a body cut short is then
+# indistinguishable, at the HTTP level, from a whole one.
+CONTENT_FRAMINGS = ("length", "close")
+# What happens to every DELETE of call recordings: "misroute" (a proxy answers 404 CMN-102, nothing is
+# deleted), "partial" (207 Multi-Status, only the first half deleted), "lost" (deleted, then the
+# connection is reset with no reply at all).
+DELETE_FAULTS = ("misroute", "partial", "lost")
+
 
 @dataclass
 class FaultOptions:

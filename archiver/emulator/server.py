@@ -11,6 +11,8 @@ Introspection for tests lives under /_emulator/, a prefix the real API does not 
             GET  /_emulator/stats, GET /_emulator/ground-truth?dateFrom=&dateTo=, POST /_emulator/reset-stats
             GET  /_emulator/deleted (every recording gone: when, and whether by the API or retention)
 Where no public source settles how RingCentral behaves, both readings are options (readings.py).
+Per-test faults that no reading covers are options too: error knobs (`content_error`, ...), how content
+bodies are framed (`content_framing`) and what befalls every DELETE (`delete_fault`); faults.py lists them.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ from archiver.emulator.data import (
     parse_iso,
 )
 from archiver.emulator.deletions import Deletions
-from archiver.emulator.faults import FaultInjector, FaultOptions
+from archiver.emulator.faults import CONTENT_FRAMINGS, DELETE_FAULTS, FaultInjector, FaultOptions
 from archiver.emulator.ratelimit import Decision, GroupLimit, RateLimiter
-from archiver.emulator.readings import NEXT_PAGE_STYLES, Readings, resolve
+from archiver.emulator.readings import DELETE_UNKNOWN, DELETED_LISTINGS, NEXT_PAGE_STYLES, Readings, resolve
 from archiver.emulator.replies import (
     API_ERRORS,
     BAD_JSON,
@@ -107,11 +109,17 @@ class EmulatorConfig:
     next_page_style: str | None = None  # absolute | no-version
     media_group: str | None = None  # "heavy", or the name of the media listener's own group
     media: GroupLimit | None = None  # that group's limit (None: the heavy numbers)
+    deleted_listing: str | None = None  # kept | dropped: a recording deleted by the API, in the log (U10)
+    delete_unknown: str | None = None  # ignore | refuse: a delete batch with unknown/deleted ids (U10)
     # Per-test faults, never part of the pessimistic switch: a key of replies.API_ERRORS that every
     # content (call-log) request answers instead of its body, and of replies.TOKEN_ERRORS for logins.
     content_error: str = ""
     call_log_error: str = ""
     token_error: str = ""
+    # "close": content bodies end with the connection (no Content-Length, no chunked), as some proxies
+    # send them; a "truncate" fault is then invisible to HTTP framing (faults.CONTENT_FRAMINGS).
+    content_framing: str = "length"
+    delete_fault: str = ""  # misroute | partial | lost: every DELETE of recordings (faults.DELETE_FAULTS)
     retention: float | None = None  # seconds after call start that a recording's content is deleted
 
     def readings(self) -> Readings:
@@ -122,6 +130,8 @@ class EmulatorConfig:
             retry_after_mode=self.retry_after_mode,
             next_page_style=self.next_page_style,
             media_group=self.media_group,
+            deleted_listing=self.deleted_listing,
+            delete_unknown=self.delete_unknown,
         )
 
     def validate(self) -> None:
@@ -136,6 +146,14 @@ class EmulatorConfig:
             problems.append("media_group must be 'heavy' or a group name of its own")
         if readings.session_cap < 0:
             problems.append("session_cap must be 0 (no cap) or more")
+        if readings.deleted_listing not in DELETED_LISTINGS:
+            problems.append(f"deleted_listing must be one of {', '.join(DELETED_LISTINGS)}")
+        if readings.delete_unknown not in DELETE_UNKNOWN:
+            problems.append(f"delete_unknown must be one of {', '.join(DELETE_UNKNOWN)}")
+        if self.content_framing not in CONTENT_FRAMINGS:
+            problems.append(f"content_framing must be one of {', '.join(CONTENT_FRAMINGS)}")
+        if self.delete_fault and self.delete_fault not in DELETE_FAULTS:
+            problems.append(f"delete_fault must be one of {', '.join(DELETE_FAULTS)}")
         for name in ("content_error", "call_log_error"):
             if getattr(self, name) and getattr(self, name) not in API_ERRORS:
                 problems.append(f"{name} must be one of {', '.join(API_ERRORS)}")
@@ -174,7 +192,9 @@ class Stats:
             self.faults: Counter[str] = Counter()
             self.logins = 0  # successful JWT grants
             self.sessions_invalidated = 0  # sessions the session cap ended
-            self.deleted: dict[str, float] = {}  # recording id -> when the delete endpoint removed it
+            # recording id -> when the delete endpoint removed it; only ids it really removed (not the
+            # unknown, already gone or left-undeleted ids of a batch), under every reading and fault.
+            self.deleted: dict[str, float] = {}
             # (monotonic time, route, status) of every answered request, for pacing assertions.
             self.timeline: deque[tuple[float, str, int]] = deque(maxlen=100_000)
 
@@ -184,6 +204,12 @@ class Stats:
             self.timeline.append((time.monotonic(), route, status))
             if status == 429:
                 self.rate_limited += 1
+
+    def count_outcome(self, route: str, outcome: str) -> None:
+        """A request that got no status at all (e.g. "lost": done, then no reply); timeline status 0."""
+        with self._lock:
+            self.requests[f"{route} {outcome}"] += 1
+            self.timeline.append((time.monotonic(), route, 0))
 
     def count_fault(self, kind: str) -> None:
         with self._lock:
@@ -271,6 +297,17 @@ class EmulatorState:
     def gone(self, recording: Recording, now: float) -> bool:
         return self.deletions.deleted_at(recording.id, now) is not None
 
+    def listed(self, recording: Recording | None, now: float) -> Recording | None:
+        """The recording as the call log shows it on its record or leg (None: no `recording` field).
+
+        Under the "dropped" reading of U10 one deleted through the API is no longer shown; one gone by
+        retention still is under both (U10 is about the delete endpoint only)."""
+        if recording is None:
+            return None
+        if self.readings.deleted_listing == "dropped" and self.deletions.deleted_by_api(recording.id, now):
+            return None
+        return recording
+
     def ground_truth(self, date_from: float, date_to: float) -> list[dict[str, Any]]:
         """Every recording a correct archiver must archive for calls that started in [from, to).
 
@@ -324,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "RingCentralEmulator/1"
     state: EmulatorState
     media: bool
+    # Set per request by a DELETE under delete_fault "lost"; handle_one_request clears it.
+    _lose_reply = False
 
     # The standard handler prints every request to stderr; tests and the demo want quiet.
     def log_message(self, format: str, *args: Any) -> None:
@@ -354,6 +393,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
         fault: str | None = None,
     ) -> None:
+        if self._lose_reply:
+            # delete_fault "lost": the request was carried out, its reply never leaves.
+            self.state.stats.count_outcome(route, "lost")
+            self._reset_connection()
         body = b"" if payload is None else json.dumps(payload).encode()
         self.state.stats.count(route, status)
         self.send_response(status)
@@ -400,6 +443,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise _Reset
 
     def handle_one_request(self) -> None:
+        self._lose_reply = False  # one handler serves every request of a keep-alive connection
         try:
             super().handle_one_request()
         except _Reset:
@@ -749,18 +793,21 @@ class _Handler(BaseHTTPRequestHandler):
             if directions and call.direction not in directions:
                 return False
             if recording_type:
+                # The filter sees what the record shows: under "dropped" (U10) a deleted recording
+                # no longer makes its call match.
                 if self.state.readings.filter_top_level_only:
                     # The other reading: the filter looks at the record's own recording only, so a
                     # recording that exists only on a leg is seen by unfiltered scans alone.
-                    kinds = {call.recording.type} if call.recording is not None else set()
+                    own = self.state.listed(call.recording, now)
+                    kinds = {own.type} if own is not None else set()
                 else:
-                    kinds = {r.type for r in call.recordings()}
+                    kinds = {r.type for r in call.recordings() if self.state.listed(r, now) is not None}
                 return bool(kinds) if recording_type == "All" else recording_type in kinds
             return True
 
         matching = [c for c in self.state.data.calls if wanted(c)]  # already newest first
         start = (page - 1) * per_page
-        records = [self._record_json(c, view == "Detailed") for c in matching[start : start + per_page]]
+        records = [self._record_json(c, view == "Detailed", now) for c in matching[start : start + per_page]]
         # "no-version": links without /restapi/v1.0, as in RingCentral's 2021 Detailed-view example;
         # following one reaches no route and answers 404.
         prefix = "" if self.state.readings.next_page_style == "no-version" else "/restapi/v1.0"
@@ -829,15 +876,16 @@ class _Handler(BaseHTTPRequestHandler):
         }
         return out
 
-    def _record_json(self, call: Call, detailed: bool) -> dict[str, Any]:
+    def _record_json(self, call: Call, detailed: bool, now: float) -> dict[str, Any]:
         out = self._base_json(call, call)
         out.update(
             id=call.id,
             uri=f"{self.state.platform_url}/restapi/v1.0/account/{ACCOUNT_ID}/call-log/{call.id}",
             sessionId=call.session_id,
         )
-        if call.recording is not None:
-            out["recording"] = self._recording_json(call.recording)
+        own = self.state.listed(call.recording, now)
+        if own is not None:
+            out["recording"] = self._recording_json(own)
         if call.short_recording:
             out["shortRecording"] = True
         if detailed:
@@ -848,8 +896,9 @@ class _Handler(BaseHTTPRequestHandler):
                 leg_json = self._base_json(leg, call)
                 leg_json["legType"] = leg.leg_type
                 leg_json["master"] = leg.master
-                if leg.recording is not None:
-                    leg_json["recording"] = self._recording_json(leg.recording)
+                on_leg = self.state.listed(leg.recording, now)
+                if on_leg is not None:
+                    leg_json["recording"] = self._recording_json(on_leg)
                 legs.append(leg_json)
             out["legs"] = legs
         return out
@@ -919,31 +968,56 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{rec.size}"
         self.state.stats.count(route, status)
         self.state.stats.count_download(rec.id)
+        by_close = cfg.content_framing == "close"
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(end - start))
+        if by_close:
+            # The body ends where the connection does (RFC 9112 6.3, last rule): no Content-Length and
+            # no chunked coding, so the client cannot tell a cut body from a whole one by framing.
+            # send_header sets close_connection for this header; set it outright all the same, as the
+            # keep-alive loop must not read another request from a connection whose end is the body's.
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(end - start))
         self.end_headers()
         cut = end
         if fault == "truncate":
             cut = start + self.state.faults.truncate_point(end - start)
         self._stream(self.state.data.iter_content(rec, start, cut))
-        if cut < end:
+        if cut < end and not by_close:
+            # Fewer bytes than Content-Length, then the end: the client sees an incomplete body.
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+        # Under "close" a cut body ends like a whole one: the handler returns, finish() flushes and the
+        # server closes the connection (FIN, not RST), which is the clean end of body the client expects.
 
     def _stream(self, chunks: Iterator[bytes]) -> None:
         for chunk in chunks:
             self.wfile.write(chunk)
 
     def _delete_recordings(self, raw: bytes) -> None:
-        """deleteCompanyCallRecordings: Heavy, app permission EditCallLog, 204 with no body."""
+        """deleteCompanyCallRecordings: Heavy, app permission EditCallLog, 204 with no body.
+
+        What a batch naming unknown or already deleted ids does is the `delete_unknown` reading (U10);
+        `delete_fault` breaks every call on purpose (faults.DELETE_FAULTS). Only what is really deleted
+        reaches Deletions and the stats, so both stay ground truth under every option."""
         route = "delete-recordings"
+        fault = self.state.config.delete_fault
+        if fault == "misroute":
+            # A proxy sends the call somewhere that does not know the path: RingCentral never sees it,
+            # so no token check, no Heavy request, nothing deleted; content stays served.
+            self._error(route, 404, "CMN-102", "Resource for parameter [path] is not found")
+            return
         gate = self._api_gate(route, "EditCallLog")
         if gate is None:
             return
         rate, _ = gate
+        # From here RingCentral has the request and carries it out; under "lost" whatever it answers
+        # never arrives (_send resets the connection instead).
+        self._lose_reply = fault == "lost"
         try:
             document = json.loads(raw or b"null")
         except ValueError:
@@ -967,12 +1041,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         now = self.state.config.clock()
-        missing = [
-            i for i in ids if i not in self.state.data.recordings or self.state.deletions.deleted_at(i, now)
-        ]
-        if missing:
-            # Unverified: the whole call is refused, nothing deleted (an already deleted id is "not
-            # found" too, so a retry after a lost 204 gets this 404).
+        deletions = self.state.deletions
+        missing = [i for i in ids if not deletions.exists(i, now)]
+        if missing and self.state.readings.delete_unknown == "refuse":
+            # Reading B of U10: the whole call is refused, nothing deleted (an already deleted id is
+            # "not found" too, so a retry after a lost 204 gets this 404). Under "ignore" the ids that
+            # exist are deleted and the call answers 204.
             self._error(
                 route,
                 404,
@@ -983,8 +1057,23 @@ class _Handler(BaseHTTPRequestHandler):
                 parameterValue=missing[0][:100],
             )
             return
-        self.state.deletions.delete(ids, now)
-        self.state.stats.count_deleted(ids, now)
+        if fault == "partial":
+            # Only the first half goes (at least one id); the reply says so per id, as a multi-status
+            # reply would. An id in the first half that was already gone (possible under "ignore") is
+            # reported 204 like the rest of that half: it is gone, which is what 204 promises.
+            done = set(ids[: max(1, len(ids) // 2)])
+            removed = deletions.delete([i for i in ids if i in done], now)
+            self.state.stats.count_deleted(removed, now)
+            records = [
+                {"id": i, "status": 204}
+                if i in done
+                else {"id": i, "status": 500, "errorCode": "CMN-500", "message": "Recording was not deleted"}
+                for i in ids
+            ]
+            self._send(route, 207, {"records": records}, rate)
+            return
+        removed = deletions.delete(ids, now)
+        self.state.stats.count_deleted(removed, now)
         self._send(route, 204, None, rate)
 
     # -- introspection -------------------------------------------------------------------------
