@@ -12,6 +12,7 @@ and config/rc-archiver.example.toml are generated from it by archiver/settings_d
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -27,6 +28,7 @@ from pydantic import (
     AliasChoices,
     Field,
     JsonValue,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -42,22 +44,69 @@ from archiver.keys import validate_template
 SECRET_FIELDS = ("client_secret", "jwt")
 CREDENTIAL_NAMES = {"client_secret": "rc_client_secret", "jwt": "rc_jwt"}
 SECRET_FILE_VARIABLES = {"client_secret": "RC_CLIENT_SECRET_FILE", "jwt": "RC_JWT_FILE"}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)")
+# `ms` before `m`: the alternation takes the first unit that matches, and "500ms" is not "500m" + "s".
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+# No duration setting means anything near this (each has its own bound, DURATION_BOUNDS): a ceiling that
+# keeps every timedelta and every datetime computed from one (now ± a duration) far from overflow.
+LONGEST_DURATION = timedelta(days=36500)
+DURATION_HELP = "use a number with a unit: ms, s, m, h or d, e.g. 7d, 12h, 90m, 30s, 500ms or 1h30m"
 
 
 def parse_duration(value: object) -> timedelta:
-    """'24h', '90m', '1h30m', '2d', '30s' or a number of seconds."""
+    """'24h', '90m', '1h30m', '2d', '30s', '500ms'. A unit is required: a bare number is refused (was
+    `7` seconds or days?), except 0, which means the same in every unit. Negative, infinite, NaN or
+    absurdly long values (over LONGEST_DURATION) are refused too."""
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    text = str(value).strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return timedelta(seconds=float(text))
-    if not text or _DURATION.sub("", text):
-        raise ValueError(f"invalid duration {str(value)[:40]!r}: use e.g. 24h, 90m, 1h30m, 2d or 30s")
-    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text)))
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}: {DURATION_HELP}")
+    elif isinstance(value, int | float):  # a TOML number: a bare number like any other
+        seconds = _bare_number(str(value), float(value), ' (in a TOML file, a string: "7d")')
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        shown = str(value)[:40]
+        if text.startswith("-"):
+            raise ValueError(f"invalid duration {shown!r}: must not be negative")
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        if number is not None:  # "7", "1e3", "inf", "nan": no unit
+            seconds = _bare_number(shown, number)
+        elif not text or _DURATION.sub("", text):
+            raise ValueError(f"invalid duration {shown!r}: {DURATION_HELP}")
+        else:
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text))
+    if not math.isfinite(seconds) or seconds > LONGEST_DURATION.total_seconds():
+        longest = format_duration(LONGEST_DURATION)
+        raise ValueError(f"invalid duration {str(value)[:40]!r}: too long (at most {longest})")
+    if seconds < 0:
+        raise ValueError(f"invalid duration {str(value)[:40]!r}: must not be negative")
+    return timedelta(seconds=seconds)
+
+
+def _bare_number(shown: str, number: float, where: str = "") -> float:
+    if not math.isfinite(number):
+        raise ValueError(f"invalid duration {shown!r}: {DURATION_HELP}")
+    if number < 0:
+        raise ValueError(f"invalid duration {shown!r}: must not be negative")
+    if number == 0:
+        return 0.0
+    raise ValueError(f"{shown!r} has no unit: add one, e.g. 7d, 12h, 30s or 500ms{where}")
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest way to write a duration in the settings' syntax: 15d, 1h30m, 500ms, 0s."""
+    millis = round(value.total_seconds() * 1000)
+    if millis == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
 
 
 def parse_rate(value: str) -> tuple[int, float]:
@@ -68,8 +117,11 @@ def parse_rate(value: str) -> tuple[int, float]:
         seconds = parse_duration(window or "").total_seconds()
     except ValueError:
         limit, seconds = 0, 0.0
-    if not sep or limit < 1 or seconds <= 0:
-        raise ValueError(f"invalid rate {str(value)[:40]!r}: use requests/window, e.g. 10/60s")
+    if not sep or not 1 <= limit <= 1_000_000 or not 0 < seconds <= 86400:
+        raise ValueError(
+            f"invalid rate {str(value)[:40]!r}: use requests/window, the window with a unit and at most "
+            "1d, e.g. 10/60s"
+        )
     return limit, seconds
 
 
@@ -125,7 +177,7 @@ MONITORING = "Monitoring"
 PROCESS = "Process"
 GROUPS = (RINGCENTRAL, WHERE, STATE, WINDOW, WORK, SOURCE, S3, DAEMON, MONITORING, PROCESS)
 
-DURATIONS = "Durations: 30s, 90m, 24h, 2d, 1h30m."
+DURATIONS = "Durations need a unit: 500ms, 30s, 90m, 24h, 2d, 1h30m."
 
 
 def setting(
@@ -172,8 +224,25 @@ POSITIVE_DURATIONS = (
     "progress_interval",
     "stop_timeout",
 )
-# Durations where zero means something: no settle delay, no jitter, delete as soon as verified.
-NON_NEGATIVE_DURATIONS = ("settle_delay", "delete_after", "jitter")
+# Durations where zero means something: no settle delay, no jitter, delete as soon as verified, no
+# recording counted at risk before its deadline.
+NON_NEGATIVE_DURATIONS = ("settle_delay", "delete_after", "jitter", "risk_window")
+# The longest each duration may be: generous for any real use, and far from overflowing the datetime
+# arithmetic done with them (now - lookback, call start + retention, archived_at + delete_after ...).
+DURATION_BOUNDS: dict[str, timedelta] = {
+    "rate_penalty": timedelta(hours=1),
+    "connect_timeout": timedelta(minutes=10),
+    "read_timeout": timedelta(hours=1),
+    "lookback": timedelta(days=3650),
+    "settle_delay": timedelta(days=7),
+    "exhausted_retry_interval": timedelta(days=365),
+    "source_retention": timedelta(days=3650),
+    "risk_window": timedelta(days=3650),
+    "delete_after": timedelta(days=3650),
+    "jitter": timedelta(days=1),
+    "progress_interval": timedelta(days=1),
+    "stop_timeout": timedelta(hours=1),
+}
 
 
 class Settings(BaseSettings):
@@ -184,6 +253,9 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, validate_default=True)
+    # Settings accepted but worth a warning (a deprecated name, a surprising combination): logged by
+    # log_notices() once logging is configured, since the settings choose the log format.
+    _notices: list[str] = PrivateAttr(default_factory=list)
 
     # -- RingCentral ------------------------------------------------------------------------------
     server_url: str = setting(
@@ -400,14 +472,26 @@ class Settings(BaseSettings):
         "runs warn as the account approaches it.",
         ge=1,
     )
-    risk_days: int = setting(
-        75,
+    risk_window: timedelta = setting(
+        "15d",
+        env="RC_ARCHIVER_RISK_WINDOW",
+        group=SOURCE,
+        description="A recording not yet archived is at risk (`status`, the at-risk gauge and alert) "
+        "once its deadline (call start + RC_ARCHIVER_SOURCE_RETENTION) is at most this far away. Works "
+        "with any retention: a window as long as the retention or longer counts every recording not yet "
+        "archived; 0s only those past their deadline.",
+    )
+    risk_days: int | None = setting(
+        None,
         env="RC_ARCHIVER_RISK_DAYS",
         group=SOURCE,
-        description="`status` reports recordings not archived whose call is older than this many days. "
-        "Below RC_ARCHIVER_SOURCE_RETENTION in days; 0 counts every one not yet archived.",
+        description="Deprecated: use RC_ARCHIVER_RISK_WINDOW. Still read (with a warning) when "
+        "RC_ARCHIVER_RISK_WINDOW is not set: the window is then RC_ARCHIVER_SOURCE_RETENTION minus this "
+        "many days (at least 0s).",
+        example=75,
+        shown_default="(unset)",
         ge=0,
-        le=365,
+        le=3650,
     )
     delete_from_source: bool = setting(
         False,
@@ -504,6 +588,17 @@ class Settings(BaseSettings):
         'the outcome (for Kubernetes CronJobs; "" = off).',
         example="http://pushgateway.monitoring:9091",
     )
+    metrics_instance: str = setting(
+        "",
+        env="RC_ARCHIVER_METRICS_INSTANCE",
+        group=MONITORING,
+        description="The `instance` label of this deployment's Pushgateway group: unique per "
+        "deployment, stable across runs, so two deployments never overwrite each other. Letters, "
+        "digits, `.`, `_` and `-`.",
+        example="rc-archiver-eu",
+        shown_default="`rc-` and a hash of RC_CLIENT_ID and RC_ARCHIVER_DESTINATION",
+        pattern=r"^[A-Za-z0-9._-]{0,64}$",
+    )
     metrics_addr: str = setting(
         "",
         env="RC_ARCHIVER_METRICS_ADDR",
@@ -578,6 +673,14 @@ class Settings(BaseSettings):
     def _non_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
             raise ValueError("must not be negative (0s is allowed)")
+        return value
+
+    @field_validator(*DURATION_BOUNDS)
+    @classmethod
+    def _bounded(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        longest = DURATION_BOUNDS[str(info.field_name)]
+        if value > longest:
+            raise ValueError(f"{format_duration(value)} is too long: at most {format_duration(longest)}")
         return value
 
     @field_validator("client_secret", "jwt")
@@ -723,12 +826,26 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _risk_inside_retention(self) -> Settings:
-        retention_days = self.source_retention / timedelta(days=1)
-        if self.risk_days >= retention_days:
-            raise ValueError(
-                f"RC_ARCHIVER_RISK_DAYS ({self.risk_days}) must be below RC_ARCHIVER_SOURCE_RETENTION in "
-                f"days ({retention_days:g}): a recording is at risk before RingCentral deletes it, not after"
+    def _risk_window(self) -> Settings:
+        # RC_ARCHIVER_RISK_DAYS (an age, which had to stay below the retention) becomes the window before
+        # the deadline it meant; RC_ARCHIVER_RISK_WINDOW wins when both are set.
+        window, days = ENV_NAMES["risk_window"], ENV_NAMES["risk_days"]
+        if self.risk_days is not None:
+            if "risk_window" in self.model_fields_set:
+                self._notices.append(f"{days} is deprecated and ignored: {window} is set and wins")
+            else:
+                converted = max(self.source_retention - timedelta(days=self.risk_days), timedelta(0))
+                object.__setattr__(self, "risk_window", converted)
+                self._notices.append(
+                    f"{days} is deprecated: read as {window}={format_duration(converted)} "
+                    f"({ENV_NAMES['source_retention']} {format_duration(self.source_retention)} minus "
+                    f"{self.risk_days} days); set {window} instead"
+                )
+        elif self.risk_window >= self.source_retention:
+            self._notices.append(
+                f"{window} ({format_duration(self.risk_window)}) is not shorter than "
+                f"{ENV_NAMES['source_retention']} ({format_duration(self.source_retention)}): every "
+                "recording not yet archived counts as at risk"
             )
         return self
 
@@ -755,6 +872,12 @@ class Settings(BaseSettings):
         return self
 
     # -- derived values ---------------------------------------------------------------------------
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """Warnings about settings that were accepted (a deprecated name, a window as long as the
+        retention): one line each, naming the variables."""
+        return tuple(self._notices)
+
     @property
     def heavy_rate(self) -> tuple[int, float]:
         return parse_rate(self.rate_heavy)
@@ -827,6 +950,21 @@ class TomlSource(PydanticBaseSettingsSource):
                 hint="use RC_JWT_FILE / RC_CLIENT_SECRET_FILE (or systemd credentials) for secrets",
             )
         return {ENV_NAMES[k]: v for k, v in data.items()}
+
+
+_LOGGED_NOTICES: set[str] = set()
+
+
+def log_notices(settings: Settings) -> None:
+    """Log each of the settings' notices as one warning line, once per process; call it once logging
+    is configured (before, it would land on a report's stdout in the wrong format)."""
+    import structlog
+
+    log = structlog.get_logger("archiver.settings")
+    for notice in settings.notices:
+        if notice not in _LOGGED_NOTICES:
+            _LOGGED_NOTICES.add(notice)
+            log.warning("settings_warning", warning=notice)
 
 
 def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:

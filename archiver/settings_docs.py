@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic.fields import FieldInfo
 
-from archiver.settings import ENV_NAMES, GROUPS, SECRET_FIELDS, Settings
+from archiver.settings import DURATION_BOUNDS, ENV_NAMES, GROUPS, SECRET_FIELDS, Settings, format_duration
 
 README = Path("README.md")
 EXAMPLE = Path("config/rc-archiver.example.toml")
@@ -31,6 +31,11 @@ README_NOTES = """\
 **Checked before anything happens.** Every setting is validated when it is loaded: a bad one is one line
 naming its variable, exit 2, before any lock, login or download. Empty secrets, zero or negative timeouts,
 intervals, concurrency and attempts are refused.
+
+**Durations need a unit:** `500ms`, `30s`, `90m`, `24h`, `7d`, or combined, `1h30m`. A bare number is
+refused (`RC_ARCHIVER_DELETE_AFTER=7` would be 7 what?), except `0`, the same in every unit; so are TOML
+numbers (write `"7d"`), negative, infinite or NaN values, and anything over the setting's own ceiling
+(shown above), which keeps every date computed from a duration far from overflowing.
 
 **The key template cannot lose audio.** It is rendered at start with hostile call-log values (`..`, `/`,
 `\\`, control characters, 3,000-character names) in every placeholder, and refused if any rendering could
@@ -83,11 +88,14 @@ def _doc(name: str, info: FieldInfo) -> SettingDoc:
     if not isinstance(extra, dict) or extra.get("group") not in GROUPS or not info.description:
         raise ValueError(f"setting {name} has no description or group: declare it with settings.setting()")
     shown = extra.get("shown_default")
+    description = info.description
+    if name in DURATION_BOUNDS:  # each duration's ceiling, stated where it is documented
+        description += f" At most {format_duration(DURATION_BOUNDS[name])}."
     return SettingDoc(
         name=name,
         env=ENV_NAMES[name],
         group=str(extra["group"]),
-        description=info.description,
+        description=description,
         default=None if info.default_factory is not None else info.default,
         shown_default=None if shown is None else str(shown),
         example=info.examples[0] if info.examples else None,

@@ -367,7 +367,6 @@ def cliff(work: Path) -> dict[str, Any]:
         dest.mkdir()
         extra = {
             "RC_ARCHIVER_SOURCE_RETENTION": f"{retention:.0f}s",
-            "RC_ARCHIVER_RISK_DAYS": "0",
             "RC_ARCHIVER_LOOKBACK": "3h",
             "RC_ARCHIVER_LOG_LEVEL": "info",
         }

@@ -69,8 +69,7 @@ def cliff(
         tmp_path,
         dest.as_uri(),
         RC_ARCHIVER_RATE_HEAVY=f"{PACE}/1s",
-        RC_ARCHIVER_SOURCE_RETENTION=f"{retention:.0f}s",
-        RC_ARCHIVER_RISK_DAYS="0",
+        RC_ARCHIVER_SOURCE_RETENTION=f"{retention:.0f}s",  # about an hour, alone: any retention works
         RC_ARCHIVER_LOOKBACK="3h",
         **extra,
     )

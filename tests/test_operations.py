@@ -49,10 +49,13 @@ def test_status_shows_runs_failures_and_recordings_at_risk(
         for c in emu.state.data.calls
         if c.recording and c.start < datetime.now(UTC).timestamp() - 75 * 86400
     ]
+    # At risk: deadline (start + 90d by default) within RC_ARCHIVER_RISK_WINDOW (15d), i.e. older than 75d.
     assert old and len(report["at_risk"]) >= len({c.recording.id for c in old if c.recording})
-    assert all(item["age_days"] > 75 for item in report["at_risk"])
+    assert report["risk_window"] == "15d"
+    assert all(item["age_days"] > 75 and item["days_left"] <= 15 for item in report["at_risk"])
     table = run_subprocess(env, "status").stdout
     assert "at risk" in table and report["at_risk"][0]["recording_id"] in table
+    assert "RingCentral deletes them within 15d" in table
 
 
 def test_status_without_a_state_file_exits_2(tmp_path: Path) -> None:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 
+from archiver import settings as settings_module
 from archiver import settings_docs
+from archiver.emulator import Emulator
 from archiver.errors import SettingsError
 from archiver.settings import (
+    DURATION_BOUNDS,
     ENV_NAMES,
     NON_NEGATIVE_DURATIONS,
     POSITIVE_DURATIONS,
+    Settings,
+    format_duration,
     load_settings,
+    log_notices,
     parse_duration,
     parse_rate,
 )
+from tests.helpers import SINCE, Run, archiver_env, run_subprocess
 
 EXAMPLE = Path(__file__).parents[1] / "config" / "rc-archiver.example.toml"
 
@@ -140,23 +149,80 @@ def test_settings_every_bad_field_is_named_at_once(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("24h", 86400), ("90m", 5400), ("1h30m", 5400), ("2d", 172800), ("45", 45), ("0s", 0)],
+    [
+        ("24h", 86400),
+        ("90m", 5400),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("45s", 45),
+        ("0s", 0),
+        ("0", 0),  # zero is zero in every unit
+        ("0.0", 0),
+        (0, 0),  # a TOML zero
+        ("500ms", 0.5),  # `ms` is not `m` + `s`
+        ("1s500ms", 1.5),
+        ("1.5h", 5400),
+        (" 2 h ", 7200),
+        ("3650d", 3650 * 86400),
+    ],
 )
-def test_settings_parse_duration(text: str, seconds: float) -> None:
+def test_settings_parse_duration(text: str | int, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 
 
-@pytest.mark.parametrize("text", ["", "h", "1 fortnight", "-1h", "1h-"])
-def test_settings_parse_duration_refuses(text: str) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("7", "has no unit: add one, e.g. 7d"),  # 7 seconds, or 7 days? Refused, never guessed
+        ("45", "has no unit"),
+        ("0.5", "has no unit"),
+        ("1e3", "has no unit"),
+        (7, "has no unit"),  # a TOML integer
+        (2.5, "has no unit"),  # a TOML float
+        ("", "use a number with a unit"),
+        ("h", "use a number with a unit"),
+        ("1 fortnight", "use a number with a unit"),
+        ("1h-", "use a number with a unit"),
+        ("-1h", "must not be negative"),
+        ("-0.5s", "must not be negative"),
+        ("-5", "must not be negative"),
+        (-5, "must not be negative"),
+        ("inf", "use a number with a unit"),
+        ("nan", "use a number with a unit"),
+        ("infd", "use a number with a unit"),
+        (float("inf"), "use a number with a unit"),
+        (float("nan"), "use a number with a unit"),
+        ("99999999d", "too long"),  # was accepted, then every run died with an OverflowError
+        ("9" * 400 + "d", "too long"),  # a float overflows to inf
+        ("36501d", "too long"),
+        (True, "use a number with a unit"),  # a TOML boolean
+    ],
+)
+def test_settings_parse_duration_refuses(text: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (timedelta(days=15), "15d"),
+        (timedelta(hours=1, minutes=30), "1h30m"),
+        (timedelta(0), "0s"),
+        (timedelta(milliseconds=500), "500ms"),
+        (timedelta(days=1, seconds=1), "1d1s"),
+    ],
+)
+def test_settings_format_duration_round_trips(value: timedelta, text: str) -> None:
+    assert format_duration(value) == text and parse_duration(text) == value
 
 
 def test_settings_parse_rate() -> None:
     assert parse_rate("10/60s") == (10, 60.0)
     assert parse_rate("40/1m") == (40, 60.0)
-    for bad in ("10", "0/60s", "x/60s", "10/0s"):
-        with pytest.raises(ValueError):
+    assert parse_rate("5/500ms") == (5, 0.5)
+    for bad in ("10", "0/60s", "x/60s", "10/0s", "10/60", "10/2d", "10/99999999d", "10/inf"):
+        with pytest.raises(ValueError, match="invalid rate"):
             parse_rate(bad)
 
 
@@ -191,29 +257,138 @@ def test_settings_blank_metrics_file_means_off(monkeypatch: pytest.MonkeyPatch) 
     assert load_settings().metrics_file is None
 
 
-@pytest.mark.parametrize("field", POSITIVE_DURATIONS)
-def test_settings_durations_that_must_be_positive_refuse_zero(
-    monkeypatch: pytest.MonkeyPatch, field: str
-) -> None:
-    monkeypatch.setenv(ENV_NAMES[field], "0s")
-    with pytest.raises(SettingsError, match=f"{ENV_NAMES[field]}: must be longer than 0s"):
-        load_settings()
+# -- durations: every duration setting, table-driven ------------------------------------------------
+DURATION_FIELDS = sorted(name for name, info in Settings.model_fields.items() if info.annotation is timedelta)
 
 
-@pytest.mark.parametrize("field", [*POSITIVE_DURATIONS, *NON_NEGATIVE_DURATIONS])
-def test_settings_negative_durations_are_refused(tmp_path: Path, field: str) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text(f"{field} = -5\n")  # a TOML number is seconds; the string forms cannot be negative
-    with pytest.raises(SettingsError, match=ENV_NAMES[field]):
+def test_settings_every_duration_is_classified_and_bounded() -> None:
+    # A new duration setting must say whether 0 is allowed and how long it may be.
+    assert DURATION_FIELDS
+    assert set(DURATION_FIELDS) == set(POSITIVE_DURATIONS) | set(NON_NEGATIVE_DURATIONS)
+    assert not set(POSITIVE_DURATIONS) & set(NON_NEGATIVE_DURATIONS)
+    assert set(DURATION_FIELDS) == set(DURATION_BOUNDS)
+    assert DURATION_BOUNDS["delete_after"] == timedelta(days=3650)
+    assert DURATION_BOUNDS["source_retention"] == timedelta(days=3650)
+    assert all(timedelta(0) < bound <= settings_module.LONGEST_DURATION for bound in DURATION_BOUNDS.values())
+
+
+def refused(field: str, message: str, config: Path | None = None) -> str:
+    """The one-line SettingsError of loading, naming the field's variable."""
+    with pytest.raises(SettingsError) as raised:
         load_settings(config)
+    text = str(raised.value)
+    assert f"{ENV_NAMES[field]}: " in text and message in text, text
+    assert "\n" not in text
+    return text
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+@pytest.mark.parametrize("value", ["7", "45", "1.5", "86400"])
+def test_settings_durations_refuse_bare_numbers(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    monkeypatch.setenv(ENV_NAMES[field], value)
+    refused(field, f"'{value}' has no unit: add one, e.g. 7d, 12h, 30s")
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+@pytest.mark.parametrize("value", ["7", "7.5", "-5"])
+def test_settings_durations_refuse_toml_numbers(tmp_path: Path, field: str, value: str) -> None:
+    # A TOML number reaches the same parser as the environment's text: a bare number, refused.
+    config = tmp_path / "c.toml"
+    config.write_text(f"{field} = {value}\n")
+    refused(field, "must not be negative" if value.startswith("-") else "has no unit", config)
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("inf", "use a number with a unit"),
+        ("nan", "use a number with a unit"),
+        ("-1s", "must not be negative"),
+        ("-0.5h", "must not be negative"),
+        ("99999999d", "too long"),
+        ("9" * 400 + "d", "too long"),
+        ("soon", "use a number with a unit"),
+    ],
+)
+def test_settings_durations_refuse_nonsense_and_overflow(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(ENV_NAMES[field], value)
+    refused(field, message)
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+def test_settings_durations_accept_milliseconds(monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    monkeypatch.setenv(ENV_NAMES[field], "500ms")
+    assert getattr(load_settings(), field) == timedelta(milliseconds=500)
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+def test_settings_durations_have_an_upper_bound(monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    bound = DURATION_BOUNDS[field]
+    monkeypatch.setenv(ENV_NAMES[field], format_duration(bound))
+    if field == "risk_window":  # as long as the retention: accepted, with a notice
+        monkeypatch.setenv("RC_ARCHIVER_SOURCE_RETENTION", "3650d")
+    assert getattr(load_settings(), field) == bound
+    monkeypatch.setenv(ENV_NAMES[field], format_duration(bound + timedelta(seconds=1)))
+    refused(field, f"is too long: at most {format_duration(bound)}")
+
+
+@pytest.mark.parametrize("field", POSITIVE_DURATIONS)
+@pytest.mark.parametrize("value", ["0s", "0", "0ms"])
+def test_settings_durations_that_must_be_positive_refuse_zero(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    monkeypatch.setenv(ENV_NAMES[field], value)
+    refused(field, "must be longer than 0s")
 
 
 @pytest.mark.parametrize("field", NON_NEGATIVE_DURATIONS)
+@pytest.mark.parametrize("value", ["0s", "0", "0ms"])
 def test_settings_durations_where_zero_means_something_accept_zero(
-    monkeypatch: pytest.MonkeyPatch, field: str
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
 ) -> None:
-    monkeypatch.setenv(ENV_NAMES[field], "0s")
+    monkeypatch.setenv(ENV_NAMES[field], value)
     assert getattr(load_settings(), field) == timedelta(0)
+
+
+@pytest.mark.parametrize("field", NON_NEGATIVE_DURATIONS)
+def test_settings_durations_accept_a_toml_zero(tmp_path: Path, field: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"{field} = 0\n")
+    assert getattr(load_settings(config), field) == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("7", "'7' has no unit"), ("99999999d", "too long"), ("inf", "use a number with a unit")],
+)
+def test_settings_bad_delete_after_exits_2_naming_it_before_any_request(
+    emulator: Emulator, tmp_path: Path, value: str, message: str
+) -> None:
+    """Through the real CLI, in a process of its own: RC_ARCHIVER_DELETE_AFTER=7 used to mean 7 seconds
+    and delete; 99999999d used to end every run in an OverflowError traceback."""
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        RC_ARCHIVER_DELETE_FROM_SOURCE="true",
+        RC_ARCHIVER_DELETE_AFTER=value,
+    )
+    for command in (["run", "--since", SINCE], ["check"]):
+        result = run_subprocess(env, *command)
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        assert "RC_ARCHIVER_DELETE_AFTER: " in output and message in output, output
+        assert "Traceback" not in output and "OverflowError" not in output
+    snapshot = emulator.stats.snapshot()
+    assert snapshot["logins"] == 0 and not snapshot["requests"] and not snapshot["deleted"]
+    assert not (tmp_path / "state" / "state.db").exists()  # before the state, the lock, anything
 
 
 @pytest.mark.parametrize(
@@ -267,13 +442,14 @@ def test_settings_new_defaults() -> None:
     assert settings.delete_from_source is False
     assert settings.delete_after == timedelta(days=7)
     assert settings.pushgateway_url == ""
-    assert settings.risk_days == 75
+    assert settings.risk_window == timedelta(days=15) and settings.risk_days is None
+    assert settings.notices == ()
 
 
 def test_settings_new_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL", "6h")
     monkeypatch.setenv("RC_ARCHIVER_SOURCE_RETENTION", "900s")
-    monkeypatch.setenv("RC_ARCHIVER_RISK_DAYS", "0")  # the only value below 900 s in days
+    monkeypatch.setenv("RC_ARCHIVER_RISK_WINDOW", "5m")
     monkeypatch.setenv("RC_ARCHIVER_SOURCE_CAP", "500")
     monkeypatch.setenv("RC_ARCHIVER_DELETE_FROM_SOURCE", "true")
     monkeypatch.setenv("RC_ARCHIVER_DELETE_AFTER", "0s")
@@ -281,7 +457,7 @@ def test_settings_new_settings_from_the_environment(monkeypatch: pytest.MonkeyPa
     settings = load_settings()
     assert settings.exhausted_retry_interval == timedelta(hours=6)
     assert settings.source_retention == timedelta(seconds=900)
-    assert settings.risk_days == 0 and settings.source_cap == 500
+    assert settings.risk_window == timedelta(minutes=5) and settings.source_cap == 500
     assert settings.delete_from_source is True and settings.delete_after == timedelta(0)
     assert settings.pushgateway_url == "http://127.0.0.1:9091"
 
@@ -292,13 +468,108 @@ def test_settings_pushgateway_url_must_be_http(monkeypatch: pytest.MonkeyPatch) 
         load_settings()
 
 
-def test_settings_risk_days_must_be_below_the_retention(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RC_ARCHIVER_SOURCE_RETENTION", "30d")  # a HIPAA account; risk_days stays 75
-    with pytest.raises(SettingsError, match=r"RC_ARCHIVER_RISK_DAYS \(75\) must be below") as raised:
+# -- at risk: a window before each recording's deadline (issue 18 item 2) -------------------------------
+@pytest.mark.parametrize("retention", ["30d", "1h", "10d", "75d", "90d", "3650d"])
+def test_settings_any_retention_works_alone(monkeypatch: pytest.MonkeyPatch, retention: str) -> None:
+    # The README's advice, "set 30d for a HIPAA-configured account", used to exit 2 (RISK_DAYS 75).
+    monkeypatch.setenv("RC_ARCHIVER_SOURCE_RETENTION", retention)
+    settings = load_settings()
+    assert settings.source_retention == parse_duration(retention)
+    assert settings.risk_window == timedelta(days=15)
+
+
+@pytest.mark.parametrize(("retention", "window"), [("30d", "30d"), ("1h", "15d"), ("10d", "3650d")])
+def test_settings_a_risk_window_as_long_as_the_retention_is_a_notice_not_an_error(
+    monkeypatch: pytest.MonkeyPatch, retention: str, window: str
+) -> None:
+    monkeypatch.setenv("RC_ARCHIVER_SOURCE_RETENTION", retention)
+    monkeypatch.setenv("RC_ARCHIVER_RISK_WINDOW", window)
+    settings = load_settings()
+    assert settings.risk_window == parse_duration(window)
+    (notice,) = settings.notices
+    assert "RC_ARCHIVER_RISK_WINDOW" in notice and "every recording not yet archived" in notice
+
+
+@pytest.mark.parametrize(
+    ("retention", "days", "window"),
+    [("90d", "75", "15d"), ("30d", "25", "5d"), ("30d", "75", "0s"), ("1h", "0", "1h"), ("900s", "0", "15m")],
+)
+def test_settings_risk_days_is_still_read_as_a_window_with_one_deprecation_line(
+    monkeypatch: pytest.MonkeyPatch, retention: str, days: str, window: str
+) -> None:
+    monkeypatch.setenv("RC_ARCHIVER_SOURCE_RETENTION", retention)
+    monkeypatch.setenv("RC_ARCHIVER_RISK_DAYS", days)
+    settings = load_settings()
+    assert settings.risk_window == parse_duration(window)  # retention - days, at least 0
+    (notice,) = settings.notices
+    assert notice.startswith("RC_ARCHIVER_RISK_DAYS is deprecated: read as RC_ARCHIVER_RISK_WINDOW=")
+    assert f"RC_ARCHIVER_RISK_WINDOW={window}" in notice and "\n" not in notice
+
+
+def test_settings_risk_window_wins_over_risk_days(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RC_ARCHIVER_RISK_DAYS", "80")
+    monkeypatch.setenv("RC_ARCHIVER_RISK_WINDOW", "20d")
+    settings = load_settings()
+    assert settings.risk_window == timedelta(days=20)
+    (notice,) = settings.notices
+    assert "RC_ARCHIVER_RISK_DAYS is deprecated and ignored" in notice and "RC_ARCHIVER_RISK_WINDOW" in notice
+    # The same from the TOML file.
+    monkeypatch.delenv("RC_ARCHIVER_RISK_DAYS")
+    monkeypatch.delenv("RC_ARCHIVER_RISK_WINDOW")
+    config = tmp_path / "c.toml"
+    config.write_text('risk_days = 80\nrisk_window = "20d"\n')
+    assert load_settings(config).risk_window == timedelta(days=20)
+
+
+def test_settings_risk_days_keeps_its_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RC_ARCHIVER_RISK_DAYS", "-1")
+    with pytest.raises(SettingsError, match="RC_ARCHIVER_RISK_DAYS: "):
         load_settings()
-    assert "RC_ARCHIVER_SOURCE_RETENTION" in str(raised.value)
-    monkeypatch.setenv("RC_ARCHIVER_RISK_DAYS", "25")
-    assert load_settings().risk_days == 25
+
+
+def test_settings_notices_are_logged_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "_LOGGED_NOTICES", set())
+    monkeypatch.setenv("RC_ARCHIVER_RISK_DAYS", "75")
+    settings = load_settings()
+    with structlog.testing.capture_logs() as logs:
+        log_notices(settings)
+        log_notices(settings)
+        log_notices(load_settings())
+    assert len(logs) == 1
+    assert logs[0]["log_level"] == "warning" and logs[0]["event"] == "settings_warning"
+    assert "RC_ARCHIVER_RISK_DAYS" in logs[0]["warning"] and "RC_ARCHIVER_RISK_WINDOW" in logs[0]["warning"]
+
+
+def test_settings_hipaa_retention_alone_runs_and_risk_days_still_works_end_to_end(
+    emulator: Emulator, tmp_path: Path, run_archiver: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RC_ARCHIVER_SOURCE_RETENTION=30d and nothing else about risk: a run archives everything, `status`
+    reports the window; RC_ARCHIVER_RISK_DAYS still accepted, with one deprecation line in the log."""
+    monkeypatch.setattr(settings_module, "_LOGGED_NOTICES", set())
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_SOURCE_RETENTION="30d")
+    code, events = run_archiver(env, "run", "--since", SINCE)
+    summary = next(e for e in events if e["event"] == "run_summary")
+    assert code == 0 and summary["archived"] > 0, summary
+    assert not [e for e in events if e["event"] == "settings_warning"]
+
+    result = run_subprocess(env, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["risk_window"] == "15d" and report["at_risk"] == []  # deadlines are 26+ days away
+
+    # RISK_DAYS=29 with a 30-day retention: read as a window of 1 day.
+    result = run_subprocess({**env, "RC_ARCHIVER_RISK_DAYS": "29"}, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["risk_window"] == "1d"
+    warnings = [line for line in result.stderr.splitlines() if "settings_warning" in line]
+    assert len(warnings) == 1 and "RC_ARCHIVER_RISK_DAYS is deprecated" in warnings[0], result.stderr
+    assert "RC_ARCHIVER_RISK_WINDOW=1d" in warnings[0]
+
+    code, events = run_archiver({**env, "RC_ARCHIVER_RISK_DAYS": "29"}, "run", "--since", SINCE)
+    assert code == 0
+    assert len([e for e in events if e["event"] == "settings_warning"]) == 1
 
 
 # -- documented once --------------------------------------------------------------------------------
