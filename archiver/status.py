@@ -4,7 +4,7 @@ recordings RingCentral will soon delete, those it already has (lost), and the ba
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from archiver.archive.run_pass import BUDGET, forecast_backlog
 from archiver.errors import SettingsError
 from archiver.metrics import StateFacts
 from archiver.models import format_time, parse_time
-from archiver.settings import Settings
+from archiver.settings import Settings, format_duration, log_notices
 from archiver.state import RecordingRow, StateStore, lock_for
 
 LISTED = 50  # rows of each list shown in the text report (all of them in --json)
@@ -40,6 +40,7 @@ def backlog_forecast(state: StateStore, settings: Settings, now: datetime) -> tu
 
 def state_facts(state: StateStore, settings: Settings, now: datetime) -> StateFacts:
     """Everything the gauges say, from the state alone: right from a daemon's first scrape."""
+    log_notices(settings)  # e.g. RC_ARCHIVER_RISK_DAYS, deprecated: once per process
     runs = state.last_runs(1)
     last = runs[0] if runs and runs[0]["ended_at"] else None
     result, _ = backlog_forecast(state, settings, now)
@@ -50,7 +51,7 @@ def state_facts(state: StateStore, settings: Settings, now: datetime) -> StateFa
         last_run_outcome=last["outcome"] if last else None,
         last_run_exit_code=last["exit_code"] if last else None,
         oldest_pending=state.oldest_unarchived(),
-        at_risk=state.count_at_risk(now - timedelta(days=settings.risk_days)),
+        at_risk=state.count_at_risk(now + settings.risk_window),
         backlog=result.backlog,
         projected_loss=result.projected_loss,
         seconds_to_clear=result.seconds_to_clear,
@@ -67,10 +68,12 @@ def _listed(row: RecordingRow, now: datetime) -> dict[str, Any]:
         "start_time": format_time(row.recording.start),
         "deadline": format_time(row.deadline),
         "age_days": round((now - row.recording.start).total_seconds() / 86400, 1),
+        "days_left": round((row.deadline - now).total_seconds() / 86400, 1),
     }
 
 
 def status_report(state: StateStore, settings: Settings, now: datetime) -> dict[str, Any]:
+    log_notices(settings)
     watermark = state.watermark()
     result, remedy = backlog_forecast(state, settings, now)
     live = lock_for(state.path).held_by_another()
@@ -88,8 +91,9 @@ def status_report(state: StateStore, settings: Settings, now: datetime) -> dict[
         "failed": [_listed(r, now) for r in state.failed_rows(settings.max_attempts)],
         "exhausted": [_listed(r, now) for r in state.exhausted(settings.max_attempts)],
         "lost": [_listed(r, now) for r in state.lost_rows()],
-        "risk_days": settings.risk_days,
-        "at_risk": [_listed(r, now) for r in state.at_risk(now - timedelta(days=settings.risk_days))],
+        "risk_window": format_duration(settings.risk_window),
+        "risk_window_seconds": settings.risk_window.total_seconds(),
+        "at_risk": [_listed(r, now) for r in state.at_risk(now + settings.risk_window)],
         "forecast": {k: v for k, v in result.as_dict().items() if k in _FORECAST_KEYS},
         "forecast_advice": remedy or None,
     }
@@ -113,7 +117,8 @@ def render(report: dict[str, Any], as_json: bool) -> str:
     lines = [
         f"state file   {report['state_path']}",
         f"watermark    {report['watermark'] or '(none yet)'}",
-        f"recordings   {counts['archived']} archived ({counts['deleted']} deleted at the source), "
+        f"recordings   {counts['archived']} archived ({counts['deleted']} deleted at the source, "
+        f"{counts['unproven']} unproven: adopted or migrated, downloaded again before any deletion), "
         f"{counts['pending']} pending, {counts['failed']} failed, {counts['exhausted']} exhausted, "
         f"{counts['lost']} lost",
         f"forecast     backlog {forecast['backlog']}, clears at {forecast['clears_at']}, "
@@ -134,8 +139,9 @@ def render(report: dict[str, Any], as_json: bool) -> str:
     lines += _rows("exhausted: retried every RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL", report["exhausted"], item)
     lines += _rows("LOST: deleted by RingCentral before they were archived", report["lost"], item)
     lines += _rows(
-        f"at risk: not archived and older than {report['risk_days']} days",
+        f"at risk: not archived, and RingCentral deletes them within {report['risk_window']} "
+        "(RC_ARCHIVER_RISK_WINDOW)",
         report["at_risk"],
-        "  {recording_id:<16} {status:<8} {age_days:>5} days old, deleted by RingCentral after {deadline}",
+        "  {recording_id:<16} {status:<8} {days_left:>6} days left, deleted by RingCentral after {deadline}",
     )
     return "\n".join(lines)

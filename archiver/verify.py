@@ -1,11 +1,22 @@
 """`rc-archiver verify`: prove the archive is complete for a range, and queue what is not for repair.
 
-It re-lists the call log (so it also catches recordings the state never knew about), checks that each
-recording is in the destination with the recorded size and sha256 (from the state, the object's
-metadata and the sidecar), and re-reads a sample of the objects in full to re-hash them. Recordings we
-deleted at the source after archiving them are checked like any other (their archive is all there is);
-recordings RingCentral deleted before we could archive them are reported as lost, not missing.
-With --manifests it walks the manifests' hash chain and lists archived recordings no manifest names.
+What it checks is driven by the call log AND by our own records, so a recording the call log stops
+listing (after a deletion, under reading B of docs/ringcentral-api.md#u10-after-a-deletion) or one older
+than the range is still checked:
+- every recording the call log lists in the range (this catches those the state never knew about);
+- every recording the state has archived or deleted at the source in the range;
+- every recording deleted at the source, whatever the range, unless a range was asked for: its archive is
+  the only copy.
+Each is checked in the destination: the object with the recorded size and sha256 (the state's, the
+object's metadata and the sidecar, which must name the same key, size and sha256); a sample is read back
+in full and re-hashed. Recordings RingCentral deleted before we could archive them are reported as lost.
+With --manifests it walks the manifests' hash chain and lists archived recordings no manifest names, and
+recordings deleted at the source that no manifest lists as deleted.
+
+--repair queues what is missing or corrupt to be archived again, for any recording RingCentral still
+serves, whatever the state says (a recording recorded as deleted is asked about: one look at its content).
+A damaged copy of a recording RingCentral no longer has is reported loudly as the only copy, with what
+can still be done.
 """
 
 from __future__ import annotations
@@ -15,8 +26,12 @@ import random
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
+
+import structlog
 
 from archiver.archive.breaker import OutageBreaker
+from archiver.archive.deletion import at_source
 from archiver.archive.layout import META_SHA256, Layout
 from archiver.archive.manifest import HEAD, walk_chain
 from archiver.archive.run_pass import PassServices
@@ -24,6 +39,8 @@ from archiver.archive.scan import scan_window
 from archiver.settings import Settings
 from archiver.state import LOST, RecordingRow
 from archiver.windows import day_slices
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -35,12 +52,21 @@ class VerifyResult:
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     chain_breaks: list[str] = field(default_factory=list)
     unlisted: list[str] = field(default_factory=list)  # archived, but in no manifest
+    deletions_unlisted: list[str] = field(default_factory=list)  # deleted at the source, in no manifest
+    only_copy: list[tuple[str, str]] = field(default_factory=list)  # damaged and gone at the source
     manifests: int = 0
     scan_errors: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.scan_errors or self.chain_breaks or self.unlisted)
+        return not (
+            self.missing
+            or self.corrupt
+            or self.scan_errors
+            or self.chain_breaks
+            or self.unlisted
+            or self.deletions_unlisted
+        )
 
 
 def _rehash(services: PassServices, key: str) -> str:
@@ -74,8 +100,10 @@ def _check_one(
     sidecar = layout.read_sidecar(services.destination, sidecar_key)
     if sidecar is None:
         return "missing", f"sidecar {sidecar_key} is missing"
-    if sidecar.get("sha256") != sha256:
-        return "corrupt", f"sidecar {sidecar_key} names another sha256"
+    expected = {"recording_id": row.recording_id, "key": key, "size": size, "sha256": sha256}
+    wrong = [name for name, value in expected.items() if sidecar.get(name) != value]
+    if wrong:
+        return "corrupt", f"sidecar {sidecar_key} disagrees on {', '.join(wrong)}"
     if rehash and _rehash(services, key) != sha256:
         return "corrupt", f"{key} content does not hash to the recorded sha256"
     return None
@@ -89,7 +117,10 @@ def verify(
     repair: bool,
     manifests: bool = False,
     rng: random.Random | None = None,
+    all_deleted: bool = True,
 ) -> VerifyResult:
+    """Check the archive (this module's docstring); `all_deleted` adds every recording deleted at the
+    source, whatever `window` says (the default when no range was asked for)."""
     rng = rng or random.Random()
     state, layout, result = services.state, Layout(settings.key_template, settings.tz), VerifyResult()
     scan_id = f"verify-{rng.getrandbits(32):08x}"
@@ -98,8 +129,11 @@ def verify(
         threading.Event(), OutageBreaker(threading.Event()), lambda seen: None, mark_done=False,
     )  # fmt: skip
     result.scan_errors = scan.days_unreadable
-    unrepairable: set[str] = set()
-    for row in state.seen_in(scan_id):
+    rows = chain(state.seen_in(scan_id), state.archive_in(*window, skip_run=scan_id))
+    if all_deleted:
+        rows = chain(rows, state.deleted_outside(*window))
+    damaged: list[tuple[RecordingRow, str]] = []
+    for row in rows:
         result.checked += 1
         if row.status == LOST:
             result.lost += 1
@@ -109,25 +143,48 @@ def verify(
         result.rehashed += rehash and (problem is None or "content" in problem[1])
         if problem is not None:
             kind, why = problem
-            if row.deleted_at is not None:
-                # Our archive is all there is: no repair can download it again, so none is queued.
-                why += f"; deleted at the source {row.deleted_at.isoformat()}: it cannot be downloaded again"
-                unrepairable.add(row.recording_id)
             (result.missing if kind == "missing" else result.corrupt).append((row.recording_id, why))
+            damaged.append((row, kind))
     if manifests:
-        chain = walk_chain(services.destination, state.meta_json(HEAD))
-        result.manifests, result.chain_breaks = chain.parts, chain.breaks
-        if chain.ok:
-            result.unlisted = [
-                recording_id for recording_id in state.archived_ids() if recording_id not in chain.listed
-            ]
-    if repair:
-        for recording_id, why in result.missing:
-            if recording_id not in unrepairable:
-                state.requeue(recording_id, f"verify: {why}")
-        for recording_id, why in result.corrupt:
-            if recording_id in unrepairable:
-                continue
-            # force: the object under the key exists but is wrong, so it must be replaced
-            state.requeue(recording_id, f"verify: {why}", force_upload=True)
+        _check_manifests(services, result)
+    for row, kind in damaged:
+        if row.deleted_at is None:
+            if repair:  # force: an object under the key that is wrong must be replaced
+                state.requeue(row.recording_id, f"verify: {kind}", force_upload=kind == "corrupt")
+            continue
+        _damaged_after_deletion(services, row, repair, result)
     return result
+
+
+def _damaged_after_deletion(
+    services: PassServices, row: RecordingRow, repair: bool, result: VerifyResult
+) -> None:
+    """A damaged archive of a recording recorded as deleted at the source: RingCentral may still serve
+    it (a deletion recorded wrongly by an older version): then it is queued; if not, this was the
+    only copy, and the operator hears so with what can still be done."""
+    held = at_source(services.client, row) if repair else None
+    if held:
+        services.state.requeue(
+            row.recording_id, "verify: damaged, and RingCentral still serves it", force_upload=True
+        )
+        log.warning("verify_requeued_deleted", recording_id=row.recording_id, key=row.key)
+        return
+    deleted = row.deleted_at.isoformat() if row.deleted_at else "?"
+    fix = (
+        f"restore {row.key} (sha256 {row.sha256}) from the bucket's object versions "
+        "(aws s3api list-object-versions) or from a backup of the destination"
+    )
+    why = f"the archive is the only copy (deleted at the source {deleted}); {fix}"
+    if held is None and repair:
+        why += "; RingCentral's answer about it was unclear: run verify --repair again later"
+    result.only_copy.append((row.recording_id, why))
+    log.error("archive_only_copy_damaged", recording_id=row.recording_id, key=row.key, error=why)
+
+
+def _check_manifests(services: PassServices, result: VerifyResult) -> None:
+    state = services.state
+    walked = walk_chain(services.destination, state.meta_json(HEAD))
+    result.manifests, result.chain_breaks = walked.parts, walked.breaks
+    if walked.ok:
+        result.unlisted = [rid for rid in state.archived_ids() if rid not in walked.listed]
+        result.deletions_unlisted = [rid for rid in state.deleted_ids() if rid not in walked.deleted]

@@ -170,7 +170,7 @@ def test_deletion_with_object_lock_skips_objects_without_retention(
     assert delete_requests(emulator) == {}
 
 
-def test_deletion_verify_repair_never_queues_a_recording_deleted_at_the_source(
+def test_deletion_verify_repair_of_a_copy_deleted_at_the_source_reports_the_only_copy(
     emulator_factory: Callable[..., Emulator],
     tmp_path: Path,
     run_archiver: Run,
@@ -184,40 +184,52 @@ def test_deletion_verify_repair_never_queues_a_recording_deleted_at_the_source(
     assert code == 0 and summary_of(events)["deleted"] == 5
     gone = sorted(recordings_in(dest))[0]
     recordings_in(dest)[gone].unlink()  # the archive of a recording RingCentral no longer has
-    code, out = report(env, "verify", "--since", SINCE, "--repair")
+    code, out = report(env, "verify", "--repair")  # no range: every recording deleted at the source
     (line,) = [line for line in out.splitlines() if line.startswith("missing ")]
-    assert code == 1 and gone in line and "deleted at the source" in line
-    # A queued repair would ask RingCentral for it, get "not found" and call it not ready until exhausted.
+    (only,) = [line for line in out.splitlines() if line.startswith("ONLY COPY ")]
+    assert code == 1 and gone in line and gone in only
+    assert "only copy" in only and "object versions" in only
+    # RingCentral was asked once (it answers 404): nothing is queued that could never be downloaded.
+    looked = emulator.stats.snapshot()["requests"].get("content 404", 0)
+    assert looked == 1
     code, events = run_archiver(env, "run", "--since", SINCE)
     assert summary_of(events)["pending"] == 0 and summary_of(events)["failed"] == 0
-    assert emulator.stats.snapshot()["requests"].get("content 404", 0) == 0
+    assert emulator.stats.snapshot()["requests"].get("content 404", 0) == looked
 
 
-def test_deletion_finds_the_one_already_gone_without_resending_the_batch_every_run(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
+@pytest.mark.parametrize("unknown", ["ignore", "refuse"])
+def test_deletion_records_as_deleted_only_what_ringcentral_no_longer_holds(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run, unknown: str
 ) -> None:
-    emulator = backlog(emulator_factory, 8)
+    """One recording of the batch is gone already (another client). Reading A of U10: the batch
+    answers 204; reading B: 404 for the batch, settled with one look per recording, then the rest
+    sent again. Either way nothing RingCentral still holds is recorded as deleted."""
+    data = DataOptions(seed=21, calls=8, days=2, fixed_size=512, **ONE_RECORDING_EACH)  # type: ignore[arg-type]
+    emulator = emulator_factory(data=data, scope=CAN_DELETE, delete_unknown=unknown)
     dest = tmp_path / "archive"
     dest.mkdir()
     env = archiver_env(emulator, tmp_path, dest.as_uri())
     assert run_archiver(env, "run", "--since", SINCE)[0] == 0
-    # Deleted at RingCentral already (another client, or our own call whose 204 was lost): RingCentral
-    # then refuses any batch naming it with 404, deleting nothing.
     gone = sorted(recordings_in(dest))[3]
     emulator.state.deletions.delete([gone], time.time())
     code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
-    assert code == 0 and summary_of(events)["deleted"] == 7
+    assert code == 0
     assert set(emulator.stats.snapshot()["deleted"]) == set(recordings_in(dest)) - {gone}
     (line,) = [
         line for line in manifest_lines(dest) if line["recording_id"] == gone and line["event"] == "deleted"
     ]
-    assert line["by"] == "not found at the source"
+    if unknown == "refuse":
+        assert summary_of(events)["deleted"] == 7 and line["by"] == "source"
+        assert delete_requests(emulator) == {"delete-recordings 404": 1, "delete-recordings 204": 1}
+    else:  # RingCentral's 204 is its word for every id it was sent
+        assert summary_of(events)["deleted"] == 8 and line["by"] == "us"
+        assert delete_requests(emulator) == {"delete-recordings 204": 1}
     sent = delete_requests(emulator)
     code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
     assert code == 0 and delete_requests(emulator) == sent  # nothing left to delete, nothing resent
 
 
-def test_deletion_sends_nothing_for_recordings_past_their_retention(
+def test_deletion_leaves_recordings_past_their_deadline_alone_and_records_nothing(
     emulator_factory: Callable[..., Emulator], tmp_path: Path, run_archiver: Run
 ) -> None:
     emulator = backlog(emulator_factory, 6)
@@ -225,10 +237,13 @@ def test_deletion_sends_nothing_for_recordings_past_their_retention(
     dest.mkdir()
     env = archiver_env(emulator, tmp_path, dest.as_uri())
     assert run_archiver(env, "run", "--since", SINCE)[0] == 0
-    # A retention shorter than the calls' age: RingCentral has deleted them itself by now.
-    short = {**env, **DELETE, "RC_ARCHIVER_SOURCE_RETENTION": "1h", "RC_ARCHIVER_RISK_DAYS": "0"}
+    # A retention shorter than the calls' age (a wrong setting, or a clock ahead): their deadlines have
+    # passed, but RingCentral still holds them. Nothing is sent and nothing is recorded as deleted.
+    short = {**env, **DELETE, "RC_ARCHIVER_SOURCE_RETENTION": "1h"}
     code, events = run_archiver(short, "run", "--since", SINCE)
     assert code == 0 and summary_of(events)["deleted"] == 0 and delete_requests(emulator) == {}
-    lines = [line for line in manifest_lines(dest) if line["event"] == "deleted"]
-    assert sorted(line["recording_id"] for line in lines) == sorted(recordings_in(dest))
-    assert {line["by"] for line in lines} == {"retention"}
+    assert [line for line in manifest_lines(dest) if line["event"] == "deleted"] == []
+    # With the right retention the next run deletes them: nothing was written off.
+    code, events = run_archiver({**env, **DELETE}, "run", "--since", SINCE)
+    assert code == 0 and summary_of(events)["deleted"] == 6
+    assert set(emulator.stats.snapshot()["deleted"]) == set(recordings_in(dest))

@@ -124,10 +124,10 @@ def test_state_lost_and_deleted_are_counted_and_never_due(tmp_path: Path) -> Non
     store.mark_lost("r1", "deleted by RingCentral")
     store.mark_archived("r2", "k/r2.mp3", "audio/mpeg", 10, "ab" * 32)
     assert [r.recording_id for r in store.deletable(datetime.now(UTC))] == ["r2"]
-    store.mark_deleted(["r2"], datetime.now(UTC))
+    store.mark_deleted(["r2"], datetime.now(UTC), "us")
     counts = store.counts(5)
     assert counts["lost"] == 1 and counts["deleted"] == 1 and counts["archived"] == 1
-    assert list(store.due(5, NOW)) == [] and store.deletable(datetime.now(UTC)) == []
+    assert list(store.due(5, NOW)) == [] and list(store.deletable(datetime.now(UTC))) == []
     assert [r.recording_id for r in store.lost_rows()] == ["r1"]
 
 
@@ -263,3 +263,64 @@ def test_state_migrates_a_schema_2_file_into_columns(tmp_path: Path) -> None:
     assert store.schema_version == SCHEMA_VERSION
     assert row is not None and row.status == "archived" and row.key == "k/r1.mp3" and row.attempts == 2
     assert row.recording.from_name == "A" and row.deadline == datetime(2027, 2, 25, 10, 0, tzinfo=UTC)
+    assert row.provenance == "migrated" and not row.proven  # an older version's hash: re-proved first
+
+
+def test_state_provenance_says_where_each_archived_sha256_came_from(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.note_found([ref("r1"), ref("r2")], "run-1")
+    store.mark_archived("r1", "k/r1.mp3", "audio/mpeg", 10, "ab" * 32)
+    store.mark_archived("r2", "k/r2.mp3", "audio/mpeg", 10, "cd" * 32, "adopted")
+    rows = {r.recording_id: r for r in store.deletable(datetime.now(UTC))}
+    assert (rows["r1"].provenance, rows["r1"].proven) == ("downloaded", True)
+    assert (rows["r2"].provenance, rows["r2"].proven) == ("adopted", False)
+    store.mark_reproved("r2")
+    assert store.get("r2").proven  # type: ignore[union-attr]
+    store.requeue("r2", "verify: corrupt", force_upload=True)
+    assert store.get("r2").provenance is None  # type: ignore[union-attr]
+
+
+def test_state_deletion_intent_is_journaled_settled_and_never_deletable_meanwhile(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.note_found([ref("r1"), ref("r2"), ref("r3")], "run-1")
+    for rid in ("r1", "r2", "r3"):
+        store.mark_archived(rid, f"k/{rid}.mp3", "audio/mpeg", 10, "ab" * 32)
+    store.mark_manifested(["r1", "r2", "r3"])
+    store.intend_deletion(["r1", "r2"], "run-2")
+    assert [r.recording_id for r in store.unsettled_intents()] == ["r1", "r2"]
+    assert [r.recording_id for r in store.deletable(datetime.now(UTC))] == ["r3"]
+    store.clear_intent(["r2"])
+    store.mark_deleted(["r1"], datetime.now(UTC), "us")
+    assert store.unsettled_intents() == []
+    row = store.get("r1")
+    assert row is not None and row.deleted_by == "us" and row.delete_intent is None
+    assert [r.recording_id for r in store.unmanifested()] == ["r1"]  # its `deleted` line is owed
+    assert list(store.deleted_ids()) == ["r1"]
+    assert sorted(r.recording_id for r in store.deletable(datetime.now(UTC))) == ["r2", "r3"]
+
+
+@pytest.mark.parametrize("walk", ["deletable", "archive_in", "deleted_outside", "deleted_ids"])
+def test_state_deletion_and_verify_walks_are_ordered_by_an_index(tmp_path: Path, walk: str) -> None:
+    """The walks deletion.py and verify.py make, as the state really sends them (traced): each batch
+    is a range of an index, never a whole-table sort (issue 22)."""
+    store = StateStore(tmp_path / "state.db")
+    store.note_found([ref(f"r{n}") for n in range(5)], "run-1")
+    for n in range(5):
+        store.mark_archived(f"r{n}", f"k/r{n}.mp3", "audio/mpeg", 10, "ab" * 32)
+    store.mark_deleted(["r1", "r3"], datetime.now(UTC), "us")
+    sent: list[str] = []
+    store._db.set_trace_callback(sent.append)
+    later, earlier = datetime.now(UTC) + timedelta(days=1), datetime(2026, 1, 1, tzinfo=UTC)
+    calls = {
+        "deletable": lambda: store.deletable(later, batch=2),
+        "archive_in": lambda: store.archive_in(earlier, later, "verify-x", batch=2),
+        "deleted_outside": lambda: store.deleted_outside(later, later, batch=1),
+        "deleted_ids": lambda: store.deleted_ids(batch=1),
+    }
+    assert len(list(calls[walk]())) >= 2
+    store._db.set_trace_callback(None)
+    selects = [sql for sql in sent if sql.lstrip().upper().startswith("SELECT")]
+    assert len(selects) >= 2  # batched: a keyset walk, not one read of everything
+    for sql in selects:
+        plan = " ".join(str(r[3]) for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan

@@ -1,169 +1,306 @@
 """Delete recordings at RingCentral once their archive is proven (opt in: RC_ARCHIVER_DELETE_FROM_SOURCE).
 
-Deletion cannot be undone, so a recording is deleted only when, in this same run, its object has been
-read back from the destination in full and hashes to the sha256 computed while downloading it, and,
-where Object Lock is configured, the object's retention (or legal hold) is confirmed in place. It runs
-after the pass's archiving, inside the Heavy budget (deletion is a Heavy request), in batches of at most
-100 ids (RingCentral's limit). A refusal (403: the app lacks EditCallLog or the user
-EditCompanyCallRecordings) stops deletion with one clear line; archiving is not affected.
+Deletion cannot be undone, so it follows the proof of proof.py against what RingCentral served, never
+only against our own records, and records nothing as deleted without RingCentral's word for it:
+
+    settle what a cut-off run left (intents) -> for each archived recording, oldest first:
+        past its deadline? leave it (RingCentral's retention deletes it; nothing is recorded)
+        adopted or migrated? re-prove: download it again, compare (a mismatch is re-archived)
+        prove the archived copy (proof.py) -> batch of at most 100
+    -> journal the intent (state, then a manifest part written at once) -> DELETE -> record what
+       RingCentral confirmed (state, then the manifest)
+
+A 404 for a batch is settled per recording with one look at its content (Range: bytes=0-0): gone there
+is recorded as `source` (not deleted by us); when every recording of the batch is still served the
+DELETE went astray (a misrouting proxy): deletion stops with one error line and records nothing. A
+lost reply (a timeout, a reset, a 5xx) leaves the intents; the next run settles each with one look,
+and what is gone is recorded as deleted by us. A 403 stops deletion (archiving goes on); a stop (signal,
+breaker) sends no further DELETE. It runs after the pass's archiving, inside the Heavy budget.
 """
 
 from __future__ import annotations
 
-import hashlib
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, cast
 
 import structlog
 
 from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
+from archiver.archive.proof import LockRequirement, prove
 from archiver.destinations.base import Destination
-from archiver.errors import ArchiverError, AuthError, NotReady
+from archiver.errors import ArchiverError, AuthError, Cancelled, NotReady, RecordingError
+from archiver.models import format_time
 from archiver.ringcentral.client import RingCentralClient
+from archiver.settings import Settings
 from archiver.state import RecordingRow, StateStore
+from archiver.state.schema import BY_SOURCE, BY_US
 
 log = structlog.get_logger(__name__)
-BATCH = 100
+BATCH = 100  # RingCentral's limit of ids per DELETE
+
+
+@dataclass(frozen=True)
+class DeletionRules:
+    """What the settings say about deleting at the source."""
+
+    delete_after: timedelta
+    lock: LockRequirement
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeletionRules:
+        return cls(settings.delete_after, LockRequirement.from_settings(settings))
+
+
+@dataclass(frozen=True)
+class SourceDeletion:
+    """Everything one deletion phase works with."""
+
+    client: RingCentralClient
+    destination: Destination
+    state: StateStore
+    layout: Layout
+    manifest: ManifestWriter
+    spool: Path
+    rules: DeletionRules
+    run_id: str
+    now: Callable[[], datetime]
+    cancel: threading.Event
 
 
 @dataclass
 class DeletionResult:
-    deleted: int = 0
-    unverified: int = 0
-    gone: int = 0  # already deleted at the source (its retention, or another client): recorded only
-    refused: str = ""
+    deleted: int = 0  # RingCentral confirmed our DELETE (or, settling a lost reply, no longer has it)
+    gone: int = 0  # RingCentral no longer had it when a DELETE answered 404: recorded as `source`
+    unverified: int = 0  # its archive failed the proof: kept at the source
+    reproved: int = 0  # adopted or migrated rows whose sha256 a fresh download reproduced
+    mismatched: int = 0  # ... and those it did not: queued to be archived again
+    left_to_retention: int = 0  # past their deadline: left alone
+    refused: str = ""  # a 403: deletion stops
+    stopped: str = ""  # why deletion stopped early otherwise (misroute, lost reply, manifest)
     would_delete: list[str] = field(default_factory=list)  # a dry run's list
+    would_reprove: int = 0  # a dry run's count of rows that need a fresh download first
 
 
-def _verified(destination: Destination, row: RecordingRow, needs_lock: bool, now: datetime) -> str:
-    """'' when the archived object is proven intact (and retained); otherwise why not."""
-    if not row.key or not row.sha256:
-        return "no archived key and sha256 in the state"
-    stored = destination.stat(row.key)
-    if stored is None:
-        return f"object {row.key} is missing"
-    if stored.size != row.size:
-        return f"object {row.key} has {stored.size} bytes, expected {row.size}"
-    if (
-        needs_lock
-        and not stored.legal_hold
-        and (stored.retained_until is None or stored.retained_until <= now)
-    ):
-        return f"object {row.key} has no Object Lock retention in place"
-    digest = hashlib.sha256()
-    with destination.open(row.key) as stream:
-        while chunk := stream.read(1024 * 1024):
-            digest.update(chunk)
-    if digest.hexdigest() != row.sha256:
-        return f"object {row.key} does not hash to the sha256 recorded at download"
-    return ""
+def at_source(client: RingCentralClient, row: RecordingRow) -> bool | None:
+    """Whether RingCentral still serves the recording's content (one look: Range bytes=0-0): False
+    for 404 CMN-102, True for audio, None when the answer tells neither."""
+    try:
+        sample = client.sample(row.recording.content_uri, f"recording {row.recording_id} at the source")
+    except NotReady:
+        return False
+    except ArchiverError:
+        return None
+    return True if sample.status in (200, 206) and sample.content_type.startswith("audio/") else None
 
 
 class _Deleter:
-    """The deletion calls and their record in the state and the manifest."""
+    """The deletion calls, the journal around them, and their record in the state and the manifest."""
 
-    def __init__(
-        self,
-        client: RingCentralClient,
-        state: StateStore,
-        layout: Layout,
-        manifest: ManifestWriter,
-        now: Callable[[], datetime],
-        result: DeletionResult,
-    ) -> None:
-        self.client, self.state, self.layout, self.manifest = client, state, layout, manifest
-        self.now, self.result = now, result
+    def __init__(self, ctx: SourceDeletion, result: DeletionResult) -> None:
+        self.ctx, self.result = ctx, result
 
-    def record(self, rows: list[RecordingRow], by: str) -> None:
-        ids = [row.recording_id for row in rows]
-        self.state.mark_deleted(ids, self.now())
+    def record(self, rows: Sequence[RecordingRow], by: str, how: str) -> None:
+        """RingCentral's word that `rows` are gone: the state first, then the manifest."""
+        if not rows:
+            return
+        ctx, when = self.ctx, self.ctx.now()
+        ctx.state.mark_deleted([row.recording_id for row in rows], when, by)
         for row in rows:
-            extra = {} if by == "us" else {"by": by}
-            self.manifest.add(
-                self.layout.manifest_entry(
-                    "deleted", row.recording_id, row.key, row.size, row.sha256, **extra
+            ctx.manifest.add(
+                ctx.layout.manifest_entry(
+                    "deleted",
+                    row.recording_id,
+                    row.key,
+                    row.size,
+                    row.sha256,
+                    by=by,
+                    how=how,
+                    deleted_at=format_time(when),
                 )
             )
-        if by == "us":
-            self.result.deleted += len(ids)
-            log.info("recordings_deleted_at_source", recordings=len(ids), dry_run=False)
+        ctx.manifest.flush()  # a refused part stays owed: the state's `manifested` column says so
+        if by == BY_US:
+            self.result.deleted += len(rows)
+            log.info("recordings_deleted_at_source", recordings=len(rows), how=how)
         else:
-            self.result.gone += len(ids)
-            log.info("recordings_already_gone_at_source", recording_ids=ids, by=by)
+            self.result.gone += len(rows)
+            log.warning(
+                "recordings_already_gone_at_source", recording_ids=[r.recording_id for r in rows], how=how
+            )
+
+    def settle_intents(self) -> None:
+        """Intents a cut-off run left: one look each; gone = deleted by that run's DELETE."""
+        rows = self.ctx.state.unsettled_intents()
+        if rows:
+            log.info("deletion_intents_found", recordings=len(rows))
+        for row in rows:
+            if self.ctx.cancel.is_set():
+                return
+            held = at_source(self.ctx.client, row)
+            if held is None:
+                log.warning("deletion_intent_unsettled", recording_id=row.recording_id)
+                return  # RingCentral answers neither way: the next run asks again
+            if held:
+                self.ctx.state.clear_intent([row.recording_id])
+            else:
+                self.record([row], BY_US, "settled after a lost reply")
 
     def delete(self, rows: list[RecordingRow]) -> bool:
-        """Delete `rows` at RingCentral; False when refused (stop deleting)."""
-        ids = [row.recording_id for row in rows]
+        """Journal, DELETE and record `rows`; False when deletion must stop for this run."""
+        ctx, ids = self.ctx, [row.recording_id for row in rows]
+        if ctx.cancel.is_set():
+            return False
+        ctx.state.intend_deletion(ids, ctx.run_id)
+        for row in rows:
+            ctx.manifest.add(
+                ctx.layout.manifest_entry("delete_intent", row.recording_id, row.key, row.size, row.sha256)
+            )
+        if not ctx.manifest.flush():
+            ctx.state.clear_intent(ids)
+            return self._stop("the manifest could not be written, so the intent to delete is not on record")
         try:
-            self.client.delete_recordings(ids)
+            confirmed = ctx.client.delete_recordings(ids)
         except AuthError as exc:
+            ctx.state.clear_intent(ids)
             self.result.refused = str(exc)
             log.error("deletion_refused", error=str(exc), fix=exc.hint or None, recordings=len(ids))
             return False
+        except Cancelled:  # stopped before the request left: nothing was sent
+            ctx.state.clear_intent(ids)
+            return False
         except NotReady:
-            # RingCentral refuses the whole call when one id is not found: already deleted (by another
-            # client, or by our own call whose reply was lost). Find it by halves, or every run would
-            # send the same doomed batch again.
-            if len(rows) == 1:
-                self.record(rows, "not found at the source")
-                return True
-            middle = len(rows) // 2
-            return self.delete(rows[:middle]) and self.delete(rows[middle:])
+            return self._settle_not_found(rows)
         except ArchiverError as exc:
-            log.warning("deletion_failed", reason=str(exc), recordings=len(ids))
-            return True  # tried again next run
-        self.record(rows, "us")
+            # Carried out or not, nobody can say: the intents stay, and the next run settles them.
+            return self._stop(f"no answer to a DELETE of {len(ids)} recording(s) ({exc}); settled next run")
+        self.record([row for row in rows if row.recording_id in confirmed], BY_US, "deleted")
+        unconfirmed = [row for row in rows if row.recording_id not in confirmed]
+        if unconfirmed:
+            log.warning("deletion_partly_confirmed", confirmed=len(confirmed), unconfirmed=len(unconfirmed))
+            for row in unconfirmed:
+                held = at_source(ctx.client, row)
+                if held is False:
+                    self.record([row], BY_US, "settled after a partial answer")
+                elif held:
+                    ctx.state.clear_intent([row.recording_id])
+                # None: the intent stays for the next run
         return True
 
+    def _settle_not_found(self, rows: list[RecordingRow]) -> bool:
+        """A 404 for the batch: one look at each recording. Gone ones are RingCentral's doing; if every
+        one is still served, the DELETE is going astray: stop, record nothing."""
+        ctx = self.ctx
+        gone: list[RecordingRow] = []
+        held: list[RecordingRow] = []
+        for row in rows:
+            answer = at_source(ctx.client, row)
+            if answer is not None:
+                (held if answer else gone).append(row)
+        ctx.state.clear_intent([row.recording_id for row in rows if row not in gone])
+        self.record(gone, BY_SOURCE, "not found at the source")
+        if held and not gone:
+            self.result.stopped = "misrouted"
+            log.error(
+                "deletion_misrouted",
+                error=f"RingCentral answered 404 to a DELETE of {len(rows)} recording(s) it still serves",
+                fix="check RC_SERVER_URL and any proxy between rc-archiver and RingCentral; nothing was "
+                "recorded as deleted",
+            )
+            return False
+        return self.delete(held) if held else True
 
-def delete_verified(
-    client: RingCentralClient,
-    destination: Destination,
-    state: StateStore,
-    layout: Layout,
-    manifest: ManifestWriter,
-    delete_after: timedelta,
-    needs_lock: bool,
-    now: Callable[[], datetime],
-    cancel: threading.Event,
-    dry_run: bool = False,
-) -> DeletionResult:
+    def _stop(self, why: str) -> bool:
+        self.result.stopped = why
+        log.warning("deletion_stopped", reason=why)
+        return False
+
+
+def reprove(ctx: SourceDeletion, row: RecordingRow, result: DeletionResult) -> bool:
+    """Download an adopted or migrated recording again; True when it reproduces the archived sha256
+    (the row becomes proven). A mismatch is queued to be archived again and reported."""
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=ctx.spool, suffix=".reproof", delete=False)  # noqa: SIM115
+    except OSError as exc:
+        log.warning("reproof_skipped", recording_id=row.recording_id, reason=f"spool: {exc.strerror}")
+        return False
+    path = Path(handle.name)
+    try:
+        with handle:
+            downloaded = ctx.client.download(row.recording.content_uri, cast(BinaryIO, handle))
+    except RecordingError as exc:
+        log.warning("reproof_failed", recording_id=row.recording_id, reason=str(exc))
+        return False
+    except ArchiverError as exc:
+        log.warning("reproof_deferred", recording_id=row.recording_id, reason=str(exc))
+        return False
+    finally:
+        path.unlink(missing_ok=True)
+    if (downloaded.sha256, downloaded.size) == (row.sha256, row.size):
+        ctx.state.mark_reproved(row.recording_id)
+        result.reproved += 1
+        return True
+    reason = (
+        f"the archived copy ({row.size} bytes, sha256 {row.sha256}) is not what RingCentral serves "
+        f"({downloaded.size} bytes, sha256 {downloaded.sha256}): archived again"
+    )
+    ctx.state.requeue(row.recording_id, f"re-proof: {reason}", force_upload=True)
+    result.mismatched += 1
+    log.error("archive_reproof_mismatch", recording_id=row.recording_id, key=row.key, reason=reason)
+    return False
+
+
+def settle_intents(ctx: SourceDeletion) -> DeletionResult:
+    """Only settle what a cut-off run left (every run does, deletion on or off)."""
     result = DeletionResult()
+    _Deleter(ctx, result).settle_intents()
+    return result
+
+
+def delete_proven(ctx: SourceDeletion, dry_run: bool = False) -> DeletionResult:
+    """The deletion phase (this module's docstring); a dry run reads and proves but sends nothing."""
+    result = DeletionResult()
+    deleter = _Deleter(ctx, result)
+    if not dry_run:
+        deleter.settle_intents()
     batch: list[RecordingRow] = []
-    deleter = _Deleter(client, state, layout, manifest, now, result)
-
-    def send() -> bool:
-        if not batch:
-            return True
-        rows = list(batch)
-        batch.clear()
-        if dry_run:
-            result.would_delete.extend(row.recording_id for row in rows)
-            return True
-        return deleter.delete(rows)
-
-    for row in state.deletable(now() - delete_after):
-        if cancel.is_set():
+    for row in ctx.state.deletable(ctx.now() - ctx.rules.delete_after):
+        if ctx.cancel.is_set():
             break
-        if row.deadline <= now():
-            # RingCentral's retention has deleted it already: no request, no read-back, nothing left
-            # to delete; recorded so that it is not read back again every run.
-            if not dry_run:
-                deleter.record([row], "retention")
+        if row.deadline <= ctx.now():
+            result.left_to_retention += 1  # RingCentral's retention deletes it: nothing to do or record
             continue
+        if not row.proven:
+            if dry_run:
+                result.would_reprove += 1
+                continue
+            if not reprove(ctx, row, result):
+                continue
         try:
-            why = _verified(destination, row, needs_lock, now())
-        except ArchiverError as exc:
-            why = str(exc)
+            why = prove(ctx.destination, ctx.layout, row, ctx.rules.lock, ctx.now())
+        except Exception as exc:  # any failure to read back (botocore's too) is a reason not to delete
+            why = f"reading the archive back failed: {type(exc).__name__}: {exc}"
         if why:
             result.unverified += 1
             log.warning("deletion_skipped", recording_id=row.recording_id, reason=why)
             continue
         batch.append(row)
-        if len(batch) >= BATCH and not send():
-            return result
-    send()
+        if len(batch) >= BATCH:
+            if not _send(deleter, batch, result, dry_run):
+                return result
+            batch = []
+    if batch and not ctx.cancel.is_set():
+        _send(deleter, batch, result, dry_run)
     return result
+
+
+def _send(deleter: _Deleter, batch: list[RecordingRow], result: DeletionResult, dry_run: bool) -> bool:
+    if dry_run:
+        result.would_delete.extend(row.recording_id for row in batch)
+        return True
+    return deleter.delete(batch)

@@ -126,7 +126,8 @@ class Layout:
     def manifest_entry(
         event: str, recording_id: str, key: str | None, size: int | None, sha256: str | None, **extra: Any
     ) -> dict[str, Any]:
-        """One manifest line: `archived`, `found_stored` (already in the destination) or `deleted`."""
+        """One manifest line: `archived`, `found_stored` (already in the destination), `delete_intent`
+        (a DELETE about to be sent) or `deleted` (at the source, with `by`)."""
         return {
             "event": event,
             "recording_id": recording_id,
@@ -157,9 +158,11 @@ class Layout:
     def find_stored(self, destination: Destination, recording: FoundRecording) -> Stored | None:
         """Where the destination already holds this recording intact, by key, size and sha256.
 
-        Accepted: a sidecar naming this recording with the object's size and sha256; or, when only
-        the audio made it (a kill between the two writes), the object's own metadata naming this
-        recording and its sha256: the sidecar is then still to be written.
+        Accepted: a non-empty object of an audio type with a sidecar naming this recording with the
+        object's size and sha256; or, when only the audio made it (a kill between the two writes), the
+        object's own metadata naming this recording and its sha256: the sidecar is then still to be
+        written. What is accepted is adopted, not proven: its bytes are re-proved against RingCentral
+        before it may be deleted there (archive/deletion.py).
         """
         for key in self.candidate_keys(recording):
             stored = destination.stat(key)
@@ -173,10 +176,14 @@ class Layout:
     def _stored_as(
         self, destination: Destination, key: str, stored: StoredObject, recording_id: str
     ) -> Stored | None:
+        if stored.size <= 0:
+            return None  # no recording has 0 bytes: archive it again over this one
         meta_sha = stored.metadata.get(META_SHA256)
         fallback_type = stored.content_type or _TYPE_OF_EXTENSION.get(
             key.rsplit(".", 1)[-1], "application/octet-stream"
         )
+        if not fallback_type.lower().startswith("audio/"):
+            return None  # an HTML page or a body of no type stored by an older version: archive again
         sidecar = self.read_sidecar(destination, sidecar_key(key))
         if sidecar is not None:
             sha = sidecar.get("sha256")
@@ -187,6 +194,8 @@ class Layout:
                 and (meta_sha is None or meta_sha == sha)
             ):
                 content_type = str(sidecar.get("content_type") or fallback_type)
+                if not content_type.lower().startswith("audio/"):
+                    return None
                 return Stored(key, stored.size, sha, content_type, sidecar_missing=False)
             return None
         if meta_sha and stored.metadata.get(META_RECORDING_ID) == recording_id:

@@ -2,9 +2,11 @@
 
 A manifest part is `_manifests/<run-id>-<part>.jsonl`: a header line naming the part before it (key and
 sha256: this run's previous part, or the last part of the run before), then one line per recording
-archived, found already stored, or deleted at the source. A part is written atomically every BATCH
-lines or INTERVAL seconds, so a killed run has written the lines of all but its last few recordings,
-and those (marked archived but not yet listed, a column in the state) are listed by the next run.
+archived, found already stored, about to be deleted at the source (`delete_intent`: written before the
+DELETE is sent) or deleted there (`deleted`, with `by`: `us` or `source`). A part is written atomically
+every BATCH lines or INTERVAL seconds, so a killed run has written the lines of all but its last few
+recordings, and those (marked archived or deleted but not yet listed, a column in the state) are listed
+by the next run.
 The newest part's key and sha256 are the chain's head, kept in the state; `verify --manifests` walks
 the chain back from it and names the first break.
 """
@@ -67,7 +69,8 @@ class ManifestWriter:
                 self._flush_locked()
 
     def adopt_unlisted(self) -> int:
-        """List what a killed run marked archived but never wrote into a manifest part."""
+        """List what a killed run marked archived (or deleted at the source) but never wrote into a
+        manifest part."""
         rows = self._state.unmanifested()
         for row in rows:
             self.add(
@@ -82,7 +85,27 @@ class ManifestWriter:
                     adopted=True,
                 )
             )
+            if row.deleted_at is not None:
+                self.add(
+                    self._layout.manifest_entry(
+                        "deleted",
+                        row.recording_id,
+                        row.key,
+                        row.size,
+                        row.sha256,
+                        by=row.deleted_by,
+                        deleted_at=format_time(row.deleted_at),
+                        adopted=True,
+                    )
+                )
         return len(rows)
+
+    def flush(self) -> bool:
+        """Write the lines so far now (the deletion journal needs its intent on record before a
+        DELETE is sent); False when the destination refused the part (the lines stay owed)."""
+        with self._lock:
+            self._flush_locked()
+            return not self._lines
 
     def close(self) -> None:
         with self._lock:
@@ -111,8 +134,7 @@ class ManifestWriter:
             log.warning("manifest_deferred", key=key, reason=str(exc))
             return
         self._state.set_meta_json(HEAD, {"key": key, "sha256": hashlib.sha256(body).hexdigest()})
-        listed = [line["recording_id"] for line in self._lines if line.get("event") != "deleted"]
-        self._state.mark_manifested(listed)
+        self._state.mark_manifested(sorted({str(line["recording_id"]) for line in self._lines}))
         self.written += len(self._lines)
         log.info("manifest_written", key=key, lines=len(self._lines))
         self._lines = []
@@ -121,7 +143,8 @@ class ManifestWriter:
 @dataclass
 class ChainReport:
     parts: int = 0
-    listed: set[str] = field(default_factory=set)
+    listed: set[str] = field(default_factory=set)  # archived or found stored
+    deleted: set[str] = field(default_factory=set)  # deleted at the source (confirmed)
     breaks: list[str] = field(default_factory=list)
 
     @property
@@ -157,8 +180,11 @@ def walk_chain(destination: Destination, head: dict[str, str] | None, limit: int
             break
         newer_written = written
         report.parts += 1
-        report.listed.update(
-            str(line["recording_id"]) for line in lines[1:] if line.get("event") != "deleted"
-        )
+        for line in lines[1:]:
+            event = line.get("event")
+            if event in ("archived", "found_stored"):
+                report.listed.add(str(line["recording_id"]))
+            elif event == "deleted":
+                report.deleted.add(str(line["recording_id"]))
         expected = header.get("previous")
     return report

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from archiver.archive.breaker import OutageBreaker
-from archiver.archive.deletion import delete_verified
+from archiver.archive.deletion import DeletionRules, SourceDeletion, delete_proven
 from archiver.archive.forecast import Forecast
 from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
@@ -32,6 +32,7 @@ class Planned:
 class Plan:
     would_archive: int
     would_delete: list[str]
+    would_reprove: int  # adopted or migrated rows a run would download again before deleting them
     forecast: Forecast
     advice: str
     days_unreadable: int
@@ -62,13 +63,23 @@ def plan_pass(
         key = layout.candidate_keys(row.recording)[0]
         emit(Planned(row.recording_id, key, row.recording.start, row.deadline))
     would_delete: list[str] = []
+    would_reprove = 0
     if settings.delete_from_source:
         # Verification reads objects back but writes nothing; the manifest writer is never flushed.
         manifest = ManifestWriter(services.destination, state, layout, run_id)
-        result = delete_verified(
-            services.client, services.destination, state, layout, manifest, settings.delete_after,
-            bool(settings.s3_object_lock_mode or settings.s3_legal_hold), now, cancel, dry_run=True,
-        )  # fmt: skip
-        would_delete = result.would_delete
+        deletion = SourceDeletion(
+            client=services.client,
+            destination=services.destination,
+            state=state,
+            layout=layout,
+            manifest=manifest,
+            spool=services.spool,
+            rules=DeletionRules.from_settings(settings),
+            run_id=run_id,
+            now=now,
+            cancel=cancel,
+        )
+        result = delete_proven(deletion, dry_run=True)
+        would_delete, would_reprove = result.would_delete, result.would_reprove
     forecast, advice = forecast_backlog(state, settings.max_attempts, content_pace(services), now())
-    return Plan(count, would_delete, forecast, advice, scan.days_unreadable)
+    return Plan(count, would_delete, would_reprove, forecast, advice, scan.days_unreadable)

@@ -42,6 +42,7 @@ from archiver.errors import (
 )
 from archiver.ringcentral.client import Downloaded, RingCentralClient
 from archiver.state import RecordingRow, StateStore
+from archiver.state.schema import ADOPTED, DOWNLOADED
 
 log = structlog.get_logger(__name__)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
@@ -77,8 +78,17 @@ def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False
             if stored is not None:
                 if stored.sidecar_missing:  # killed between the audio and the sidecar: finish the job
                     _write_sidecar(work, row, stored.key, stored.content_type, stored.size, stored.sha256)
+                # Adopted: its sha256 is the destination's word, not our download's; deleting it at the
+                # source needs a fresh download first (deletion.reprove).
                 _mark_archived(
-                    work, row, stored.key, stored.content_type, stored.size, stored.sha256, "found_stored"
+                    work,
+                    row,
+                    stored.key,
+                    stored.content_type,
+                    stored.size,
+                    stored.sha256,
+                    "found_stored",
+                    ADOPTED,
                 )
                 bound.info("recording_already_archived", key=stored.key)
                 work.breaker.success(DESTINATION)
@@ -126,7 +136,7 @@ def _store(work: RecordingWork, row: RecordingRow, path: Path, dl: Downloaded) -
             metadata=work.layout.object_metadata(recording, dl.sha256),
         )
         _write_sidecar(work, row, key, dl.content_type, dl.size, dl.sha256)
-        _mark_archived(work, row, key, dl.content_type, dl.size, dl.sha256, "archived")
+        _mark_archived(work, row, key, dl.content_type, dl.size, dl.sha256, "archived", DOWNLOADED)
     except Exception as exc:
         return _failed(work, row, exc, "upload")
     work.breaker.success(DESTINATION)
@@ -151,9 +161,16 @@ def _write_sidecar(
 
 
 def _mark_archived(
-    work: RecordingWork, row: RecordingRow, key: str, content_type: str, size: int, sha256: str, event: str
+    work: RecordingWork,
+    row: RecordingRow,
+    key: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    event: str,
+    provenance: str,
 ) -> None:
-    work.state.mark_archived(row.recording_id, key, content_type, size, sha256)
+    work.state.mark_archived(row.recording_id, key, content_type, size, sha256, provenance)
     work.manifest.add(
         work.layout.manifest_entry(
             event,

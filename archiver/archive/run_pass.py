@@ -22,7 +22,7 @@ from typing import IO
 import structlog
 
 from archiver.archive.breaker import OutageBreaker
-from archiver.archive.deletion import delete_verified
+from archiver.archive.deletion import DeletionRules, SourceDeletion, delete_proven, settle_intents
 from archiver.archive.forecast import Forecast, advice, forecast, pace_needed
 from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
@@ -129,7 +129,10 @@ def run_pass(
         budget = content_pace(services)
         state.set_meta_json(BUDGET, list(budget))  # for `status`, which does not log in
         result, remedy = forecast_backlog(state, settings.max_attempts, budget, now())
-        log.info("forecast", **result.as_dict(), **({"fix": remedy} if remedy else {}))
+        # Re-proofs (deletion.reprove: one download each) are spent after the whole backlog, so they
+        # never push a live recording past its deadline; the forecast says how many there are.
+        reproofs = state.counts(settings.max_attempts)["unproven"] if settings.delete_from_source else 0
+        log.info("forecast", **result.as_dict(), reproofs=reproofs, **({"fix": remedy} if remedy else {}))
         _warn_about_the_cap(state, settings.source_cap, now())
         work = RecordingWork(
             client, destination, state, layout, manifest, breaker, services.spool,
@@ -145,12 +148,8 @@ def run_pass(
         done = tally.summary()  # every outcome that cost a request counts toward the pace
         spent = done.archived + done.failed + done.pending + done.lost
         _remember_pace(state, spent, time.monotonic() - archived_started, abandoned)
-        if settings.delete_from_source and not cancel.is_set():
-            deleted = delete_verified(
-                client, destination, state, layout, manifest, settings.delete_after,
-                bool(settings.s3_object_lock_mode or settings.s3_legal_hold), now, cancel,
-            )  # fmt: skip
-            tally.deleted(deleted.deleted)
+        if not cancel.is_set():
+            tally.deleted(_delete_at_source(services, settings, run_id, layout, manifest, cancel, now))
     finally:
         progress.stop()
         manifest.close()
@@ -161,6 +160,36 @@ def run_pass(
         state.advance_watermark(window[1])
     _finish(summary, services, settings, breaker.tripped, cancel, started, now())
     return summary
+
+
+def _delete_at_source(
+    services: PassServices,
+    settings: Settings,
+    run_id: str,
+    layout: Layout,
+    manifest: ManifestWriter,
+    cancel: threading.Event,
+    now: Callable[[], datetime],
+) -> int:
+    """The deletion phase (archive/deletion.py), or, with deletion off, only the settling of DELETEs a
+    cut-off run left in flight; returns how many recordings RingCentral deleted on our word."""
+    deletion = SourceDeletion(
+        client=services.client,
+        destination=services.destination,
+        state=services.state,
+        layout=layout,
+        manifest=manifest,
+        spool=services.spool,
+        rules=DeletionRules.from_settings(settings),
+        run_id=run_id,
+        now=now,
+        cancel=cancel,
+    )
+    if settings.delete_from_source:
+        return delete_proven(deletion).deleted
+    if services.state.unsettled_intents():
+        return settle_intents(deletion).deleted
+    return 0
 
 
 def _scan(

@@ -31,6 +31,8 @@ class StoredObject:
     content_type: str | None = None
     retained_until: datetime | None = None  # S3 Object Lock retention; None where there is none
     legal_hold: bool = False
+    lock_mode: str | None = None  # GOVERNANCE or COMPLIANCE, with retained_until
+    modified: datetime | None = None  # when the destination says the object was written
 
 
 class Destination(Protocol):

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -172,7 +172,8 @@ class LocalDestination:
             raise self._fail(exc, f"check {key[:120]!r}") from None
         finally:
             os.close(fd)
-        return StoredObject(key, info.st_size, attrs.metadata, attrs.content_type)
+        modified = datetime.fromtimestamp(info.st_mtime, UTC)
+        return StoredObject(key, info.st_size, attrs.metadata, attrs.content_type, modified=modified)
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         try:

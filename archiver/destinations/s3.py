@@ -282,6 +282,8 @@ class S3Destination:
             head.get("ContentType"),
             head.get("ObjectLockRetainUntilDate"),
             head.get("ObjectLockLegalHoldStatus") == "ON",
+            head.get("ObjectLockMode"),
+            head.get("LastModified"),
         )
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:

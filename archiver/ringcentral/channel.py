@@ -83,8 +83,10 @@ class Channel:
         stream: bool = False,
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
+        accept: tuple[int, ...] = (),
     ) -> requests.Response:
-        """A 2xx reply to one request, or the error its reply stands for."""
+        """A 2xx reply to one request (or one whose status is in `accept`), or the error its reply
+        stands for."""
         host = host_of(url)
         if not ringcentral_host(url, self._server_url):
             raise PermanentError(f"{what}: {host} is not a RingCentral host; not fetched with our token")
@@ -122,7 +124,7 @@ class Channel:
                 group=counted.group,
                 rate_remaining=response.headers.get("X-Rate-Limit-Remaining"),
             )
-            if response.status_code < 300:
+            if response.status_code < 300 or response.status_code in accept:
                 return response
             body = _error_body(response)
             response.close()

@@ -19,7 +19,7 @@ import requests
 import structlog
 from tenacity import RetryCallState, Retrying
 
-from archiver.errors import AuthError, TransientError
+from archiver.errors import AuthError, RateLimited, TransientError, TruncatedBody
 from archiver.models import format_time
 from archiver.ringcentral.auth import Authenticator
 from archiver.ringcentral.calllog import CallLogPage, recordings_in
@@ -69,7 +69,9 @@ class RingCentralClient:
         """The token's scope: the app permissions RingCentral granted it, space-separated."""
         return self._auth.scope
 
-    def _policy(self, url: str, what: str) -> Retrying:
+    def _policy(
+        self, url: str, what: str, retry_on: tuple[type[BaseException], ...] = (TransientError, TruncatedBody)
+    ) -> Retrying:
         host = host_of(url)
 
         def log_retry(state: RetryCallState) -> None:
@@ -83,7 +85,7 @@ class RingCentralClient:
                 kind=type(exc).__name__,
             )
 
-        return policy(self._attempts, log_retry, self._sleep)
+        return policy(self._attempts, log_retry, self._sleep, retry_on)
 
     # -- call log ---------------------------------------------------------------------------------
     def call_log_pages(
@@ -173,6 +175,14 @@ class RingCentralClient:
                     "content", content_uri, what, stream=True, headers=headers
                 ) as response:
                     state.take(response, what)
+                while not state.end_proven:
+                    # A connection-delimited body: a cut looks like its end, so ask for what follows
+                    # (download.py): 416 proves the end, 206 brings what the cut lost.
+                    headers = state.request_headers()
+                    with self._channel.send(
+                        "content", content_uri, what, stream=True, headers=headers, accept=(416,)
+                    ) as response:
+                        state.take_end(response, what)
         return state.finish()
 
     def sample(self, content_uri: str, what: str = "a recording's first byte") -> ContentSample:
@@ -197,24 +207,35 @@ class RingCentralClient:
                 )
         raise AssertionError("unreachable")  # pragma: no cover - tenacity re-raises
 
-    def delete_recordings(self, ids: Sequence[str]) -> None:
+    def delete_recordings(self, ids: Sequence[str]) -> frozenset[str]:
         """Delete recordings at RingCentral (the content, not the call-log records): one Heavy
         `DELETE /restapi/v1.0/account/~/call-recordings` with {"records": ids}, at most 100 ids.
+        Returns the ids RingCentral confirmed deleted: all of them for a 204 (or a 2xx without a
+        per-id list), only those its per-id list answers with a 2xx for a 207 or any other list.
 
-        A 403 is an AuthError naming the app permission EditCallLog and the user permission
+        Only a 429 is retried (RingCentral did not carry it out). Anything else may or may not have
+        been carried out (a timeout, a reset, a 5xx after the fact), so it is raised, not retried:
+        the caller settles each id with one look at its content
+        (docs/ringcentral-api.md#u10-after-a-deletion).
+        A 404 is NotReady (a batch with an id RingCentral does not know; under reading B nothing is
+        deleted); a 403 is an AuthError naming the app permission EditCallLog and the user permission
         EditCompanyCallRecordings."""
         if len(ids) > MAX_DELETE:
             raise ValueError(f"at most {MAX_DELETE} recordings per deletion, not {len(ids)}")
         if not ids:
-            return
+            return frozenset()
         url = f"{self._server_url}{DELETE_PATH}"
         what = f"deletion of {len(ids)} recording(s)"
+        retrying = self._policy(url, what, retry_on=(RateLimited,))
         try:
-            for attempt in self._policy(url, what):
-                with attempt:
+            for attempt in retrying:
+                with (
+                    attempt,
                     self._channel.send(
                         "delete", url, what, method="DELETE", json_body={"records": list(ids)}
-                    ).close()
+                    ) as response,
+                ):
+                    return confirmed_deletions(response, ids)
         except AuthError as exc:
             raise AuthError(
                 f"{exc}; deleting needs the app permission EditCallLog and the user permission "
@@ -223,3 +244,28 @@ class RingCentralClient:
                 "EditCompanyCallRecordings (Admin Portal > Roles), "
                 "or set RC_ARCHIVER_DELETE_FROM_SOURCE=false",
             ) from None
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity re-raises
+
+
+def confirmed_deletions(response: requests.Response, ids: Sequence[str]) -> frozenset[str]:
+    """The ids a 2xx deletion reply confirms (see delete_recordings)."""
+    if response.status_code == 204 or not response.content:
+        return frozenset(ids) if response.status_code in (200, 204) else frozenset()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    entries = body.get("records") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        # A 200 that says nothing per id is RingCentral's word for the batch; any other 2xx
+        # (a 207 without its list, say) confirms nothing: each id is settled on its own.
+        return frozenset(ids) if response.status_code == 200 else frozenset()
+    asked = set(ids)
+    return frozenset(
+        str(entry["id"])
+        for entry in entries
+        if isinstance(entry, dict)
+        and str(entry.get("id")) in asked
+        and isinstance(entry.get("status"), int)
+        and 200 <= entry["status"] < 300
+    )

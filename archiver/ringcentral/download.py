@@ -5,6 +5,11 @@ resumes with a Range request from the bytes already on disk, and the whole is ch
 announced length. The client asks for `Accept-Encoding: identity`, and bytes are written as they
 came (never decoded), so Range offsets and bytes on disk agree even behind a compressing proxy.
 
+A body is complete only when its end is proven: by its Content-Length, by a Content-Range total, or by
+chunked framing. A body delimited only by the connection closing (no length, no chunks: some proxies
+send it) is followed by `Range: bytes=<received>-`, which must answer 416 (nothing more) before the
+bytes count as the recording; a cut there would otherwise look like the end.
+
 A body is a recording only when it is non-empty and its Content-Type is `audio/*` (RingCentral sends
 audio/mpeg and audio/wav). Anything else, an HTML page from a proxy or a captive portal,
 application/octet-stream, no type at all, or a body encoded although identity was asked for, is a
@@ -56,6 +61,7 @@ class DownloadState:
         self.received = 0
         self.resumes = 0
         self.content_type = "application/octet-stream"
+        self.end_proven = False
         self._on_progress = on_progress
 
     def request_headers(self) -> dict[str, str]:
@@ -66,7 +72,13 @@ class DownloadState:
         return headers
 
     def take(self, response: requests.Response, what: str) -> None:
-        """Read one reply's body onto the bytes so far; raise what a short, long or empty body is."""
+        """Read one reply's body onto the bytes so far; raise what a short, long or empty body is.
+
+        Afterwards `end_proven` says whether the reply itself proved the body complete: a
+        Content-Length or a Content-Range total that the bytes received reach, or chunked framing
+        (whose last chunk marks the end). A body delimited only by the connection closing proves
+        nothing: a cut looks exactly like the end, so the caller must prove it (prove_end).
+        """
         self.content_type = audio_type(response, what)
         if self.received:
             self.resumes += 1
@@ -75,13 +87,17 @@ class DownloadState:
                 self.restart()  # the server ignored or misread the Range: start over
         length = response.headers.get("Content-Length")
         total = self.received + int(length) if length and length.isdigit() else None
+        range_total = range_size(response.headers.get("Content-Range", ""))
+        if response.status_code != 206:
+            range_total = None
+        chunked = "chunked" in (response.headers.get("Transfer-Encoding") or "").lower()
         try:
             # read1 hands over whatever has arrived, so a body cut short keeps every byte that
             # came before the cut, and the resume asks only for the rest.
             while chunk := response.raw.read1(CHUNK, decode_content=False):
                 self.write(chunk)
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-            announced = total if total is not None else "?"
+            announced = total if total is not None else range_total if range_total is not None else "?"
             raise TruncatedBody(
                 f"{what}: body cut short after {self.received} of {announced} bytes"
             ) from None
@@ -90,8 +106,39 @@ class DownloadState:
         if total is not None and self.received > total:
             self.restart()
             raise TransientError(f"{what}: body longer than its Content-Length ({total} bytes)")
+        if range_total is not None and self.received < range_total:
+            raise TruncatedBody(f"{what}: body cut short after {self.received} of {range_total} bytes")
+        if range_total is not None and self.received > range_total:
+            self.restart()
+            raise TransientError(
+                f"{what}: {self.received} bytes received, its Content-Range says {range_total}"
+            )
         if self.received == 0:
             raise PermanentError(f"{what}: empty body (0 bytes of audio)")
+        self.end_proven = total is not None or range_total is not None or chunked
+
+    def take_end(self, response: requests.Response, what: str) -> None:
+        """The reply to `Range: bytes=<received>-`, asked because the body's end was not proven.
+
+        416 (nothing past what we hold; its Content-Range total, if any, must be what we hold) proves
+        the end; 206 carries bytes that the first reply lost to a cut: they are added and the end is
+        asked again; a 200 means the server ignores Range, so the end can never be proven."""
+        if response.status_code == 416:
+            total = range_size(response.headers.get("Content-Range", ""))
+            if total is not None and total != self.received:
+                self.restart()
+                raise TransientError(
+                    f"{what}: {self.received} bytes received, the server says the recording has {total}"
+                )
+            self.end_proven = True
+            return
+        if response.status_code != 206:
+            self.restart()
+            raise PermanentError(
+                f"{what}: a body without Content-Length or chunked framing, and the server ignores Range, "
+                "so a cut cannot be told from the end: not archived"
+            )
+        self.take(response, what)
 
     def write(self, chunk: bytes) -> None:
         try:
@@ -109,6 +156,7 @@ class DownloadState:
         self.sink.truncate()
         self.hasher = hashlib.sha256()
         self.received = 0
+        self.end_proven = False
 
     def finish(self) -> Downloaded:
         try:
@@ -136,6 +184,12 @@ def recording_id(content_uri: str) -> str:
     """The recording id in a contentUri (…/recording/{id}/content), for log and error lines."""
     parts = urlsplit(content_uri).path.rstrip("/").split("/")
     return parts[-2] if len(parts) >= 2 and parts[-1] == "content" else parts[-1]
+
+
+def range_size(content_range: str) -> int | None:
+    """The total of `bytes a-b/total` or `bytes */total` (None when absent or `*`)."""
+    total = content_range.rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
 
 
 def range_start(content_range: str) -> int | None:

@@ -177,13 +177,15 @@ def policy(
     attempts: int = DEFAULT_ATTEMPTS,
     on_retry: Callable[[RetryCallState], None] | None = None,
     sleep: Callable[[float], None] | None = None,
+    retry_on: tuple[type[BaseException], ...] = (TransientError, TruncatedBody),
 ) -> Retrying:
-    """The retry policy for one request (or one download, resumed across attempts)."""
+    """The retry policy for one request (or one download, resumed across attempts); `retry_on`
+    narrows what is retried (a deletion retries only a 429, which RingCentral did not carry out)."""
     kwargs: dict[str, Any] = {}
     if sleep is not None:
         kwargs["sleep"] = sleep
     return Retrying(
-        retry=retry_if_exception_type((TransientError, TruncatedBody)),
+        retry=retry_if_exception_type(retry_on),
         stop=stop_after_attempt(attempts),
         wait=_wait,
         before_sleep=on_retry,

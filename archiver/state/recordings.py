@@ -92,6 +92,40 @@ class Recordings(Rows):
             yield from (str(r[0]) for r in rows)
             after = str(rows[-1][0])
 
+    def archive_in(
+        self, start: datetime, end: datetime, skip_run: str, batch: int = 500
+    ) -> Iterator[RecordingRow]:
+        """Recordings archived or deleted at the source whose call started in [start, end), except those
+        the pass `skip_run` saw (verify checks those already): by keyset on (start_time, recording_id)."""
+        low, high, cursor = format_time(start), format_time(end), ("", "")
+        while True:
+            rows = self._query(
+                "SELECT * FROM recordings WHERE start_time >= ? AND start_time < ? "
+                "AND NOT (start_time = ? AND recording_id <= ?) "
+                "AND (status = 'archived' OR deleted_at IS NOT NULL) AND last_seen_run IS NOT ? "
+                "ORDER BY start_time, recording_id LIMIT ?",
+                (max(low, cursor[0]), high, *cursor, skip_run, batch),
+            )
+            if not rows:
+                return
+            yield from (self._row(r) for r in rows)
+            cursor = (rows[-1]["start_time"], rows[-1]["recording_id"])
+
+    def deleted_outside(self, start: datetime, end: datetime, batch: int = 500) -> Iterator[RecordingRow]:
+        """Recordings deleted at the source whose call started outside [start, end): their archive is
+        the only copy, so verify checks them whatever its range (by keyset on a partial index)."""
+        low, high, after = format_time(start), format_time(end), ""
+        while True:
+            rows = self._query(
+                "SELECT * FROM recordings WHERE deleted_at IS NOT NULL AND recording_id > ? "
+                "AND (start_time < ? OR start_time >= ?) ORDER BY recording_id LIMIT ?",
+                (after, low, high, batch),
+            )
+            if not rows:
+                return
+            yield from (self._row(r) for r in rows)
+            after = rows[-1]["recording_id"]
+
     # -- what to archive ----------------------------------------------------------------------------
     _DUE = (
         "status IN ('pending', 'failed') AND deleted_at IS NULL "

@@ -6,6 +6,12 @@ from datetime import datetime
 
 from archiver.models import format_time, parse_time
 from archiver.state.rows import RecordingRow, Rows
+from archiver.state.schema import PROVEN
+
+# At risk: not archived, and its deletion deadline (call start + retention, kept per recording) falls
+# before a time (now + RC_ARCHIVER_RISK_WINDOW). The condition is the index recordings_due
+# (status, deadline): one range per status, never a scan of the whole table.
+_AT_RISK = "status IN ('pending', 'failed') AND deadline < ?"
 
 
 class Reports(Rows):
@@ -13,16 +19,19 @@ class Reports(Rows):
     def counts(self, max_attempts: int = 5) -> dict[str, int]:
         """Recordings by status, each counted once: `pending` and `failed` are those still within
         max_attempts, `exhausted` those past it; `deleted` counts the archived ones deleted at the source
-        (they are archived too)."""
+        (they are archived too); `unproven` the archived ones still held at the source whose sha256 is
+        not (yet) our own download's: adopted or migrated, re-proved before any deletion."""
         row = self._one(
             "SELECT "
             "SUM(status = 'pending' AND attempts < ?1), SUM(status = 'archived'), "
             "SUM(status = 'failed' AND attempts < ?1), SUM(status = 'lost'), "
             "SUM(status IN ('pending', 'failed') AND attempts >= ?1), "
-            "SUM(deleted_at IS NOT NULL) FROM recordings",
-            (max_attempts,),
+            "SUM(deleted_at IS NOT NULL), "
+            "SUM(status = 'archived' AND deleted_at IS NULL AND COALESCE(provenance, '') NOT IN (?2, ?3)) "
+            "FROM recordings",
+            (max_attempts, *PROVEN),
         )
-        names = ("pending", "archived", "failed", "lost", "exhausted", "deleted")
+        names = ("pending", "archived", "failed", "lost", "exhausted", "deleted", "unproven")
         return {name: int((row[i] if row else 0) or 0) for i, name in enumerate(names)}
 
     def exhausted(self, max_attempts: int) -> list[RecordingRow]:
@@ -35,14 +44,14 @@ class Reports(Rows):
     def lost_rows(self) -> list[RecordingRow]:
         return self._select("status = 'lost'")
 
-    def at_risk(self, older_than: datetime) -> list[RecordingRow]:
-        """Not archived, and the call started before `older_than`: close to RingCentral's deletion."""
-        return self._select("status IN ('pending', 'failed') AND start_time < ?", (format_time(older_than),))
+    def at_risk(self, deadline_before: datetime) -> list[RecordingRow]:
+        """Not archived, and RingCentral deletes it before `deadline_before`: soonest deadline first."""
+        return self._select(_AT_RISK, (format_time(deadline_before),), order="deadline, recording_id")
 
-    def count_at_risk(self, older_than: datetime) -> int:
+    def count_at_risk(self, deadline_before: datetime) -> int:
         row = self._one(
-            "SELECT COUNT(*) FROM recordings WHERE status IN ('pending', 'failed') AND start_time < ?",
-            (format_time(older_than),),
+            f"SELECT COUNT(*) FROM recordings WHERE {_AT_RISK}",  # noqa: S608 - fixed text
+            (format_time(deadline_before),),
         )
         return int(row[0]) if row else 0
 

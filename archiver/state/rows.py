@@ -10,6 +10,7 @@ from datetime import datetime
 from archiver.models import parse_time
 from archiver.ringcentral.calllog import FoundRecording
 from archiver.state.database import Database
+from archiver.state.schema import PROVEN
 
 PENDING, ARCHIVED, FAILED, LOST = "pending", "archived", "failed", "lost"
 
@@ -31,6 +32,14 @@ class RecordingRow:
     deleted_at: datetime | None = None
     force_upload: bool = False
     last_seen_run: str | None = None
+    provenance: str | None = None  # schema.DOWNLOADED, REPROVED, ADOPTED or MIGRATED once archived
+    deleted_by: str | None = None  # schema.BY_US or BY_SOURCE once deleted at the source
+    delete_intent: str | None = None  # the run that journaled a DELETE not yet settled
+
+    @property
+    def proven(self) -> bool:
+        """Its sha256 comes from a download of ours (or was reproduced by one): deletable."""
+        return self.provenance in PROVEN
 
     @property
     def recording_id(self) -> str:
@@ -80,6 +89,9 @@ class Rows(Database):
             deleted_at=parse_time(row["deleted_at"]) if row["deleted_at"] else None,
             force_upload=bool(row["force_upload"]),
             last_seen_run=row["last_seen_run"],
+            provenance=row["provenance"],
+            deleted_by=row["deleted_by"],
+            delete_intent=row["delete_intent"],
         )
 
     def _select(

@@ -98,6 +98,15 @@ _INSERT = (
     "VALUES (" + ", ".join("?" * 29) + ")"
 )
 
+# How an archived object's sha256 was obtained. Only PROVEN ones may be deleted at the source.
+DOWNLOADED = "downloaded"  # our own download path, every body check passed
+REPROVED = "reproved"  # adopted or migrated, then a fresh download reproduced the same sha256
+ADOPTED = "adopted"  # found in the destination (a lost state, or a run killed before marking it)
+MIGRATED = "migrated"  # archived by an earlier version of the state
+PROVEN = (DOWNLOADED, REPROVED)
+# Who deleted a recording at the source.
+BY_US, BY_SOURCE = "us", "source"
+
 MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: the first schema
     """
@@ -140,6 +149,24 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ALTER TABLE recordings ADD COLUMN force_upload INTEGER NOT NULL DEFAULT 0;
     """,
     _v3_columns,
+    # 4: deletion at the source proven against RingCentral (issue 17): how each archived object's
+    # sha256 was obtained (only `downloaded` and `reproved` may be deleted at the source), who deleted
+    # it there (`us`: RingCentral confirmed our DELETE; `source`: RingCentral no longer had it), and
+    # the intent journaled before a DELETE is sent (settled by the next run if the reply is lost).
+    # Rows archived by an earlier version are `migrated`: their hashes are re-proved before deletion.
+    """
+    ALTER TABLE recordings ADD COLUMN provenance TEXT;
+    ALTER TABLE recordings ADD COLUMN deleted_by TEXT;
+    ALTER TABLE recordings ADD COLUMN delete_intent TEXT;
+    UPDATE recordings SET provenance = 'migrated' WHERE status = 'archived';
+    UPDATE recordings SET deleted_by = 'us' WHERE deleted_at IS NOT NULL;
+    CREATE INDEX recordings_deletable ON recordings (archived_at, recording_id)
+        WHERE status = 'archived' AND deleted_at IS NULL;
+    CREATE INDEX recordings_intents ON recordings (recording_id) WHERE delete_intent IS NOT NULL;
+    CREATE INDEX recordings_deleted ON recordings (recording_id) WHERE deleted_at IS NOT NULL;
+    DROP INDEX recordings_start;
+    CREATE INDEX recordings_start ON recordings (start_time, recording_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from archiver.models import format_time
 from archiver.state.rows import FAILED, PENDING, RecordingRow, Rows
-from archiver.state.schema import _now
+from archiver.state.schema import DOWNLOADED, REPROVED, _now
 
 
 class Transitions(Rows):
     # -- transitions --------------------------------------------------------------------------------
-    def mark_archived(self, recording_id: str, key: str, content_type: str, size: int, sha256: str) -> None:
-        """Archived; not yet listed in a manifest (the manifest writer marks that)."""
+    def mark_archived(
+        self,
+        recording_id: str,
+        key: str,
+        content_type: str,
+        size: int,
+        sha256: str,
+        provenance: str = DOWNLOADED,
+    ) -> None:
+        """Archived; not yet listed in a manifest (the manifest writer marks that). `provenance` says
+        where the sha256 came from (schema.DOWNLOADED, ADOPTED...): only proven rows are deletable."""
         now = _now()
         with self._tx() as db:
             db.execute(
                 "UPDATE recordings SET status = 'archived', key = ?, content_type = ?, size = ?, sha256 = ?, "
                 "last_error = NULL, next_attempt_at = NULL, force_upload = 0, archived_at = ?, "
-                "updated_at = ?, manifested = 0 WHERE recording_id = ?",
-                (key, content_type, size, sha256, now, now, recording_id),
+                "updated_at = ?, manifested = 0, provenance = ? WHERE recording_id = ?",
+                (key, content_type, size, sha256, now, now, provenance, recording_id),
+            )
+
+    def mark_reproved(self, recording_id: str) -> None:
+        """A fresh download reproduced the archived sha256 of an adopted or migrated row."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE recordings SET provenance = ?, updated_at = ? WHERE recording_id = ?",
+                (REPROVED, _now(), recording_id),
             )
 
     def mark_manifested(self, recording_ids: Sequence[str]) -> None:
@@ -76,7 +93,8 @@ class Transitions(Rows):
         with self._tx() as db:
             db.execute(
                 "UPDATE recordings SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
-                "last_error = ?, force_upload = ?, deleted_at = NULL, updated_at = ? WHERE recording_id = ?",
+                "last_error = ?, force_upload = ?, deleted_at = NULL, deleted_by = NULL, "
+                "delete_intent = NULL, provenance = NULL, updated_at = ? WHERE recording_id = ?",
                 (reason[:1000], int(force_upload), _now(), recording_id),
             )
 
@@ -101,20 +119,72 @@ class Transitions(Rows):
             return changed
 
     # -- deletion at the source ---------------------------------------------------------------------
-    def deletable(self, archived_before: datetime) -> list[RecordingRow]:
-        """Archived at least RC_ARCHIVER_DELETE_AFTER ago and still held by RingCentral."""
-        return self._select(
-            "status = 'archived' AND deleted_at IS NULL AND archived_at <= ?",
-            (format_time(archived_before),),
-            order="archived_at",
-        )
+    def deletable(self, archived_before: datetime, batch: int = 500) -> Iterator[RecordingRow]:
+        """Archived at least RC_ARCHIVER_DELETE_AFTER ago, still held by RingCentral as far as we know,
+        with no DELETE in flight: oldest archive first, by keyset on a partial index (flat memory).
+        Proven or not: the caller re-proves what is not (deletion.py)."""
+        cursor = ("", "")
+        stamp = format_time(archived_before)
+        while True:
+            # INDEXED BY: the planner may prefer (status, deadline) and sort every batch in a temp B-tree.
+            rows = self._query(
+                "SELECT * FROM recordings INDEXED BY recordings_deletable "
+                "WHERE status = 'archived' AND deleted_at IS NULL AND archived_at >= ? AND archived_at <= ? "
+                "AND NOT (archived_at = ? AND recording_id <= ?) ORDER BY archived_at, recording_id LIMIT ?",
+                (cursor[0], stamp, *cursor, batch),
+            )
+            if not rows:
+                return
+            for row in rows:
+                if row["delete_intent"] is None:
+                    yield self._row(row)
+            cursor = (rows[-1]["archived_at"], rows[-1]["recording_id"])
 
-    def mark_deleted(self, recording_ids: Sequence[str], when: datetime) -> None:
+    def intend_deletion(self, recording_ids: Sequence[str], run_id: str) -> None:
+        """Journal a DELETE before it is sent: a run that finds the intent unsettled settles it."""
         with self._tx() as db:
             db.executemany(
-                "UPDATE recordings SET deleted_at = ?, updated_at = ? WHERE recording_id = ?",
-                [(format_time(when), _now(), r) for r in recording_ids],
+                "UPDATE recordings SET delete_intent = ? WHERE recording_id = ?",
+                [(run_id, r) for r in recording_ids],
             )
+
+    def clear_intent(self, recording_ids: Sequence[str]) -> None:
+        """RingCentral still holds these: the DELETE did not happen (it is tried again later)."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE recordings SET delete_intent = NULL WHERE recording_id = ?",
+                [(r,) for r in recording_ids],
+            )
+
+    def unsettled_intents(self) -> list[RecordingRow]:
+        """Recordings whose DELETE was sent (or about to be) and never confirmed either way: at most
+        one batch per killed or cut-off run."""
+        return self._select("delete_intent IS NOT NULL", order="recording_id")
+
+    def mark_deleted(self, recording_ids: Sequence[str], when: datetime, by: str) -> None:
+        """Deleted at the source, on RingCentral's word: its DELETE answered success for these ids
+        (`by` BY_US), or its content answered 404 when asked (BY_SOURCE, or BY_US when our DELETE
+        was in flight). Owed to the manifest until the writer lists the `deleted` line."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE recordings SET deleted_at = ?, deleted_by = ?, delete_intent = NULL, manifested = 0, "
+                "updated_at = ? WHERE recording_id = ?",
+                [(format_time(when), by, _now(), r) for r in recording_ids],
+            )
+
+    def deleted_ids(self, batch: int = 1000) -> Iterator[str]:
+        """Every recording deleted at the source, by id (a partial index), in batches."""
+        after = ""
+        while True:
+            rows = self._query(
+                "SELECT recording_id FROM recordings WHERE deleted_at IS NOT NULL AND recording_id > ? "
+                "ORDER BY recording_id LIMIT ?",
+                (after, batch),
+            )
+            if not rows:
+                return
+            yield from (str(r[0]) for r in rows)
+            after = str(rows[-1][0])
 
 
 class Uploads(Rows):
