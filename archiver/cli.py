@@ -20,10 +20,11 @@ import structlog
 
 from archiver import __version__
 from archiver.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiverError, SettingsError, event_name, exit_code_for
+from archiver.exit_codes_docs import epilog as exit_codes_epilog
 from archiver.logs import configure_logging
 from archiver.metrics import StateFacts
 from archiver.models import parse_time
-from archiver.settings import Settings, load_settings
+from archiver.settings import Settings, load_settings, log_notices
 from archiver.state import StateStore
 
 log = structlog.get_logger("archiver")
@@ -32,10 +33,9 @@ DESCRIPTION = """\
 Archive a company's RingCentral call recordings to S3 or a folder, every night, unattended, and
 never lose one. Settings come from RC_* environment variables or a TOML file (--config).
 """
+# The exit codes are rendered from errors.py's table (archiver/exit_codes_docs.py), never written here.
 EPILOG = f"""\
-exit codes: 0 complete, 1 recordings failed or not ready (queued for the next run),
-  2 settings or usage, 3 login refused or a missing permission, 4 destination, spool or state
-  unusable, 5 another run holds the lock, 6 RingCentral unreachable or failing
+{exit_codes_epilog()}
 documentation: {PROJECT_URL}
 """
 
@@ -269,6 +269,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
     reports = args.command in REPORT_COMMANDS or getattr(args, "dry_run", False)
     configure_logging(settings.log_level, settings.resolved_log_format(), sys.stderr if reports else None)
+    log_notices(settings)  # deprecations and the like, once per process, for every command
     return settings
 
 
@@ -333,6 +334,11 @@ def _dry_run(args: argparse.Namespace) -> int:
     )
     if settings.delete_from_source:
         print(f"{len(plan.would_delete)} recording(s) would be deleted at RingCentral after verification")
+        if plan.would_reprove:
+            print(
+                f"{plan.would_reprove} archived recording(s) adopted from the destination or migrated would "
+                "first be downloaded again to re-prove their sha256 (one Heavy request each)"
+            )
     forecast = plan.forecast.as_dict()
     print(
         f"forecast: backlog {forecast['backlog']}, clears at {forecast['clears_at']}, "
@@ -375,7 +381,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         window = plan_window(
             datetime.now(UTC), None, since, args.until, settings.lookback, settings.settle_delay
         )
-        result = verify(services, settings, window, args.sample, args.repair, args.manifests)
+        everything_deleted = args.since is None and args.until is None  # their archive is the only copy
+        result = verify(
+            services,
+            settings,
+            window,
+            args.sample,
+            args.repair,
+            args.manifests,
+            all_deleted=everything_deleted,
+        )
     for recording_id, why in result.missing:
         print(f"missing  {recording_id}  {why}")
     for recording_id, why in result.corrupt:
@@ -384,6 +399,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"chain    {why}")
     for recording_id in result.unlisted:
         print(f"unlisted {recording_id}  archived, but no manifest lists it")
+    for recording_id in result.deletions_unlisted:
+        print(f"unlisted {recording_id}  deleted at the source, but no manifest lists the deletion")
+    for recording_id, why in result.only_copy:
+        print(f"ONLY COPY {recording_id}  {why}")
     repaired = " (queued for the next run)" if args.repair and (result.missing or result.corrupt) else ""
     print(
         f"checked {result.checked}, missing {len(result.missing)}, corrupt {len(result.corrupt)}, "

@@ -25,6 +25,7 @@ left recordings failed or not yet available; neither is an exception.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 
 class ArchiverError(Exception):
@@ -111,6 +112,67 @@ EXIT_CODES: tuple[tuple[type[ArchiverError], int, str], ...] = (
     (LockHeld, 5, "lock"),
     (RingCentralUnavailable, 6, "outage"),
 )
+
+
+# What each exit code means, written once: archiver/exit_codes_docs.py renders the CLI epilog (at
+# run time), README.md's and deploy/README.md's tables (`python -m archiver.exit_codes_docs --write`;
+# a test fails on drift) from it and EXIT_CODES. Every code EXIT_CODES names needs an entry.
+@dataclass(frozen=True)
+class ExitCodeText:
+    short: str  # the CLI epilog: a few words
+    meaning: str  # the README: what happened
+    action: str  # deploy/README.md: what an operator does about it
+    outcomes: tuple[str, ...] = ()  # run_summary outcomes of a code no error class gives (0 and 1)
+
+
+EXIT_CODE_TEXTS: dict[int, ExitCodeText] = {
+    EXIT_OK: ExitCodeText(
+        "complete",
+        "every recording found is archived (now or before); also a run stopped by SIGTERM/SIGINT in "
+        "which nothing failed (what it did not reach stays pending)",
+        "nothing",
+        outcomes=("ok", "stopped"),
+    ),
+    EXIT_INCOMPLETE: ExitCodeText(
+        "recordings failed or not ready (queued for the next run)",
+        "some recordings failed, are not available yet, exhausted or lost; those still savable stay "
+        "queued (see the summary's `failures`)",
+        "`rc-archiver status` lists them with their reasons; the next run retries them; repeated "
+        "failures become exhausted (see the runbook of `RcArchiverRecordingsExhausted`)",
+        outcomes=("incomplete",),
+    ),
+    2: ExitCodeText(
+        "settings or usage",
+        "settings or usage error: the message names each bad setting or option",
+        "fix the setting the log line names, then `rc-archiver check`",
+    ),
+    3: ExitCodeText(
+        "login refused or a missing permission",
+        "authentication or permission: RingCentral refused the login, a 401 that no new token fixes, "
+        "or a missing permission (named)",
+        "login refused: check RC_CLIENT_ID, the client secret and the JWT (expired or revoked: create a "
+        "new JWT credential); a missing permission is named: add it to the app, then `rc-archiver check`",
+    ),
+    4: ExitCodeText(
+        "destination, spool or state unusable",
+        "the destination, the spool or the state file is unusable (missing, forbidden, full, "
+        "read-only, corrupt, newer than this version, failing)",
+        "the log line names what and why: create the bucket or folder, fix its permissions, free "
+        "space, or install the version that wrote the state; then `rc-archiver check`",
+    ),
+    5: ExitCodeText(
+        "another run holds the lock",
+        "another run holds the state's lock (or S3 lease)",
+        "normal if runs overlap (`--wait-lock SECONDS` queues behind it); otherwise find the other run",
+    ),
+    6: ExitCodeText(
+        "RingCentral unreachable or failing",
+        "RingCentral is unreachable or failing (the outage breaker tripped); nothing was charged to "
+        "any recording",
+        "wait: the next run retries (the CronJob retries it at once); "
+        "https://status.ringcentral.com shows RingCentral's own incidents",
+    ),
+}
 
 
 def exit_code_for(exc: ArchiverError) -> int:

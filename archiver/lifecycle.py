@@ -8,7 +8,6 @@ a held lock, an outage) is part of the summary, never a traceback.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from archiver.errors import (
 )
 from archiver.heartbeat import Heartbeat
 from archiver.logs import bind
-from archiver.metrics import Metrics
+from archiver.metrics import Metrics, push_instance
 from archiver.models import RunSummary
 from archiver.settings import Settings
 from archiver.state import StateStore
@@ -83,11 +82,6 @@ def failed_before_the_pass(run_id: str, exc: ArchiverError) -> RunSummary:
     summary = RunSummary(run_id=run_id, error=str(exc), fix=exc.hint)
     summary.outcome, summary.exit_code = outcome_for(exc), exit_code_for(exc)
     return summary
-
-
-def instance_name(settings: Settings) -> str:
-    """A stable name for this archiver in the Pushgateway: its state's location, hashed."""
-    return "state-" + hashlib.sha256(settings.state_path.encode()).hexdigest()[:12]
 
 
 def log_run_summary(summary: RunSummary) -> None:
@@ -160,7 +154,7 @@ def _finish(summary: RunSummary, settings: Settings, metrics: Metrics, heartbeat
         metrics.write_textfile(settings.metrics_file)
     if settings.pushgateway_url:
         # The instance must stay the same across runs (a CronJob's host name changes every run).
-        metrics.push(settings.pushgateway_url, job="rc-archiver", instance=instance_name(settings))
+        metrics.push(settings.pushgateway_url, job="rc-archiver", instance=push_instance(settings))
     try:
         if summary.complete:
             heartbeat.success(summary.as_dict())

@@ -12,6 +12,7 @@ problem never fails a run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import (
@@ -36,6 +37,9 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from archiver import __version__
+
+if TYPE_CHECKING:
+    from archiver.settings import Settings
 
 log = structlog.get_logger(__name__)
 # `*_created` series would double the series count and mean nothing for a one-shot run's counters.
@@ -56,7 +60,7 @@ class StateFacts:
     last_run_outcome: str | None  # one of OUTCOMES
     last_run_exit_code: int | None
     oldest_pending: datetime | None  # start of the oldest call whose recording is not archived
-    at_risk: int  # not archived and close to RingCentral's retention
+    at_risk: int  # not archived, and its deadline within RC_ARCHIVER_RISK_WINDOW
     backlog: int  # recordings still to archive
     projected_loss: int  # recordings the forecast says RingCentral deletes before they are archived
     seconds_to_clear: float | None  # the forecast's time to clear the backlog at the rate budget
@@ -129,7 +133,7 @@ class _StateGauges(Collector):
         )
         yield _gauge(
             "rc_archiver_recordings_at_risk",
-            "Recordings not archived and close to RingCentral's retention",
+            "Recordings not archived whose deadline at RingCentral is within RC_ARCHIVER_RISK_WINDOW",
             facts.at_risk,
         )
         yield _gauge("rc_archiver_backlog_recordings", "Recordings still to archive", facts.backlog)
@@ -184,6 +188,23 @@ class Metrics:
             "rc_archiver_last_run_rate_limited", "429 answers from RingCentral in the last run", registry=r
         )
         self.run_duration = Gauge("rc_archiver_run_duration_seconds", "Duration of the last run", registry=r)
+        # The last run's work as gauges, for the dashboard's "per run" panels: the counters above add
+        # up a daemon's runs but hold one run each in a textfile or a push, so neither rate() nor the
+        # raw counter means the same thing in every deployment; these do.
+        self.last_run_archived = Gauge(
+            "rc_archiver_last_run_archived", "Recordings archived by the last run", registry=r
+        )
+        self.last_run_failed = Gauge(
+            "rc_archiver_last_run_failed", "Recording attempts that failed in the last run", registry=r
+        )
+        self.last_run_bytes = Gauge(
+            "rc_archiver_last_run_bytes", "Bytes archived by the last run", registry=r
+        )
+        self.last_run_rate_wait = Gauge(
+            "rc_archiver_last_run_rate_limit_wait_seconds",
+            "Seconds the last run waited for the rate budget",
+            registry=r,
+        )
         self.build_info = Gauge(
             "rc_archiver_build_info", "The running version (always 1)", ["version"], registry=r
         )
@@ -207,6 +228,10 @@ class Metrics:
         self.rate_limited.inc(summary.get("rate_limited", 0))
         self.rate_wait.inc(summary.get("rate_wait_seconds", 0.0))
         self.last_run_rate_limited.set(summary.get("rate_limited", 0))
+        self.last_run_archived.set(summary.get("archived", 0))
+        self.last_run_failed.set(summary.get("failed", 0))
+        self.last_run_bytes.set(summary.get("bytes", 0))
+        self.last_run_rate_wait.set(summary.get("rate_wait_seconds", 0.0))
         self.run_duration.set(summary.get("seconds", 0.0))
         self._state.note_run(summary.get("outcome"), summary.get("exit_code"))
 
@@ -289,6 +314,17 @@ class Metrics:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server
+
+
+def push_instance(settings: Settings) -> str:
+    """The Pushgateway `instance` of this deployment: RC_ARCHIVER_METRICS_INSTANCE, or by default
+    `rc-` and a hash of the client id and the destination. Stable across runs (a CronJob pod's host
+    name is not) and different for two deployments that archive different accounts or to different
+    places, so they never replace each other's group; it holds no secret and reveals neither."""
+    if settings.metrics_instance:
+        return settings.metrics_instance
+    identity = f"{settings.client_id or ''}\n{settings.destination or ''}"
+    return "rc-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 def _make_readable_folder(folder: Path) -> None:

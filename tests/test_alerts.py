@@ -87,3 +87,89 @@ def test_alerts_use_only_metric_names_the_archiver_exports() -> None:
     for rule in rules():
         for name in re.findall(r"\brc_archiver_\w+", rule["expr"]):
             assert name in exported, f"{rule['alert']} uses {name}, which the archiver does not export"
+
+
+def promtool_tests() -> list[dict[str, Any]]:
+    return list(yaml.safe_load((RULES.parent / "alerts_test.yml").read_text())["tests"])
+
+
+def test_alerts_every_rule_is_shown_firing_by_a_promtool_test() -> None:
+    fired = {
+        case["alertname"]
+        for test in promtool_tests()
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    assert {rule["alert"] for rule in rules()} <= fired
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "a revoked JWT after a good night pages on the first failed run",
+        "a dead daemon next to a healthy one is named, and only it",
+        "two pushed deployments with their own instance labels do not hide each other",
+        "a pushed instance that vanishes from the gateway is named by its job and instance",
+        "one exhausted recording has its own alert, and no run is called failing for it",
+    ],
+)
+def test_alerts_the_per_instance_scenarios_are_tested(scenario: str) -> None:
+    assert scenario in {test["name"] for test in promtool_tests()}
+
+
+def test_alerts_are_per_instance_not_global() -> None:
+    """Only "no archiver reports at all" may be global; everything else names its job and instance."""
+    expressions = {rule["alert"]: rule["expr"] for rule in rules()}
+    absents = re.findall(r"absent\(([^)]*)\)", " ".join(expressions.values()))
+    assert absents == ["rc_archiver_up"], "absent() only for 'nothing at all'"
+    assert "group by (job, instance)" in expressions["RcArchiverMetricsAbsent"]
+    assert "group by (job, instance)" in expressions["RcArchiverNeverSucceeded"]
+    assert re.search(r'\bup\{job="rc-archiver"\} == 0', expressions["RcArchiverDown"])
+    assert "rc_archiver_last_run_timestamp_seconds" in expressions["RcArchiverNoRecentRun"]
+    assert re.search(r"\brc_archiver_up == 0", expressions["RcArchiverLastRunFailed"])
+
+
+def test_alerts_runs_failing_pages_on_the_first_auth_or_destination_failure() -> None:
+    (rule,) = [r for r in rules() if r["alert"] == "RcArchiverRunsFailing"]
+    assert ">= 3 <= 4" in rule["expr"] and rule["for"] == "5m"
+
+
+def runbooks() -> dict[str, str]:
+    text = (ROOT / "deploy" / "README.md").read_text()
+    body = text.split("\n## Runbooks\n", 1)[1].split("\n## ", 1)[0]
+    sections = re.split(r"^### (\S+)\n", body, flags=re.M)
+    return dict(zip(sections[1::2], sections[2::2], strict=True))
+
+
+def commands_in(markdown: str) -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", markdown, re.S)
+    return [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_alerts_every_runbook_has_commands() -> None:
+    books = runbooks()
+    for rule in rules():
+        assert rule["alert"] in books, rule["alert"]
+        assert commands_in(books[rule["alert"]]), f"{rule['alert']}: a runbook without commands"
+
+
+def test_alerts_runbook_commands_are_real_rc_archiver_commands() -> None:
+    """Every `rc-archiver` command a runbook gives, run as the service or as a Job, parses (no made-up
+    command or option), and none is a bare `rc-archiver` that a shell on the VM could not run."""
+    from archiver.cli import build_parser
+
+    parser = build_parser()
+    seen = 0
+    text = (ROOT / "deploy" / "README.md").read_text()
+    for command in commands_in(text.split("\n## Runbooks\n", 1)[1]):
+        for part in re.split(r"&&|;|\|", command):
+            words = part.split()
+            if not words or words[0] == "rc-archiver":
+                assert not words, f"a bare rc-archiver command: {part}"
+                continue
+            if words[0] == "sudo":
+                words = words[1:]
+            if words and words[0] in ("rc-archiver-as-service", "deploy/kubernetes/rc-archiver-job"):
+                parser.parse_args([word.replace("RECORDING_ID...", "1000417008") for word in words[1:]])
+                seen += 1
+    assert seen >= 10

@@ -17,6 +17,7 @@ import yaml  # kubernetes-validate brings PyYAML
 from archiver.cli import build_parser
 from archiver.emulator import Emulator
 from archiver.metrics import Metrics, StateFacts
+from archiver.settings import Settings
 from tests.helpers import archiver_env, run_subprocess
 
 ROOT = Path(__file__).parents[1]
@@ -214,6 +215,34 @@ def test_grafana_dashboard_queries_use_only_exported_metric_names() -> None:
         assert any(needed in q for q in queries), needed
 
 
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "rc-archiver.json").read_text())
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_grafana_dashboard_plots_no_raw_counter_and_no_rate_of_per_run_counters() -> None:
+    """A one-shot run's textfile or push holds that run's counters, a daemon's add up its runs: a raw
+    `_total` or a rate() of one means something different in each, so panels plot gauges."""
+    for query in dashboard_queries():
+        assert not re.search(r"\brc_archiver_\w+_total\b", query), query
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing; .ci/run installs it")
+def test_grafana_dashboard_queries_parse(tmp_path: Path) -> None:
+    rules = [
+        {
+            "record": f"dashboard:query_{i}",
+            "expr": q.replace("$__rate_interval", "5m").replace("$instance", ".*"),
+        }
+        for i, q in enumerate(dashboard_queries())
+    ]
+    (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(tmp_path / "queries.yml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("folder", ["RC_ARCHIVER_STATE_PATH", "RC_ARCHIVER_SPOOL_DIR"])
 def test_container_folder_the_process_cannot_write_is_one_line_and_exit_4(
     emulator: Emulator, tmp_path: Path, folder: str
@@ -228,3 +257,197 @@ def test_container_folder_the_process_cannot_write_is_one_line_and_exit_4(
     assert result.returncode == 4
     assert "Traceback" not in result.stdout + result.stderr
     assert folder in result.stdout
+
+
+# -- limits (issue 18, item 9) --------------------------------------------------------------------
+QUANTITY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+def quantity(text: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([A-Za-z]*)", str(text)).groups()  # type: ignore[union-attr]
+    return int(number) * QUANTITY.get(unit, 1)
+
+
+BENCH_RECORDING = 10**9  # the project's own largest test recording (bench/): 1 GB
+
+
+def test_kubernetes_ephemeral_storage_limit_holds_the_spool_and_tmp() -> None:
+    """The kubelet evicts a pod whose emptyDirs, logs and writable layer pass its ephemeral-storage
+    limit: a limit below the spool's sizeLimit evicts a run mid-download."""
+    pod = job_spec()["template"]["spec"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    empty_dirs = {v["name"]: quantity(v["emptyDir"]["sizeLimit"]) for v in pod["volumes"] if "emptyDir" in v}
+    assert set(empty_dirs) == {"spool", "tmp"}
+    assert quantity(limits["ephemeral-storage"]) >= sum(empty_dirs.values()) + 2**30  # + logs, layer
+    upload_concurrency = int(
+        manifests()["configmap.yaml"]["data"].get(
+            "RC_ARCHIVER_UPLOAD_CONCURRENCY", Settings.model_fields["upload_concurrency"].default
+        )
+    )
+    spool_files = 2 * upload_concurrency + 1  # slots of the two-stage pool, and one re-proof download
+    assert empty_dirs["spool"] >= spool_files * BENCH_RECORDING
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert "(2 x RC_ARCHIVER_UPLOAD_CONCURRENCY + 1) x the largest recording" in readme
+
+
+def test_kubernetes_spool_slots_are_what_deploy_readme_says() -> None:
+    """The sizing rule follows the code: the pool's slots are upload_concurrency * 2."""
+    source = (ROOT / "archiver" / "archive" / "run_pass.py").read_text()
+    assert re.search(r"settings\.upload_concurrency \* 2,\s+# spool slots", source)
+
+
+def unit_settings(name: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in (ROOT / "deploy" / "systemd" / name).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            found.setdefault(key, []).append(value)
+    return found
+
+
+@pytest.mark.parametrize("unit", ["rc-archiver.service", "rc-archiver-run.service"])
+def test_systemd_units_are_bounded_low_priority_and_stop_retrying(unit: str) -> None:
+    settings = unit_settings(unit)
+    for key in ("MemoryMax", "TasksMax", "StartLimitIntervalSec", "StartLimitBurst"):
+        assert key in settings, f"{unit} lacks {key}"
+    assert int(settings["CPUWeight"][0]) < 100 and int(settings["IOWeight"][0]) < 100  # below the default
+    assert settings["Nice"] == ["19"] and settings["CPUSchedulingPolicy"] == ["batch"]
+    assert settings["IOSchedulingClass"] == ["best-effort"] and settings["IOSchedulingPriority"] == ["7"]
+    assert settings["User"] == ["rc-archiver"] and settings["DynamicUser"] == ["yes"]
+
+
+def test_systemd_daemon_does_not_restart_on_errors_a_restart_cannot_fix() -> None:
+    settings = unit_settings("rc-archiver.service")
+    assert settings["Restart"] == ["on-failure"]
+    assert sorted(int(code) for code in settings["RestartPreventExitStatus"][0].split()) == [2, 3, 4, 5]
+    assert int(settings["StartLimitBurst"][0]) <= 10
+
+
+# -- running commands as the service (issue 18, item 8) -------------------------------------------
+ENV_EXAMPLE = ROOT / "deploy" / "systemd" / "rc-archiver.env.example"
+
+
+def systemd_environment_file(text: str) -> dict[str, str]:
+    """What systemd's EnvironmentFile= reads from the subset of its syntax the file keeps to: comment
+    lines, NAME=value, and NAME="value" with the quotes removed."""
+    values = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith(("#", ";")):
+            continue
+        name, _, value = line.partition("=")
+        assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", name), line
+        assert not re.search(r"[$`\\']", value), f"{line}: $, `, \\ and ' read differently in sh"
+        if value.startswith('"'):
+            assert value.endswith('"') and value.count('"') == 2, line
+            value = value[1:-1]
+        else:
+            assert not re.search(r"[\s\"*?\[;&|<>()#~]", value), f"{line}: quote this value for sh"
+        values[name] = value
+    return values
+
+
+def test_systemd_environment_file_is_read_alike_by_sh_and_systemd(tmp_path: Path) -> None:
+    expected = systemd_environment_file(ENV_EXAMPLE.read_text())
+    assert expected["RC_ARCHIVER_SCHEDULE"] == "0 2 * * *"
+    (tmp_path / "*").write_text("")  # an unquoted * would glob to this file's name
+    script = 'set -a; . "$1"; set +a; exec env -0'
+    result = subprocess.run(
+        ["sh", "-c", script, "sh", str(ENV_EXAMPLE)], cwd=tmp_path, capture_output=True, check=True, env={}
+    )
+    sourced = dict(item.split("=", 1) for item in result.stdout.decode().split("\0") if "=" in item)
+    assert {name: sourced.get(name) for name in expected} == expected
+
+
+def test_systemd_as_service_wrapper_mirrors_the_units() -> None:
+    """deploy/systemd/rc-archiver-as-service runs a command with the units' user, state, settings
+    file and credentials; a unit changed without it would run commands against another state."""
+    script = (ROOT / "deploy" / "systemd" / "rc-archiver-as-service").read_text()
+    properties = dict(re.findall(r"--property=(\w+)=(\S+)", script))
+    credentials = re.findall(r"--property=LoadCredential=(\S+)", script)
+    for unit in ("rc-archiver.service", "rc-archiver-run.service"):
+        settings = unit_settings(unit)
+        assert f"--uid={settings['User'][0]}" in script and properties["DynamicUser"] == "yes"
+        for key in ("StateDirectory", "StateDirectoryMode", "CacheDirectory", "UMask", "EnvironmentFile"):
+            assert properties[key] == settings[key][0], (unit, key)
+        assert credentials == settings["LoadCredential"], unit
+        spool = next(v for v in settings["Environment"] if v.startswith("RC_ARCHIVER_SPOOL_DIR="))
+        assert f"--setenv={spool.replace('%C', '/var/cache')}" in script
+        (program,) = re.findall(r"^ExecStart=(\S+)", (ROOT / "deploy" / "systemd" / unit).read_text(), re.M)
+        assert f"${{RC_ARCHIVER_BIN:-{program}}}" in script
+    if shutil.which("systemd-run"):
+        options = subprocess.run(["systemd-run", "--help"], capture_output=True, text=True).stdout
+        for option in re.findall(r"(--[a-z-]+)", script.split("exec systemd-run", 1)[1]):
+            assert option in options, option
+    assert (
+        subprocess.run(["sh", "-n", str(ROOT / "deploy" / "systemd" / "rc-archiver-as-service")]).returncode
+        == 0
+    )
+
+
+FAKE_KUBECTL = r"""
+import json, os, subprocess, sys
+args = sys.argv[1:]
+if args[:1] == ["patch"]:
+    os.execv(os.environ["REAL_KUBECTL"], ["kubectl", *args])
+if args[:2] == ["-n", "rc-archiver"]:
+    args = args[2:]
+log = os.environ["KUBECTL_LOG"]
+if args[:2] == ["create", "job"] and "--from=cronjob/rc-archiver" in args:
+    sys.stdout.write(open(os.environ["JOB_FROM_CRONJOB"]).read().replace("NAME", args[2]))
+elif args[:3] == ["create", "-f", "-"]:
+    open(log, "w").write(sys.stdin.read())
+    print("job.batch/x created")
+elif args[:1] == ["get"] and args[1].startswith("job/"):
+    print("Complete ", end="")
+elif args[:1] == ["logs"]:
+    print('{"event": "status"}')
+elif args[:2] == ["get", "pods"]:
+    print("0", end="")
+else:
+    sys.exit(f"unexpected kubectl {args}")
+"""
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed; .ci/run installs it")
+@pytest.mark.parametrize("command", [["status"], ["retry", "--all"]])
+def test_kubernetes_job_script_runs_a_command_in_a_copy_of_the_cronjob_pod(
+    tmp_path: Path, command: list[str]
+) -> None:
+    cronjob = manifests()["cronjob.yaml"]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "NAME", "namespace": "rc-archiver"},
+        "spec": cronjob["spec"]["jobTemplate"]["spec"],
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    shim = tmp_path / "kubectl"
+    shim.write_text(f"#!{sys.executable}\n{FAKE_KUBECTL}")
+    shim.chmod(0o755)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KUBECTL": str(shim),
+        "REAL_KUBECTL": str(shutil.which("kubectl")),
+        "KUBECTL_LOG": str(tmp_path / "created.yaml"),
+        "JOB_FROM_CRONJOB": str(tmp_path / "job.yaml"),
+    }
+    script = ROOT / "deploy" / "kubernetes" / "rc-archiver-job"
+    result = subprocess.run([str(script), *command], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    created = yaml.safe_load((tmp_path / "created.yaml").read_text())
+    assert created["metadata"]["name"].startswith(f"rc-archiver-{command[0]}-")
+    container = created["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == command
+    original = job["spec"]["template"]["spec"]
+    assert created["spec"]["template"]["spec"]["volumes"] == original["volumes"]
+    assert container["envFrom"] == original["containers"][0]["envFrom"]
+    assert '{"event": "status"}' in result.stdout
+
+
+def test_systemd_readme_runs_commands_as_the_wrapper_does() -> None:
+    script = (ROOT / "deploy" / "systemd" / "rc-archiver-as-service").read_text()
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "systemd-run" in b]
+    options = re.findall(r"--[a-z-]+(?:=\S+)?", script.split("exec systemd-run", 1)[1])
+    assert sorted(re.findall(r"--[a-z-]+(?:=\S+)?", block)) == sorted(options)
+    assert "set -a; ." in readme

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import threading
@@ -23,6 +24,12 @@ from structlog.testing import capture_logs
 
 from archiver.emulator import Emulator
 from archiver.metrics import Metrics, StateFacts
+from archiver.models import format_time
+from archiver.ringcentral.calllog import recordings_in
+from archiver.settings import load_settings
+from archiver.state import StateStore
+from archiver.state.reports import _AT_RISK as AT_RISK
+from archiver.status import render, state_facts, status_report
 from tests.helpers import BIN, SINCE, archiver_env, free_port, run_subprocess
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
@@ -261,6 +268,20 @@ def test_metrics_record_run_adds_the_run_summary_to_the_counters() -> None:
     assert values["rc_archiver_run_duration_seconds"] == 4
 
 
+def test_metrics_last_run_gauges_hold_the_last_run_alone() -> None:
+    """What the dashboard's per-run panels plot: the same meaning in a daemon (whose counters add up
+    its runs) and in a one-shot textfile or push (whose counters hold one run)."""
+    metrics = Metrics()
+    metrics.record_run({"archived": 3, "failed": 1, "bytes": 1000, "rate_wait_seconds": 1.5, "seconds": 9.0})
+    metrics.record_run({"archived": 2, "bytes": 500, "rate_wait_seconds": 0.5, "seconds": 4.0})
+    values = samples(metrics.exposition().decode())
+    assert values["rc_archiver_recordings_archived_total"] == 5  # the counter adds up both runs
+    assert values["rc_archiver_last_run_archived"] == 2
+    assert values["rc_archiver_last_run_failed"] == 0
+    assert values["rc_archiver_last_run_bytes"] == 500
+    assert values["rc_archiver_last_run_rate_limit_wait_seconds"] == 0.5
+
+
 def test_metrics_mark_failed_says_up_0() -> None:
     metrics = Metrics()
     metrics.mark_failed()
@@ -339,3 +360,62 @@ def test_metrics_the_newer_of_facts_and_run_summary_wins() -> None:
     assert values["rc_archiver_last_run_exit_code"] == 3
     assert values['rc_archiver_last_run_outcome{outcome="auth"}'] == 1
     assert values['rc_archiver_last_run_outcome{outcome="incomplete"}'] == 0
+
+
+# -- at risk: measured against each recording's deadline (issue 18 item 2) ------------------------------
+def _call(recording_id: str, start: datetime) -> dict[str, Any]:
+    rec = {"id": recording_id, "contentUri": f"http://media/{recording_id}/content", "type": "Automatic"}
+    return {
+        "id": f"call-{recording_id}",
+        "sessionId": f"s-{recording_id}",
+        "startTime": format_time(start),
+        "duration": 60,
+        "direction": "Inbound",
+        "from": {"phoneNumber": "+1"},
+        "to": {"phoneNumber": "+2"},
+        "recording": rec,
+    }
+
+
+def test_at_risk_counts_unarchived_recordings_by_their_deadline_using_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    retention = timedelta(days=30)  # a HIPAA account: RC_ARCHIVER_SOURCE_RETENTION=30d alone
+    days_ago = {"r-1d-left": 29, "r-14d-left": 16, "r-20d-left": 10, "r-passed": 31, "r-lost": 29.5}
+    store = StateStore(tmp_path / "state.db")
+    found = [recordings_in(_call(rid, now - timedelta(days=ago)))[0] for rid, ago in days_ago.items()]
+    store.note_found(found, "run-1", retention)
+    store.mark_lost("r-lost", "deleted by RingCentral")  # lost is its own status, never "at risk"
+
+    window = now + timedelta(days=15)
+    assert store.count_at_risk(window) == 3
+    assert [row.recording_id for row in store.at_risk(window)] == ["r-passed", "r-1d-left", "r-14d-left"]
+    assert store.count_at_risk(now) == 1  # a 0s window: only those past their deadline
+    assert store.count_at_risk(now + timedelta(days=3650)) == 4  # a window past the retention: every one
+
+    # The gauge and `status` read the same, with the window from the settings.
+    for name in [n for n in os.environ if n.startswith("RC_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RC_ARCHIVER_SOURCE_RETENTION", "30d")
+    settings = load_settings()
+    assert settings.risk_window == timedelta(days=15)
+    assert state_facts(store, settings, now).at_risk == 3
+    report = status_report(store, settings, now)
+    assert report["risk_window"] == "15d" and report["risk_window_seconds"] == 15 * 86400
+    assert [item["recording_id"] for item in report["at_risk"]] == ["r-passed", "r-1d-left", "r-14d-left"]
+    assert [round(item["days_left"]) for item in report["at_risk"]] == [-1, 1, 14]
+    assert "RingCentral deletes them within 15d" in render(report, as_json=False)
+    monkeypatch.setenv("RC_ARCHIVER_RISK_WINDOW", "25d")
+    assert state_facts(store, load_settings(), now).at_risk == 4
+    store.close()
+
+    # The condition is answered from the index on (status, deadline), never by scanning every recording.
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        for query in (
+            f"SELECT COUNT(*) FROM recordings WHERE {AT_RISK}",  # noqa: S608 - fixed text
+            f"SELECT * FROM recordings WHERE {AT_RISK} ORDER BY deadline, recording_id",  # noqa: S608
+        ):
+            plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", (format_time(window),))]
+            assert any("INDEX recordings_due (status=? AND deadline<?)" in step for step in plan), plan
+            assert not any(step.startswith("SCAN recordings") for step in plan), plan

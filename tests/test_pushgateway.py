@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
-from archiver.metrics import Metrics, StateFacts
-from tests.helpers import free_port
+from archiver.emulator import Emulator
+from archiver.errors import SettingsError
+from archiver.metrics import Metrics, StateFacts, push_instance
+from archiver.settings import load_settings
+from tests.helpers import SINCE, archiver_env, free_port, run_subprocess
 
 NOW = datetime(2026, 12, 1, 2, 30, tzinfo=UTC)
 
@@ -82,3 +88,82 @@ def test_pushgateway_unreachable_is_a_warning_and_false() -> None:
         assert Metrics().push(f"http://127.0.0.1:{free_port()}", "rc-archiver", "x") is False
     (warning,) = [e for e in logs if e["event"] == "metrics_push_failed"]
     assert warning["log_level"] == "warning"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("RC_", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_pushgateway_instance_is_stable_per_deployment_and_unique_between_them() -> None:
+    """The default instance: the same every run of one deployment (a CronJob's pod name is not), and
+    different for another account or destination, even with the same state path (the shipped
+    ConfigMap's); it shows neither the client id nor the bucket."""
+    one = load_settings(
+        client_id="client-a", destination="s3://bucket-a/rc", state_path="/var/lib/rc/state.db"
+    )
+    again = load_settings(client_id="client-a", destination="s3://bucket-a/rc", state_path="/elsewhere.db")
+    other_place = load_settings(
+        client_id="client-a", destination="s3://bucket-b/rc", state_path="/var/lib/rc/state.db"
+    )
+    other_account = load_settings(
+        client_id="client-b", destination="s3://bucket-a/rc", state_path="/var/lib/rc/state.db"
+    )
+    instances = [push_instance(s) for s in (one, again, other_place, other_account)]
+    assert instances[0] == instances[1]
+    assert len(set(instances)) == 3
+    for instance in instances:
+        assert instance.startswith("rc-") and "client" not in instance and "bucket" not in instance
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_pushgateway_instance_setting_wins_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RC_ARCHIVER_METRICS_INSTANCE", "archiver-eu")
+    assert push_instance(load_settings(client_id="client-a", destination="s3://bucket-a/rc")) == "archiver-eu"
+    monkeypatch.setenv("RC_ARCHIVER_METRICS_INSTANCE", "eu/1 prod")
+    with pytest.raises(SettingsError, match="RC_ARCHIVER_METRICS_INSTANCE"):
+        load_settings(client_id="client-a", destination="s3://bucket-a/rc")
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_pushgateway_two_deployments_keep_their_own_groups(pushgateway: str) -> None:
+    """Two deployments built from the shipped ConfigMap (same state path) no longer overwrite each other."""
+    tag = uuid.uuid4().hex[:6]
+    first = push_instance(load_settings(client_id=f"a-{tag}", destination="s3://bucket-a/rc"))
+    second = push_instance(load_settings(client_id=f"b-{tag}", destination="s3://bucket-b/rc"))
+    assert run_metrics(archived=7, exit_code=0).push(pushgateway, "rc-archiver", first)
+    assert run_metrics(archived=0, exit_code=4).push(pushgateway, "rc-archiver", second)
+    assert value(group_of(pushgateway, first), "rc_archiver_last_run_exit_code") == 0
+    assert value(group_of(pushgateway, first), "rc_archiver_recordings_archived_total") == 7
+    assert value(group_of(pushgateway, second), "rc_archiver_last_run_exit_code") == 4
+    assert value(group_of(pushgateway, second), "rc_archiver_up") == 0
+
+
+def test_pushgateway_a_real_run_pushes_as_its_deployment_instance(
+    emulator: Emulator, tmp_path: Path, pushgateway: str
+) -> None:
+    """Two deployments of the shipped ConfigMap (the same state path) push as two groups."""
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_PUSHGATEWAY_URL=pushgateway)
+    named = f"deployment-{uuid.uuid4().hex[:6]}"
+    assert (
+        run_subprocess({**env, "RC_ARCHIVER_METRICS_INSTANCE": named}, "run", "--since", SINCE).returncode
+        == 0
+    )
+    assert value(group_of(pushgateway, named), "rc_archiver_up") == 1
+    other = {**env, "RC_ARCHIVER_DESTINATION": (tmp_path / "missing").as_uri()}  # exit 4, same state path
+    assert run_subprocess(other, "run", "--since", SINCE).returncode == 4
+    default = (
+        "rc-"
+        + hashlib.sha256(f"{env['RC_CLIENT_ID']}\n{other['RC_ARCHIVER_DESTINATION']}".encode()).hexdigest()[
+            :12
+        ]
+    )
+    assert value(group_of(pushgateway, default), "rc_archiver_last_run_exit_code") == 4
+    assert value(group_of(pushgateway, named), "rc_archiver_last_run_exit_code") == 0  # not replaced
