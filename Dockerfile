@@ -1,12 +1,19 @@
 # syntax=docker/dockerfile:1
 # Build a wheel in one stage, install it into a small runtime image in the next.
-FROM python:3.11-slim AS build
+# The base image is pinned by tag here; pin it by digest at release (docker buildx imagetools inspect
+# python:3.11-slim) with --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:..., so a rollback rebuilds the same.
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
+# Dependencies from the hash-pinned lock (requirements.lock, pip-compile --generate-hashes from
+# pyproject.toml): the same versions and bytes on every build. The package itself adds none of its own.
+COPY requirements.lock ./
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY archiver ./archiver
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="rc-archiver" \
       org.opencontainers.image.description="Archives RingCentral call recordings to S3 or a folder" \
       org.opencontainers.image.source="https://github.com/rc-archiver/rc-archiver" \

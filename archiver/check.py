@@ -31,6 +31,7 @@ from archiver.errors import (
     EXIT_OK,
     ArchiverError,
     AuthError,
+    RingCentralUnavailable,
     SettingsError,
     StateError,
     exit_code_for,
@@ -301,11 +302,13 @@ def _check_recording(client: RingCentralClient, facts: dict[str, Any], found: li
     sample = client.sample(recording.content_uri, f"recording {recording.recording_id} (first byte)")
     media_type = sample.content_type.split(";", 1)[0].strip().lower()
     if sample.status not in (200, 206) or not media_type.startswith("audio/") or not sample.first_bytes:
-        raise AuthError(
-            f"recording {recording.recording_id}: HTTP {sample.status} {media_type or 'no type'}, "
-            f"{len(sample.first_bytes)} byte(s) instead of audio",
-            hint="check that the media host is reachable (proxies, TLS inspection) "
-            "and that the app has ReadCallRecording",
+        # A reply that is no recording (an HTML page, an empty body) comes from whatever stands between
+        # us and the media host, not from a refused login: RingCentral's content is unreachable (exit 6).
+        raise RingCentralUnavailable(
+            f"recording {recording.recording_id}: the media host answered HTTP {sample.status} "
+            f"{media_type or 'no type'}, {len(sample.first_bytes)} byte(s) instead of audio",
+            hint="something between rc-archiver and RingCentral's media host answers instead of it (a proxy, "
+            "a captive portal, TLS inspection): let requests to the media host through unchanged",
         )
     facts["media_group"] = sample.group
     if sample.limit is not None and sample.window is not None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from archiver.check import check_state_file, render, run_checks, settings_failed
-from archiver.emulator import Emulator
+from archiver.emulator import Emulator, FaultOptions
 from archiver.errors import SettingsError, StateError
 from archiver.settings import Settings, load_settings
 
@@ -128,3 +129,16 @@ def test_check_state_problem_is_a_failed_line_with_exit_4(
     report = run_checks(settings_for(emulator, tmp_path, monkeypatch, RC_ARCHIVER_STATE_PATH=str(path)))
     state = next(line for line in report.checks if line.name == "state")
     assert not state.ok and state.exit_code == 4 and report.exit_code == 4
+
+
+def test_check_a_non_audio_media_reply_is_ringcentral_unreachable_not_a_refused_login(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy's HTML page where the recording should be: exit 6 naming what answered, never exit 3."""
+    html = FaultOptions(rates={"html": 1.0}, routes=frozenset({"content"}))
+    emulator = emulator_factory(faults=html)
+    report = run_checks(settings_for(emulator, tmp_path, monkeypatch))
+    lines = {line.name: line for line in report.checks}
+    assert lines["login"].ok and not lines["recording"].ok
+    assert report.exit_code == 6 and "text/html" in lines["recording"].detail
+    assert "proxy" in lines["recording"].fix

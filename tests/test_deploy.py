@@ -451,3 +451,28 @@ def test_systemd_readme_runs_commands_as_the_wrapper_does() -> None:
     options = re.findall(r"--[a-z-]+(?:=\S+)?", script.split("exec systemd-run", 1)[1])
     assert sorted(re.findall(r"--[a-z-]+(?:=\S+)?", block)) == sorted(options)
     assert "set -a; ." in readme
+
+
+def test_image_lock_pins_every_dependency_with_hashes_within_pyproject_ranges() -> None:
+    """The image installs from requirements.lock (--require-hashes): it must pin, with hashes, a
+    version of every runtime dependency that pyproject.toml allows, so a rebuild gets the same bytes."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = {
+        canonical(name): version for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\", lock, re.M)
+    }
+    blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", lock)
+    assert all("--hash=sha256:" in block for block in blocks if "==" in block.split("\n", 1)[0])
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for line in declared:
+        requirement = Requirement(line)
+        name = canonical(requirement.name)
+        assert name in pins, f"{name} is not in requirements.lock: run pip-compile (see the Dockerfile)"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
+    assert "--require-hashes" in (ROOT / "Dockerfile").read_text()
