@@ -34,6 +34,7 @@ from archiver.archive.breaker import OutageBreaker
 from archiver.archive.deletion import at_source
 from archiver.archive.layout import META_SHA256, Layout
 from archiver.archive.manifest import HEAD, walk_chain
+from archiver.archive.proof import HEAD_BYTES, audio_head_ok, plausible
 from archiver.archive.run_pass import PassServices
 from archiver.archive.scan import scan_window
 from archiver.settings import Settings
@@ -69,12 +70,15 @@ class VerifyResult:
         )
 
 
-def _rehash(services: PassServices, key: str) -> str:
-    digest = hashlib.sha256()
+def _rehash(services: PassServices, key: str) -> tuple[str, bytes]:
+    """The object's sha256 and its first bytes, read back in full."""
+    digest, head = hashlib.sha256(), b""
     with services.destination.open(key) as stream:
         while chunk := stream.read(1024 * 1024):
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), head
 
 
 def _check_one(
@@ -89,6 +93,9 @@ def _check_one(
         if found is None:
             return "missing", "not in the destination"
         key, size, sha256 = found.key, found.size, found.sha256
+    why = plausible(row) if row.status == "archived" else ""
+    if why:
+        return "corrupt", why
     stored = services.destination.stat(key)
     if stored is None:
         return "missing", f"object {key} is missing"
@@ -104,8 +111,12 @@ def _check_one(
     wrong = [name for name, value in expected.items() if sidecar.get(name) != value]
     if wrong:
         return "corrupt", f"sidecar {sidecar_key} disagrees on {', '.join(wrong)}"
-    if rehash and _rehash(services, key) != sha256:
-        return "corrupt", f"{key} content does not hash to the recorded sha256"
+    if rehash:
+        digest, head = _rehash(services, key)
+        if digest != sha256:
+            return "corrupt", f"{key} content does not hash to the recorded sha256"
+        if row.content_type and not audio_head_ok(row.content_type, head):
+            return "corrupt", f"{key} content does not begin like {row.content_type}"
     return None
 
 
@@ -131,7 +142,7 @@ def verify(
     result.scan_errors = scan.days_unreadable
     rows = chain(state.seen_in(scan_id), state.archive_in(*window, skip_run=scan_id))
     if all_deleted:
-        rows = chain(rows, state.deleted_outside(*window))
+        rows = chain(rows, state.deleted_outside(*window, skip_run=scan_id))
     damaged: list[tuple[RecordingRow, str]] = []
     for row in rows:
         result.checked += 1
@@ -148,7 +159,7 @@ def verify(
     if manifests:
         _check_manifests(services, result)
     for row, kind in damaged:
-        if row.deleted_at is None:
+        if row.deleted_at is None and row.delete_intent is None:
             if repair:  # force: an object under the key that is wrong must be replaced
                 state.requeue(row.recording_id, f"verify: {kind}", force_upload=kind == "corrupt")
             continue
@@ -159,9 +170,10 @@ def verify(
 def _damaged_after_deletion(
     services: PassServices, row: RecordingRow, repair: bool, result: VerifyResult
 ) -> None:
-    """A damaged archive of a recording recorded as deleted at the source: RingCentral may still serve
-    it (a deletion recorded wrongly by an older version): then it is queued; if not, this was the
-    only copy, and the operator hears so with what can still be done."""
+    """A damaged archive of a recording recorded as deleted at the source, or with a DELETE in flight:
+    RingCentral may still serve it (a deletion recorded wrongly by an older version, a DELETE that
+    never happened): then it is queued; if not, this was the only copy, and the operator hears so with
+    what can still be done (an intent is left for the next run to settle and list)."""
     held = at_source(services.client, row) if repair else None
     if held:
         services.state.requeue(
@@ -169,7 +181,7 @@ def _damaged_after_deletion(
         )
         log.warning("verify_requeued_deleted", recording_id=row.recording_id, key=row.key)
         return
-    deleted = row.deleted_at.isoformat() if row.deleted_at else "?"
+    deleted = row.deleted_at.isoformat() if row.deleted_at else "by a DELETE not yet settled"
     fix = (
         f"restore {row.key} (sha256 {row.sha256}) from the bucket's object versions "
         "(aws s3api list-object-versions) or from a backup of the destination"

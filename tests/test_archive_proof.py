@@ -89,6 +89,13 @@ def reply(status: int, body: object = None) -> requests.Response:
     return response
 
 
+def html_reply() -> requests.Response:
+    response = reply(200)
+    response._content = b"<html><body>Blocked by policy</body></html>"
+    response.headers["Content-Type"] = "text/html"
+    return response
+
+
 IDS = ["r1", "r2", "r3"]
 
 
@@ -96,8 +103,9 @@ IDS = ["r1", "r2", "r3"]
     ("answer", "confirmed"),
     [
         (reply(204), set(IDS)),
-        (reply(200), set(IDS)),
+        (reply(200), set()),  # only a 204 speaks for the whole batch
         (reply(207), set()),  # multi-status without its list: nothing confirmed
+        (html_reply(), set()),  # a proxy's page is nobody's word
         (reply(202), set()),
         (
             reply(
@@ -113,7 +121,8 @@ IDS = ["r1", "r2", "r3"]
             {"r1"},
         ),
         (reply(200, {"records": [{"id": "r3", "status": 200}, {"id": "r1", "status": "204"}]}), {"r3"}),
-        (reply(200, {"unrelated": True}), set(IDS)),  # a 200 that says nothing per id covers the batch
+        (reply(200, {"unrelated": True}), set()),  # a 200 that says nothing per id confirms nothing
+        (reply(200, {"errorCode": "CMN-400"}), set()),
     ],
 )
 def test_deletion_reply_confirms_only_what_ringcentral_says(

@@ -361,3 +361,116 @@ def test_client_persistent_token_401_stops_after_two_logins() -> None:
         pages(rig)
     assert rig.server.logins == 2 and rig.server.revoked == ["tok-1"]
     assert len(rig.api_requests()) <= 3
+
+
+CONTENT = f"{MEDIA}/restapi/v1.0/account/1/recording/r1/content"
+
+
+def ranged(request: requests.PreparedRequest) -> int | None:
+    wanted = request.headers.get("Range")
+    return int(wanted.removeprefix("bytes=").rstrip("-")) if wanted else None
+
+
+def rest_of(start: int, total: int = len(AUDIO)) -> Reply:
+    """What a server holding `total` bytes of AUDIO answers to `Range: bytes=<start>-`."""
+    if start >= total:
+        return Reply(416, None, {"Content-Range": f"bytes */{total}"})
+    content_range = f"bytes {start}-{total - 1}/{total}"
+    return Reply(
+        206, AUDIO[start:total], {"Content-Type": "audio/mpeg", "Content-Range": content_range}, framed=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "asked"),
+    [
+        (3000, [None, "bytes=3000-"]),  # the rest's Content-Range names the total: that proves the end
+        (len(AUDIO), [None, f"bytes={len(AUDIO)}-"]),  # whole, but only a 416 naming the total proves it
+    ],
+)
+def test_client_download_proves_the_end_of_a_connection_delimited_body(
+    first: int, asked: list[str | None]
+) -> None:
+    """No Content-Length, no chunks: a cut looks like the end, so the client asks for what follows."""
+
+    def api(request: requests.PreparedRequest, token: str) -> Reply:
+        start = ranged(request)
+        if start is None:
+            return Reply(200, AUDIO[:first], {"Content-Type": "audio/mpeg"}, framed=False)
+        return rest_of(start)
+
+    rig = Rig(api)
+    sink = BytesIO()
+    done = rig.client.download(CONTENT, sink)
+    assert sink.getvalue() == AUDIO and done.size == len(AUDIO)
+    assert [s.headers.get("Range") for s in rig.api_requests()] == asked
+
+
+@pytest.mark.parametrize(
+    ("probe", "error", "why"),
+    [
+        (Reply(200, AUDIO, {"Content-Type": "audio/mpeg"}, framed=False), PermanentError, "ignores Range"),
+        (Reply(416, None, {}), PermanentError, "names no total"),
+        (  # a 206 that never brings a byte: asked again and again, never taken as the end
+            Reply(
+                206, b"", {"Content-Type": "audio/mpeg", "Content-Range": "bytes 3000-3000/*"}, framed=False
+            ),
+            TransientError,
+            "no bytes|unproven",
+        ),
+    ],
+)
+def test_client_download_never_takes_an_unproven_end_for_the_end(
+    probe: Reply, error: type[Exception], why: str
+) -> None:
+    def api(request: requests.PreparedRequest, token: str) -> Reply:
+        if ranged(request) is None:
+            return Reply(200, AUDIO[:3000], {"Content-Type": "audio/mpeg"}, framed=False)
+        return probe
+
+    rig = Rig(api, attempts=2)
+    with pytest.raises(error, match=why):
+        rig.client.download(CONTENT, BytesIO())
+    assert len(rig.api_requests()) <= 2 * 10  # bounded: at most a few asks per attempt
+
+
+def test_client_download_resume_naming_another_size_starts_over() -> None:
+    """The first reply announces the whole size; a resume whose Content-Range names another total is
+    another body: the bytes so far are dropped and the download starts again, whole and right."""
+    calls: list[int | None] = []
+
+    def api(request: requests.PreparedRequest, token: str) -> Reply:
+        start = ranged(request)
+        calls.append(start)
+        if start is None:
+            cut = 6000 if len(calls) == 1 else None
+            return Reply(200, AUDIO, {"Content-Type": "audio/mpeg"}, cut_after=cut)
+        return rest_of(start, total=8000)  # consistent with itself, not with the first reply
+
+    rig = Rig(api, attempts=4)
+    sink = BytesIO()
+    done = rig.client.download(CONTENT, sink)
+    assert sink.getvalue() == AUDIO and done.sha256 == hashlib.sha256(AUDIO).hexdigest()
+    assert calls == [None, 6000, None]
+
+
+def test_client_download_resume_from_another_byte_is_refused_not_spliced() -> None:
+    calls: list[int | None] = []
+
+    def api(request: requests.PreparedRequest, token: str) -> Reply:
+        start = ranged(request)
+        calls.append(start)
+        if start is None:
+            return Reply(200, AUDIO, {"Content-Type": "audio/mpeg"}, cut_after=5000)
+        if len(calls) == 2:  # answers from byte 0 although 5000 was asked
+            return Reply(
+                206,
+                AUDIO,
+                {"Content-Type": "audio/mpeg", "Content-Range": f"bytes 0-{len(AUDIO) - 1}/{len(AUDIO)}"},
+            )
+        return rest_of(start)
+
+    rig = Rig(api, attempts=4)
+    sink = BytesIO()
+    rig.client.download(CONTENT, sink)
+    assert sink.getvalue() == AUDIO and calls == [None, 5000, 5000]

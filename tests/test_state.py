@@ -183,7 +183,7 @@ def test_state_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StateError, match="corrupt") as raised:
         StateStore(path)
-    assert "move it aside" in raised.value.hint
+    assert "rc-archiver state restore" in raised.value.hint  # a backup first, then moving it aside
 
 
 def test_state_lock_is_exclusive_and_released(tmp_path: Path) -> None:
@@ -314,7 +314,7 @@ def test_state_deletion_and_verify_walks_are_ordered_by_an_index(tmp_path: Path,
     calls = {
         "deletable": lambda: store.deletable(later, batch=2),
         "archive_in": lambda: store.archive_in(earlier, later, "verify-x", batch=2),
-        "deleted_outside": lambda: store.deleted_outside(later, later, batch=1),
+        "deleted_outside": lambda: store.deleted_outside(later, later, "verify-x", batch=1),
         "deleted_ids": lambda: store.deleted_ids(batch=1),
     }
     assert len(list(calls[walk]())) >= 2
@@ -324,3 +324,119 @@ def test_state_deletion_and_verify_walks_are_ordered_by_an_index(tmp_path: Path,
     for sql in selects:
         plan = " ".join(str(r[3]) for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}"))
         assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def schema_2_file(path: Path) -> None:
+    """A state as schema 2 left it (one archived recording), as an older version wrote it."""
+    import json
+
+    import archiver.state.schema as state_module
+
+    db = sqlite3.connect(path)
+    for statement in ";".join(str(m) for m in state_module.MIGRATIONS[:2]).split(";"):
+        if statement.strip():
+            db.execute(statement)
+    source = json.dumps({"record": record("r1"), "leg": None})
+    db.execute(
+        "INSERT INTO recordings (recording_id, call_id, start_time, content_uri, status, attempts, key, "
+        "first_seen, updated_at, source_json) VALUES ('r1', 'call-r1', '2026-11-27T10:00:00.000Z', "
+        "'http://media/r1/content', 'archived', 1, 'k/r1.mp3', 'x', 'x', ?)",
+        (source,),
+    )
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+
+
+def test_state_migration_leaves_a_snapshot_of_the_old_schema_first(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    schema_2_file(path)
+    store = StateStore(path)
+    assert store.schema_version == SCHEMA_VERSION
+    (snapshot,) = tmp_path.glob("state.db.pre-migration-v2-*")
+    assert store.pre_migration_snapshot == snapshot
+    assert stat.S_IMODE(os.stat(snapshot).st_mode) == 0o600
+    copy = sqlite3.connect(snapshot)
+    assert copy.execute("PRAGMA user_version").fetchone()[0] == 2  # the old schema, what a rollback needs
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert copy.execute("SELECT recording_id, key FROM recordings").fetchall() == [("r1", "k/r1.mp3")]
+    assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file
+    copy.close()
+    store.close()
+    StateStore(path).close()  # a state already current is not snapshotted again
+    assert len(list(tmp_path.glob("state.db.pre-migration-*"))) == 1
+
+
+def test_state_a_new_state_needs_no_snapshot(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    assert store.pre_migration_snapshot is None
+    assert list(tmp_path.glob("*pre-migration*")) == []
+
+
+def test_state_read_only_never_migrates_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    schema_2_file(path)
+    before = path.read_bytes()
+    with pytest.raises(StateError, match="never migrates") as raised:
+        StateStore(path, read_only=True)
+    assert "state migrate" in raised.value.hint and "rc-archiver run" not in raised.value.hint
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]  # no -wal, -shm or snapshot
+
+
+def test_state_read_only_creates_nothing_beside_a_state_at_rest(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    store.note_found([ref("r1")], "run-1")
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
+    before = path.read_bytes()
+    reader = StateStore(path, read_only=True)
+    assert reader.get("r1") is not None
+    reader.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"] and path.read_bytes() == before
+
+
+def test_state_read_only_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StateError, match="knows up to"):
+        StateStore(path, read_only=True)
+
+
+def test_state_schema_4_takes_an_older_versions_records_as_unproven(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Archived rows become `migrated` (re-proved before deletion); deletions become `migrated` with an
+    intent, so the next run asks RingCentral about each before anything relies on them."""
+    import archiver.state.schema as state_module
+
+    path = tmp_path / "state.db"
+    monkeypatch.setattr(state_module, "MIGRATIONS", state_module.MIGRATIONS[:3])
+    monkeypatch.setattr(state_module, "SCHEMA_VERSION", 3)
+    store = StateStore(path)
+    store.note_found([ref("r1"), ref("r2"), ref("r3")], "run-1")
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute(
+        "UPDATE recordings SET status = 'archived', key = 'k', size = 10, sha256 = 'ab', content_type = "
+        "'audio/mpeg', archived_at = '2026-11-28T00:00:00.000Z' WHERE recording_id IN ('r1', 'r2')"
+    )
+    db.execute("UPDATE recordings SET deleted_at = '2026-11-29T00:00:00.000Z' WHERE recording_id = 'r2'")
+    db.commit()
+    db.close()
+    monkeypatch.undo()
+    store = StateStore(path)
+    rows = {rid: store.get(rid) for rid in ("r1", "r2", "r3")}
+    assert rows["r1"] is not None and (rows["r1"].provenance, rows["r1"].proven) == ("migrated", False)
+    assert rows["r2"] is not None and (rows["r2"].deleted_by, rows["r2"].delete_intent) == (
+        "migrated",
+        "migrated",
+    )
+    assert rows["r3"] is not None and rows["r3"].provenance is None
+    assert [r.recording_id for r in store.unsettled_intents()] == ["r2"]
+    store.undelete(["r2"])  # RingCentral still serves it: archived and held at the source again
+    assert [r.recording_id for r in store.deletable(datetime.now(UTC))] == ["r1", "r2"]

@@ -39,7 +39,7 @@ from archiver.models import format_time
 from archiver.ringcentral.client import RingCentralClient
 from archiver.settings import Settings
 from archiver.state import RecordingRow, StateStore
-from archiver.state.schema import BY_SOURCE, BY_US
+from archiver.state.schema import BY_MIGRATED, BY_SOURCE, BY_US
 
 log = structlog.get_logger(__name__)
 BATCH = 100  # RingCentral's limit of ids per DELETE
@@ -135,7 +135,9 @@ class _Deleter:
             )
 
     def settle_intents(self) -> None:
-        """Intents a cut-off run left: one look each; gone = deleted by that run's DELETE."""
+        """Intents a cut-off run left: one look each; gone = deleted by that run's DELETE. Deletions an
+        older version recorded (schema 4's migration) are settled the same way: one still served is
+        archived and held at the source again."""
         rows = self.ctx.state.unsettled_intents()
         if rows:
             log.info("deletion_intents_found", recordings=len(rows))
@@ -146,7 +148,13 @@ class _Deleter:
             if held is None:
                 log.warning("deletion_intent_unsettled", recording_id=row.recording_id)
                 return  # RingCentral answers neither way: the next run asks again
-            if held:
+            if row.deleted_at is not None:  # recorded as deleted by an older version: is it?
+                if held:
+                    self.ctx.state.undelete([row.recording_id])
+                    log.warning("recording_still_at_source", recording_id=row.recording_id)
+                else:
+                    self.record([row], row.deleted_by or BY_MIGRATED, "confirmed after migration")
+            elif held:
                 self.ctx.state.clear_intent([row.recording_id])
             else:
                 self.record([row], BY_US, "settled after a lost reply")
@@ -194,7 +202,7 @@ class _Deleter:
 
     def _settle_not_found(self, rows: list[RecordingRow]) -> bool:
         """A 404 for the batch: one look at each recording. Gone ones are RingCentral's doing; if every
-        one is still served, the DELETE is going astray: stop, record nothing."""
+        one answered and is still served, the DELETE is going astray: stop, record nothing."""
         ctx = self.ctx
         gone: list[RecordingRow] = []
         held: list[RecordingRow] = []
@@ -204,7 +212,7 @@ class _Deleter:
                 (held if answer else gone).append(row)
         ctx.state.clear_intent([row.recording_id for row in rows if row not in gone])
         self.record(gone, BY_SOURCE, "not found at the source")
-        if held and not gone:
+        if len(held) == len(rows):  # every one answered, and every one is still there
             self.result.stopped = "misrouted"
             log.error(
                 "deletion_misrouted",
@@ -213,6 +221,8 @@ class _Deleter:
                 "recorded as deleted",
             )
             return False
+        # Some gone (RingCentral's 404 was about them), or some unclear (left for a later run): the
+        # held ones are sent again, a smaller batch each time, so this ends.
         return self.delete(held) if held else True
 
     def _stop(self, why: str) -> bool:

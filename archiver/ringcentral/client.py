@@ -31,6 +31,7 @@ from archiver.ringcentral.urls import same_resource
 
 log = structlog.get_logger(__name__)
 PER_PAGE = 1000
+MAX_END_PROBES = 8  # Range requests per attempt to find a connection-delimited body's end
 MAX_DELETE = 100  # RingCentral's limit of ids per DELETE call-recordings (CallRecordingIds.maxItems)
 CALL_LOG_PATH = "/restapi/v1.0/account/~/call-log"
 DELETE_PATH = "/restapi/v1.0/account/~/call-recordings"
@@ -175,9 +176,13 @@ class RingCentralClient:
                     "content", content_uri, what, stream=True, headers=headers
                 ) as response:
                     state.take(response, what)
+                probes = 0
                 while not state.end_proven:
                     # A connection-delimited body: a cut looks like its end, so ask for what follows
                     # (download.py): 416 proves the end, 206 brings what the cut lost.
+                    probes += 1
+                    if probes > MAX_END_PROBES:
+                        raise TransientError(f"{what}: its end still unproven after {MAX_END_PROBES} asks")
                     headers = state.request_headers()
                     with self._channel.send(
                         "content", content_uri, what, stream=True, headers=headers, accept=(416,)
@@ -210,8 +215,8 @@ class RingCentralClient:
     def delete_recordings(self, ids: Sequence[str]) -> frozenset[str]:
         """Delete recordings at RingCentral (the content, not the call-log records): one Heavy
         `DELETE /restapi/v1.0/account/~/call-recordings` with {"records": ids}, at most 100 ids.
-        Returns the ids RingCentral confirmed deleted: all of them for a 204 (or a 2xx without a
-        per-id list), only those its per-id list answers with a 2xx for a 207 or any other list.
+        Returns the ids RingCentral confirmed deleted: all of them for a 204, only those its per-id
+        list answers with a 2xx for any other 2xx (a 207), none for a 2xx without that list.
 
         Only a 429 is retried (RingCentral did not carry it out). Anything else may or may not have
         been carried out (a timeout, a reset, a 5xx after the fact), so it is raised, not retried:
@@ -248,18 +253,19 @@ class RingCentralClient:
 
 
 def confirmed_deletions(response: requests.Response, ids: Sequence[str]) -> frozenset[str]:
-    """The ids a 2xx deletion reply confirms (see delete_recordings)."""
-    if response.status_code == 204 or not response.content:
-        return frozenset(ids) if response.status_code in (200, 204) else frozenset()
+    """The ids a 2xx deletion reply confirms: all of them for a 204 (RingCentral's documented answer),
+    those its JSON per-id list (`records`: id and a 2xx status) names for any other 2xx, and none for
+    anything else (an empty 200, a page from a proxy, JSON without the list): those are settled one by
+    one (deletion.py), never taken as deleted."""
+    if response.status_code == 204:
+        return frozenset(ids)
     try:
         body = response.json()
     except ValueError:
-        body = None
+        return frozenset()
     entries = body.get("records") if isinstance(body, dict) else None
     if not isinstance(entries, list):
-        # A 200 that says nothing per id is RingCentral's word for the batch; any other 2xx
-        # (a 207 without its list, say) confirms nothing: each id is settled on its own.
-        return frozenset(ids) if response.status_code == 200 else frozenset()
+        return frozenset()
     asked = set(ids)
     return frozenset(
         str(entry["id"])

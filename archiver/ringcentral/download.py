@@ -62,6 +62,7 @@ class DownloadState:
         self.resumes = 0
         self.content_type = "application/octet-stream"
         self.end_proven = False
+        self.expected: int | None = None  # the recording's size, as the first reply to name one said
         self._on_progress = on_progress
 
     def request_headers(self) -> dict[str, str]:
@@ -74,22 +75,32 @@ class DownloadState:
     def take(self, response: requests.Response, what: str) -> None:
         """Read one reply's body onto the bytes so far; raise what a short, long or empty body is.
 
-        Afterwards `end_proven` says whether the reply itself proved the body complete: a
-        Content-Length or a Content-Range total that the bytes received reach, or chunked framing
-        (whose last chunk marks the end). A body delimited only by the connection closing proves
-        nothing: a cut looks exactly like the end, so the caller must prove it (prove_end).
+        Every size a reply announces (a 200's Content-Length, a 206's Content-Range total) must agree
+        with the first one announced: a resume that names another size is another body. A 206 must
+        start where our bytes end and bring at least one byte. Afterwards `end_proven` says whether the
+        replies proved the body complete: the bytes reach the announced size, or chunked framing (whose
+        last chunk marks the end) closed a body of unannounced size. A body delimited only by the
+        connection closing proves nothing: a cut looks exactly like the end (take_end proves it).
         """
         self.content_type = audio_type(response, what)
+        partial = response.status_code == 206
         if self.received:
             self.resumes += 1
-            start = range_start(response.headers.get("Content-Range", ""))
-            if response.status_code != 206 or start != self.received:
-                self.restart()  # the server ignored or misread the Range: start over
+            if not partial:
+                self.restart()  # the server ignored the Range: the whole body follows
+            elif range_start(response.headers.get("Content-Range", "")) != self.received:
+                raise TransientError(f"{what}: a resume that does not start at byte {self.received}")
+        before = self.received
         length = response.headers.get("Content-Length")
-        total = self.received + int(length) if length and length.isdigit() else None
-        range_total = range_size(response.headers.get("Content-Range", ""))
-        if response.status_code != 206:
-            range_total = None
+        reply_end = before + int(length) if length and length.isdigit() else None
+        announced = range_size(response.headers.get("Content-Range", "")) if partial else reply_end
+        if announced is not None:
+            if self.expected is not None and announced != self.expected:
+                self.restart()
+                raise TransientError(
+                    f"{what}: the size announced changed from {self.expected} to {announced}"
+                )
+            self.expected = announced
         chunked = "chunked" in (response.headers.get("Transfer-Encoding") or "").lower()
         try:
             # read1 hands over whatever has arrived, so a body cut short keeps every byte that
@@ -97,35 +108,41 @@ class DownloadState:
             while chunk := response.raw.read1(CHUNK, decode_content=False):
                 self.write(chunk)
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-            announced = total if total is not None else range_total if range_total is not None else "?"
             raise TruncatedBody(
-                f"{what}: body cut short after {self.received} of {announced} bytes"
+                f"{what}: body cut short after {self.received} of {self.expected or '?'} bytes"
             ) from None
-        if total is not None and self.received < total:
-            raise TruncatedBody(f"{what}: body cut short after {self.received} of {total} bytes")
-        if total is not None and self.received > total:
+        if reply_end is not None and self.received < reply_end:
+            raise TruncatedBody(f"{what}: body cut short after {self.received} of {reply_end} bytes")
+        if (reply_end is not None and self.received > reply_end) or (
+            self.expected is not None and self.received > self.expected
+        ):
             self.restart()
-            raise TransientError(f"{what}: body longer than its Content-Length ({total} bytes)")
-        if range_total is not None and self.received < range_total:
-            raise TruncatedBody(f"{what}: body cut short after {self.received} of {range_total} bytes")
-        if range_total is not None and self.received > range_total:
-            self.restart()
-            raise TransientError(
-                f"{what}: {self.received} bytes received, its Content-Range says {range_total}"
-            )
+            raise TransientError(f"{what}: a body longer than announced")
         if self.received == 0:
             raise PermanentError(f"{what}: empty body (0 bytes of audio)")
-        self.end_proven = total is not None or range_total is not None or chunked
+        if partial and self.received == before:
+            raise TransientError(f"{what}: a 206 reply with no bytes")
+        if self.expected is not None and self.received < self.expected:
+            if reply_end is not None:  # its own length was met: it says it ended short of the whole
+                self.restart()
+                raise TransientError(f"{what}: a reply that ends at {self.received} of {self.expected} bytes")
+            raise TruncatedBody(f"{what}: body cut short after {self.received} of {self.expected} bytes")
+        self.end_proven = self.expected is not None or chunked
 
     def take_end(self, response: requests.Response, what: str) -> None:
         """The reply to `Range: bytes=<received>-`, asked because the body's end was not proven.
 
-        416 (nothing past what we hold; its Content-Range total, if any, must be what we hold) proves
-        the end; 206 carries bytes that the first reply lost to a cut: they are added and the end is
-        asked again; a 200 means the server ignores Range, so the end can never be proven."""
+        A 416 whose Content-Range total is what we hold proves the end; a 206 carries bytes that the
+        first reply lost to a cut: they are added (take) and the end is asked again; a 200, or a 416
+        that names no total, leaves the end unprovable: that recording's attempt fails."""
         if response.status_code == 416:
             total = range_size(response.headers.get("Content-Range", ""))
-            if total is not None and total != self.received:
+            if total is None:
+                raise PermanentError(
+                    f"{what}: a body without Content-Length or chunked framing, and the server's 416 names "
+                    "no total, so a cut cannot be told from the end: not archived"
+                )
+            if total != self.received:
                 self.restart()
                 raise TransientError(
                     f"{what}: {self.received} bytes received, the server says the recording has {total}"
@@ -157,6 +174,7 @@ class DownloadState:
         self.hasher = hashlib.sha256()
         self.received = 0
         self.end_proven = False
+        self.expected = None
 
     def finish(self) -> Downloaded:
         try:

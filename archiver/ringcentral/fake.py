@@ -26,6 +26,7 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     cut_after: int | None = None  # the connection breaks after this many body bytes
     error: type[requests.RequestException] | None = None  # no reply at all: this exception
+    framed: bool = True  # False: no Content-Length (the body ends when the connection closes)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ class ScriptedTransport(requests.adapters.BaseAdapter):
             headers.setdefault("Content-Type", "application/json")
         else:
             data = reply.body or b""
-        headers.setdefault("Content-Length", str(len(data)))
+        if reply.framed:
+            headers.setdefault("Content-Length", str(len(data)))
         stream_body: Any = (
             io.BytesIO(data)
             if reply.cut_after is None

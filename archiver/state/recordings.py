@@ -111,15 +111,19 @@ class Recordings(Rows):
             yield from (self._row(r) for r in rows)
             cursor = (rows[-1]["start_time"], rows[-1]["recording_id"])
 
-    def deleted_outside(self, start: datetime, end: datetime, batch: int = 500) -> Iterator[RecordingRow]:
-        """Recordings deleted at the source whose call started outside [start, end): their archive is
-        the only copy, so verify checks them whatever its range (by keyset on a partial index)."""
+    def deleted_outside(
+        self, start: datetime, end: datetime, skip_run: str, batch: int = 500
+    ) -> Iterator[RecordingRow]:
+        """Recordings deleted at the source whose call started outside [start, end), except those the
+        pass `skip_run` saw: their archive is the only copy, so verify checks them whatever its range
+        (by keyset on a partial index)."""
         low, high, after = format_time(start), format_time(end), ""
         while True:
             rows = self._query(
                 "SELECT * FROM recordings WHERE deleted_at IS NOT NULL AND recording_id > ? "
-                "AND (start_time < ? OR start_time >= ?) ORDER BY recording_id LIMIT ?",
-                (after, low, high, batch),
+                "AND (start_time < ? OR start_time >= ?) AND last_seen_run IS NOT ? "
+                "ORDER BY recording_id LIMIT ?",
+                (after, low, high, skip_run, batch),
             )
             if not rows:
                 return

@@ -105,7 +105,7 @@ ADOPTED = "adopted"  # found in the destination (a lost state, or a run killed b
 MIGRATED = "migrated"  # archived by an earlier version of the state
 PROVEN = (DOWNLOADED, REPROVED)
 # Who deleted a recording at the source.
-BY_US, BY_SOURCE = "us", "source"
+BY_US, BY_SOURCE, BY_MIGRATED = "us", "source", "migrated"  # the last: an older version said so
 
 MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: the first schema
@@ -154,12 +154,15 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # it there (`us`: RingCentral confirmed our DELETE; `source`: RingCentral no longer had it), and
     # the intent journaled before a DELETE is sent (settled by the next run if the reply is lost).
     # Rows archived by an earlier version are `migrated`: their hashes are re-proved before deletion.
+    # Its deletions are `migrated` too, with an intent: that version recorded some without RingCentral's
+    # word, so the next run asks RingCentral about each (deletion.settle_intents).
     """
     ALTER TABLE recordings ADD COLUMN provenance TEXT;
     ALTER TABLE recordings ADD COLUMN deleted_by TEXT;
     ALTER TABLE recordings ADD COLUMN delete_intent TEXT;
     UPDATE recordings SET provenance = 'migrated' WHERE status = 'archived';
-    UPDATE recordings SET deleted_by = 'us' WHERE deleted_at IS NOT NULL;
+    UPDATE recordings SET deleted_by = 'migrated', delete_intent = 'migrated' WHERE deleted_at IS NOT NULL;
+    CREATE INDEX recordings_unmanifested ON recordings (recording_id) WHERE manifested = 0;
     CREATE INDEX recordings_deletable ON recordings (archived_at, recording_id)
         WHERE status = 'archived' AND deleted_at IS NULL;
     CREATE INDEX recordings_intents ON recordings (recording_id) WHERE delete_intent IS NOT NULL;

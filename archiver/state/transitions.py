@@ -48,7 +48,7 @@ class Transitions(Rows):
 
     def unmanifested(self) -> list[RecordingRow]:
         """Archived by a run that was killed before its manifest part was written."""
-        return self._select("status = 'archived' AND manifested = 0")
+        return self._select("status = 'archived' AND manifested = 0", order="recording_id")
 
     def record_failure(
         self,
@@ -154,6 +154,16 @@ class Transitions(Rows):
             db.executemany(
                 "UPDATE recordings SET delete_intent = NULL WHERE recording_id = ?",
                 [(r,) for r in recording_ids],
+            )
+
+    def undelete(self, recording_ids: Sequence[str]) -> None:
+        """RingCentral still serves recordings an older version recorded as deleted: archived, held at
+        the source (and deletable again once proven)."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE recordings SET deleted_at = NULL, deleted_by = NULL, delete_intent = NULL, "
+                "updated_at = ? WHERE recording_id = ?",
+                [(_now(), r) for r in recording_ids],
             )
 
     def unsettled_intents(self) -> list[RecordingRow]:
