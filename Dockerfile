@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # Build a wheel in one stage, install it into a small runtime image in the next.
-# The base image is pinned by tag here; pin it by digest at release (docker buildx imagetools inspect
-# python:3.11-slim) with --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:..., so a rollback rebuilds the same.
-ARG PYTHON_IMAGE=python:3.11-slim
+# The base image, pinned by digest so a rebuild (a rollback) gets the same bytes. Refresh it on purpose:
+# `docker buildx imagetools inspect python:3.11-slim` prints the current digest; or override with
+# --build-arg PYTHON_IMAGE=... (deploy/README.md, "Building the image").
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 # Dependencies from the hash-pinned lock (requirements.lock, pip-compile --generate-hashes from

@@ -174,7 +174,9 @@ def check_state_file(path: Path) -> str:
     if verdict != "ok":
         raise StateError(
             f"{path} is corrupt: {verdict[:200]}",
-            hint="move it aside; a lost state costs call-log lookups, not re-uploads",
+            hint="restore the last good backup (`rc-archiver state restore BACKUP` keeps this file beside "
+            "it); with none, move it aside: a new state scans the whole source retention window and adopts "
+            "what the destination holds (lookups, not re-uploads)",
         )
     return f"{path} (schema {version}, integrity ok)"
 

@@ -195,6 +195,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("recording_ids", nargs="*", metavar="RECORDING_ID", help="recordings to retry")
     retry.add_argument("--all", action="store_true", help="every recording that is not archived")
+    retry.add_argument(
+        "--wait-lock",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running run to release the state (default: exit 5 at once)",
+    )
+
+    state = _command(
+        commands,
+        "state",
+        "back up, restore or migrate the state (local file or S3 object)",
+        "backup: a consistent copy (SQLite's online backup), safe while a run writes. restore: a checked "
+        "backup put in place of the state under the run lock; the replaced state is kept beside it as "
+        "<state>.replaced-<time>. migrate: this version's schema migration now, after a snapshot.",
+        "rc-archiver state backup /var/backups/rc-archiver/state-$(date +%F).db\n"
+        "rc-archiver state restore /var/backups/rc-archiver/state-2026-11-27.db\n"
+        "rc-archiver state migrate --wait-lock 600",
+    )
+    state_commands = state.add_subparsers(
+        dest="state_command", required=True, parser_class=_Parser, metavar="ACTION"
+    )
+    backup = state_commands.add_parser("backup", help="write a consistent copy of the state to PATH (0600)")
+    backup.add_argument("path", type=Path, metavar="PATH", help="the backup file to create (must not exist)")
+    restore = state_commands.add_parser("restore", help="put the backup PATH in place of the state")
+    restore.add_argument("path", type=Path, metavar="PATH", help="a file written by `state backup`")
+    migrate = state_commands.add_parser("migrate", help="migrate the state to this version's schema now")
+    for action in (backup, restore, migrate):
+        action.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file")
+    for action in (restore, migrate):
+        action.add_argument(
+            "--wait-lock",
+            type=_seconds,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait this long for a running run to release the state (default: exit 5 at once)",
+        )
 
     daemon = _command(
         commands,
@@ -262,7 +299,7 @@ def _install_signal_handlers(cancel: threading.Event) -> None:
 
 # Commands whose stdout is a report for a person (status, verify, check, retry, a dry run) log to stderr,
 # so the report stays readable and pipeable; `run` and `daemon` log to stdout, their real output.
-REPORT_COMMANDS = {"status", "verify", "check", "retry"}
+REPORT_COMMANDS = {"status", "verify", "check", "retry", "state"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -307,7 +344,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     from archiver.archive.plan import Planned, plan_pass
     from archiver.lifecycle import RunRequest
     from archiver.logs import bind
-    from archiver.windows import plan_window
+    from archiver.windows import plan_run_window
     from archiver.wiring import pass_services
 
     settings = _settings(args)
@@ -321,10 +358,8 @@ def _dry_run(args: argparse.Namespace) -> int:
         print(f"would archive {item.recording_id}  {item.start:%Y-%m-%d %H:%M}  -> {item.key}")
 
     with pass_services(settings, args.wait_lock, cancel) as services:
-        window = plan_window(
-            datetime.now(UTC), services.state.watermark(), args.since, args.until, settings.lookback,
-            settings.settle_delay,
-        )  # fmt: skip
+        watermark = services.state.watermark()
+        window = plan_run_window(datetime.now(UTC), watermark, args.since, args.until, settings)
         plan = plan_pass(services, settings, window, cancel, show)
     for recording_id in plan.would_delete:
         print(f"would delete at the source {recording_id}")
@@ -439,7 +474,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     settings = _settings(args)
     path = state_file(settings)
     lock = lock_for(path)
-    lock.acquire(0.0)
+    lock.acquire(args.wait_lock)
     try:
         state = StateStore(path)
         try:
@@ -449,6 +484,24 @@ def cmd_retry(args: argparse.Namespace) -> int:
     finally:
         lock.release()
     print(f"{changed} recording(s) will be tried again by the next run")
+    return EXIT_OK
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    from archiver.state.backup import backup_state, migrate_state, restore_state
+
+    settings = _settings(args)
+    if args.state_command == "backup":
+        copied = backup_state(settings, args.path)
+        print(f"backed up {settings.state_path} (schema {copied.schema}) to {copied.path}")
+    elif args.state_command == "restore":
+        copied = restore_state(settings, args.path, args.wait_lock)
+        kept = f"; the replaced state is kept as {copied.kept}" if copied.kept else ""
+        print(f"restored {args.path} (schema {copied.schema}) as {copied.path}{kept}")
+    else:
+        copied = migrate_state(settings, args.wait_lock)
+        before = f"; the state before it is kept as {copied.kept}" if copied.kept else " (it was already)"
+        print(f"{copied.path} is at schema {copied.schema}{before}")
     return EXIT_OK
 
 
@@ -503,6 +556,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "check": cmd_check,
     "retry": cmd_retry,
+    "state": cmd_state,
     "daemon": cmd_daemon,
     "emulator": cmd_emulator,
     "demo": cmd_demo,

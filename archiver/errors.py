@@ -18,8 +18,10 @@ ArchiverError                       every expected error; `hint` says what to do
       +-- RateLimited                429: the pacer holds the whole group
       +-- TokenExpired               a token-class 401: the token is renewed once, then retried
 
-Exit 0 is a complete run (or one stopped by a signal in which nothing failed), exit 1 a run that
-left recordings failed or not yet available; neither is an exception.
+Exit 0 is a complete run (`ok`), or one stopped by a signal or its time limit in which nothing
+failed (`stopped`); exit 1 (`incomplete`) a run in which a recording it attempted failed, was not yet
+available or was lost, or a call-log day could not be read. Recordings exhausted by earlier runs and
+not attempted in this one do not make it exit 1 (they have their own alert). Neither is an exception.
 """
 
 from __future__ import annotations
@@ -127,18 +129,25 @@ class ExitCodeText:
 
 EXIT_CODE_TEXTS: dict[int, ExitCodeText] = {
     EXIT_OK: ExitCodeText(
-        "complete",
-        "every recording found is archived (now or before); also a run stopped by SIGTERM/SIGINT in "
-        "which nothing failed (what it did not reach stays pending)",
-        "nothing",
+        "complete, or stopped by a signal or time limit with nothing failed",
+        "`ok`: every recording found is archived (now or before) and every call-log day was read; "
+        "recordings exhausted by earlier runs and not retried in this one do not count (they have "
+        "their own alert). `stopped`: SIGTERM/SIGINT, which is how a time limit (TimeoutStartSec=, "
+        "activeDeadlineSeconds) stops a run, and nothing it attempted failed: what it did not reach "
+        "stays due for the next run; one that archived some counts as progress",
+        "nothing; `stopped` every night: the backlog outgrows the time limit (runbook of "
+        "`RcArchiverNoRecentSuccess`, Time limits)",
         outcomes=("ok", "stopped"),
     ),
     EXIT_INCOMPLETE: ExitCodeText(
-        "recordings failed or not ready (queued for the next run)",
-        "some recordings failed, are not available yet, exhausted or lost; those still savable stay "
-        "queued (see the summary's `failures`)",
-        "`rc-archiver status` lists them with their reasons; the next run retries them; repeated "
-        "failures become exhausted (see the runbook of `RcArchiverRecordingsExhausted`)",
+        "recordings failed or not ready, or a call-log day unread (retried next run)",
+        "a recording this run attempted failed, is not available yet, became exhausted or was lost, or "
+        "a call-log day could not be read after every retry (`days_unreadable`, `unreadable_days`: "
+        "read again by the next run, the watermark stays before it); those still savable stay queued "
+        "(see the summary's `failures`)",
+        "`rc-archiver status` lists the recordings with their reasons; the next run retries them and "
+        "the unread days; repeated failures become exhausted (see the runbook of "
+        "`RcArchiverRecordingsExhausted`)",
         outcomes=("incomplete",),
     ),
     2: ExitCodeText(

@@ -3,7 +3,9 @@ state, the metrics, and exactly one `run_summary` event with its `outcome` and e
 
 `rc-archiver run`, each scheduled run of the daemon and the demo call `execute_run`; nothing else logs
 a run_summary. An error that ends a run early (bad settings, a refused login, an unusable destination,
-a held lock, an outage) is part of the summary, never a traceback.
+a held lock, an outage) is part of the summary, never a traceback, and its metrics still carry the
+state's gauges, read read-only (the alerts on last_success, at-risk and the rest must not go blind
+while runs fail).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 import structlog
@@ -29,13 +32,13 @@ from archiver.errors import (
 )
 from archiver.heartbeat import Heartbeat
 from archiver.logs import bind
-from archiver.metrics import Metrics, push_instance
+from archiver.metrics import Metrics, StateFacts, push_instance
 from archiver.models import RunSummary
 from archiver.settings import Settings
 from archiver.state import StateStore
 from archiver.status import state_facts
-from archiver.windows import plan_window
-from archiver.wiring import pass_services
+from archiver.windows import plan_run_window
+from archiver.wiring import is_remote_state, pass_services
 
 log = structlog.get_logger("archiver.run")
 
@@ -65,14 +68,17 @@ def new_run_id() -> str:
 
 
 def conclude(summary: RunSummary) -> None:
-    """Outcome and exit code of a pass that ran to its end (or was stopped by a signal)."""
+    """Outcome and exit code of a pass that ran to its end, or was stopped by a signal (which is how a
+    time limit, TimeoutStartSec= or activeDeadlineSeconds, stops it): `stopped`, exit 0, when nothing
+    it attempted failed; what it did not reach stays due for the next run. Anything failed, owed or
+    unread is `incomplete`, exit 1, stopped or not."""
     if summary.outcome:
         return  # ended early by an error: set from the error
-    if summary.stopped:
-        summary.outcome = "stopped"
+    if summary.complete:
+        summary.outcome = "stopped" if summary.stopped else "ok"
+        summary.exit_code = EXIT_OK
     else:
-        summary.outcome = "ok" if summary.complete else "incomplete"
-    summary.exit_code = EXIT_OK if summary.complete else EXIT_INCOMPLETE
+        summary.outcome, summary.exit_code = "incomplete", EXIT_INCOMPLETE
 
 
 def failed_before_the_pass(run_id: str, exc: ArchiverError) -> RunSummary:
@@ -105,17 +111,13 @@ def execute_run(
     heartbeat = Heartbeat(settings.ping_url)
     heartbeat.start()
     state: StateStore | None = None
+    facts_read = False
     try:
         request.check(datetime.now(UTC))
         with pass_services(settings, request.wait_lock, cancel, on_progress) as services:
             state = services.state
-            window = plan_window(
-                datetime.now(UTC),
-                state.watermark(),
-                request.since,
-                request.until,
-                settings.lookback,
-                settings.settle_delay,
+            window = plan_run_window(
+                datetime.now(UTC), state.watermark(), request.since, request.until, settings
             )
             state.begin_run(run_id)
             try:
@@ -123,28 +125,68 @@ def execute_run(
                 conclude(summary)
             except ArchiverError as exc:  # the state itself failed mid-run
                 summary = failed_before_the_pass(run_id, exc)
-            _record(state, summary, settings, metrics)
+            facts_read = _record(state, summary, settings, metrics)
     except ArchiverError as exc:
         summary = failed_before_the_pass(run_id, exc)
     except BaseException as exc:  # a bug: still one summary, one failed ping, then the traceback
         summary = failed_before_the_pass(run_id, ArchiverError(f"unexpected {type(exc).__name__}: {exc}"))
-        _finish(summary, settings, metrics, heartbeat)
+        _finish(summary, settings, metrics, heartbeat, facts_read)
         raise
-    _finish(summary, settings, metrics, heartbeat)
+    _finish(summary, settings, metrics, heartbeat, facts_read)
     return summary
 
 
-def _record(state: StateStore, summary: RunSummary, settings: Settings, metrics: Metrics) -> None:
+def state_gauges(state: StateStore, settings: Settings, now: datetime) -> StateFacts:
+    """The state's facts for the gauges: status.state_facts, the same path as the daemon's."""
+    return state_facts(state, settings, now)
+
+
+def _record(state: StateStore, summary: RunSummary, settings: Settings, metrics: Metrics) -> bool:
+    """The run in the state, and the gauges from it; False when the state failed."""
     try:
         state.finish_run(summary.run_id, summary.outcome, summary.exit_code, summary.as_dict())
-        metrics.refresh(state_facts(state, settings, datetime.now(UTC)), datetime.now(UTC))
+        metrics.refresh(state_gauges(state, settings, datetime.now(UTC)), datetime.now(UTC))
     except ArchiverError as exc:
         log.error("state_record_failed", error=str(exc), fix=exc.hint or None)
+        return False
+    return True
 
 
-def _finish(summary: RunSummary, settings: Settings, metrics: Metrics, heartbeat: Heartbeat) -> None:
-    """On every path out: the summary, the metrics file or push, the final ping."""
-    log_run_summary(summary)
+def read_state_gauges(settings: Settings, metrics: Metrics) -> bool:
+    """The gauges of a run that ended without reading the state (it failed before, or the state
+    failed): read-only, without the lock (SQLite lets a reader in beside another run's writes), so
+    nothing is created, migrated or held. False, with `rc_archiver_state_read` 0, when there is no
+    state to read: none yet, an S3 state (only a run holding its lease downloads it), or unreadable."""
+    path = Path(settings.state_path)
+    reason = ""
+    if is_remote_state(settings):
+        reason = "the state is in S3: only a run that holds its lease reads it"
+    elif not path.is_file():
+        reason = f"no state file at {path} yet"
+    else:
+        try:
+            state = StateStore(path, read_only=True)
+            try:
+                metrics.refresh(state_gauges(state, settings, datetime.now(UTC)), datetime.now(UTC))
+            finally:
+                state.close()
+            return True
+        except ArchiverError as exc:
+            reason = str(exc)
+    log.warning("metrics_without_state", reason=reason)
+    metrics.state_unread()
+    return False
+
+
+def _finish(
+    summary: RunSummary, settings: Settings, metrics: Metrics, heartbeat: Heartbeat, facts_read: bool
+) -> None:
+    """On every path out: the summary, the metrics file or push (with the state's gauges, whatever the
+    outcome), the final ping."""
+    if not facts_read:
+        read_state_gauges(settings, metrics)
+    log_run_summary(summary)  # the run's closing line, after any warning about its gauges
+    # After the state's facts: this run's outcome and exit code win over the last one it recorded.
     metrics.record_run(summary.as_dict())
     if summary.error:
         metrics.mark_failed()

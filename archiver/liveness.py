@@ -24,10 +24,17 @@ class Liveness:
         self._lock = threading.Lock()
         self._active = False
         self._last = clock()
+        self._run_id: str | None = None
 
     def run_started(self) -> None:
         with self._lock:
-            self._active, self._last = True, self._clock()
+            self._active, self._last, self._run_id = True, self._clock(), None
+
+    def name_run(self, run_id: str | None) -> None:
+        """The active run's id, once known, so the watchdog's events name the run they are about."""
+        with self._lock:
+            if self._active:
+                self._run_id = run_id
 
     def touch(self) -> None:
         """The run made progress (cheap enough to call for every chunk of bytes moved)."""
@@ -37,12 +44,18 @@ class Liveness:
 
     def run_ended(self) -> None:
         with self._lock:
-            self._active, self._last = False, self._clock()
+            self._active, self._last, self._run_id = False, self._clock(), None
 
     @property
     def active(self) -> bool:
         with self._lock:
             return self._active
+
+    @property
+    def run_id(self) -> str | None:
+        """The active run's id (None between runs, or before the run made its first progress)."""
+        with self._lock:
+            return self._run_id
 
     def stalled(self, now: float | None = None) -> str | None:
         """None while idle or progressing; otherwise why the run counts as stalled."""

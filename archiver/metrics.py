@@ -1,10 +1,12 @@
 """Prometheus metrics: gauges from the state file, counters from the runs of this process.
 
 The gauges are set from `StateFacts` (which the caller reads from the state) at daemon start and after
-every run, so `/metrics`, the one-shot textfile and the Pushgateway are right from the first scrape,
-restart or not. A fact the state does not know yet (no run has succeeded) is left out rather than
-exported as 0, so `absent()` can alert on it. Labels stay low-cardinality: a fixed set of statuses
-and outcomes, never a recording id.
+every run, whatever its outcome, so `/metrics`, the one-shot textfile and the Pushgateway are right
+from the first scrape, restart or not, and a run that fails early still carries last_success and the
+recordings by status (the alerts on them must keep working while runs fail). A report whose state
+could not be read says so in `rc_archiver_state_read` 0. A fact the state does not know yet (no run
+has succeeded) is left out rather than exported as 0, so `absent()` can alert on it. Labels stay
+low-cardinality: a fixed set of statuses and outcomes, never a recording id.
 
 Every way out (textfile, Pushgateway) logs a failure as a warning and returns False: a metrics
 problem never fails a run.
@@ -17,7 +19,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,6 +39,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from archiver import __version__
+from archiver.models import parse_time
 
 if TYPE_CHECKING:
     from archiver.settings import Settings
@@ -65,6 +68,34 @@ class StateFacts:
     projected_loss: int  # recordings the forecast says RingCentral deletes before they are archived
     seconds_to_clear: float | None  # the forecast's time to clear the backlog at the rate budget
     source_recordings_seen: int  # recordings at the source (RingCentral keeps at most 100,000)
+    # End of the last run that made progress (see last_progress); None: unknown or never.
+    last_progress: datetime | None = None
+
+
+PROGRESS_OUTCOMES = ("ok", "complete")  # `complete`: what older versions recorded for `ok`
+
+
+# The runs looked through for the last that made progress (older ones are covered by last_success):
+# two weeks of a run every half hour.
+PROGRESS_RUNS = 700
+
+
+def last_progress(facts: StateFacts, runs: Iterable[Mapping[str, Any]]) -> StateFacts:
+    """`facts` with last_progress: the end of the last run that archived everything it found, or that
+    was stopped (by its time limit or a signal) with nothing failing after archiving at least one
+    recording. A long backfill cut by the time limit every night thus still shows progress, while one
+    that archives nothing does not. `runs` are the state's last runs (StateStore.last_runs), newest
+    first; last_success covers runs older than those."""
+    ends = [facts.last_success] if facts.last_success else []
+    for run in runs:
+        summary = run.get("summary") or {}
+        progressed = run.get("outcome") in PROGRESS_OUTCOMES or (
+            run.get("outcome") == "stopped" and int(summary.get("archived") or 0) > 0
+        )
+        if progressed and run.get("ended_at"):
+            ends.append(parse_time(str(run["ended_at"])))
+            break
+    return replace(facts, last_progress=max(ends, default=None))
 
 
 class _StateGauges(Collector):
@@ -79,13 +110,18 @@ class _StateGauges(Collector):
         self._now: datetime | None = None
         self._outcome: str | None = None
         self._exit_code: int | None = None
+        self._read = False  # whether the last attempt to read the state succeeded
 
     def update(self, facts: StateFacts, now: datetime) -> None:
         with self._lock:
-            self._facts, self._now = facts, now
+            self._facts, self._now, self._read = facts, now, True
             self._outcome = facts.last_run_outcome or self._outcome
             if facts.last_run_exit_code is not None:
                 self._exit_code = facts.last_run_exit_code
+
+    def unread(self) -> None:
+        with self._lock:
+            self._read = False
 
     def note_run(self, outcome: str | None, exit_code: int | None) -> None:
         with self._lock:
@@ -96,6 +132,14 @@ class _StateGauges(Collector):
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             facts, now, outcome, exit_code = self._facts, self._now, self._outcome, self._exit_code
+            read = self._read
+        yield _gauge(
+            "rc_archiver_state_read",
+            "1 when the state gauges were read from the state for this report; 0 when the state could "
+            "not be read (none yet, unreadable, or in S3 and not reached): a one-shot report then has "
+            "none, a daemon keeps the last ones it read",
+            1 if read else 0,
+        )
         if exit_code is not None:
             yield _gauge("rc_archiver_last_run_exit_code", "Exit code of the last run", exit_code)
         if outcome is not None:
@@ -118,6 +162,13 @@ class _StateGauges(Collector):
                 "rc_archiver_last_success_timestamp_seconds",
                 "End of the last run that archived everything it found (absent: never)",
                 facts.last_success.timestamp(),
+            )
+        if facts.last_progress is not None:
+            yield _gauge(
+                "rc_archiver_last_progress_timestamp_seconds",
+                "End of the last run that archived everything it found, or that was stopped (time limit, "
+                "signal) with nothing failing after archiving some (absent: never)",
+                facts.last_progress.timestamp(),
             )
         if facts.last_run_end is not None:
             yield _gauge(
@@ -180,7 +231,9 @@ class Metrics:
         self.bytes = Counter("rc_archiver_bytes_archived", "Bytes of recordings archived", registry=r)
         self.rate_limited = Counter("rc_archiver_rate_limited", "429 answers from RingCentral", registry=r)
         self.rate_wait = Counter(
-            "rc_archiver_rate_limit_wait_seconds", "Seconds spent waiting for the rate budget", registry=r
+            "rc_archiver_rate_limit_wait_seconds",
+            "Wall seconds runs' work was held by the rate budget (downloads: the average worker's hold)",
+            registry=r,
         )
         # A gauge beside the counter: a one-shot textfile restarts its counters every run, so "429s in
         # the last run" is what an alert can rely on in every deployment.
@@ -202,7 +255,13 @@ class Metrics:
         )
         self.last_run_rate_wait = Gauge(
             "rc_archiver_last_run_rate_limit_wait_seconds",
-            "Seconds the last run waited for the rate budget",
+            "Wall seconds the last run's work was held by the rate budget: the scan's and the deletion's "
+            "waits, and the downloads' divided by the workers sharing them; at most the run's duration",
+            registry=r,
+        )
+        self.last_run_scan_failures = Gauge(
+            "rc_archiver_last_run_scan_failures",
+            "Call-log days the last run could not read (scanned again by the next run)",
             registry=r,
         )
         self.build_info = Gauge(
@@ -215,6 +274,10 @@ class Metrics:
     def refresh(self, facts: StateFacts, now: datetime) -> None:
         """Set every state-derived gauge from the state's facts, as of `now`."""
         self._state.update(facts, now)
+
+    def state_unread(self) -> None:
+        """The state could not be read for this report: `rc_archiver_state_read` says 0."""
+        self._state.unread()
 
     def record_run(self, summary: Mapping[str, Any]) -> None:
         """Add one run's run_summary (archived, failed, lost, deleted, bytes, rate_limited,
@@ -232,6 +295,7 @@ class Metrics:
         self.last_run_failed.set(summary.get("failed", 0))
         self.last_run_bytes.set(summary.get("bytes", 0))
         self.last_run_rate_wait.set(summary.get("rate_wait_seconds", 0.0))
+        self.last_run_scan_failures.set(summary.get("days_unreadable", 0))
         self.run_duration.set(summary.get("seconds", 0.0))
         self._state.note_run(summary.get("outcome"), summary.get("exit_code"))
 

@@ -42,16 +42,22 @@ class RunSummary:
     failed: int = 0  # failed in this run, will be retried
     pending: int = 0  # not available yet at RingCentral; retried next run
     exhausted: int = 0  # failed RC_ARCHIVER_MAX_ATTEMPTS times: reported, retried every retry interval
+    # Of those, the ones that failed in this run (their last counted attempt, or a slow retry): only
+    # these make the run incomplete; the others wait for an operator under their own alert.
+    exhausted_in_run: int = 0
     lost: int = 0  # became lost in this run: deadline passed or deleted by RingCentral before archived
     deleted: int = 0  # deleted at the source after a verified archive (opt in)
     days_unreadable: int = 0  # call-log days that could not be read (scanned again next run)
+    unreadable_days: list[str] = field(default_factory=list)  # those days, local dates (YYYY-MM-DD)
     bytes: int = 0
     seconds: float = 0.0
-    stopped: bool = False  # ended early by a signal
+    stopped: bool = False  # ended early by a signal (SIGTERM/SIGINT, which is how time limits stop it)
     abandoned: int = 0  # in-flight recordings given up at the stop timeout (still pending)
     remaining: int = 0  # recordings still due when the run ended (not reached, or failed)
     rate_limited: int = 0  # 429s received (each held its whole rate group)
-    rate_wait_seconds: float = 0.0  # time spent waiting for the rate budget
+    # Wall time the run's work was held by the rate budget (run_pass.RateWait): never more than
+    # `seconds`, unlike the sum of every thread's waits.
+    rate_wait_seconds: float = 0.0
     outcome: str = ""  # ok, incomplete, stopped, settings, auth, destination, outage, lock
     exit_code: int = 0
     error: str = ""  # the error that ended the run early, with its fix
@@ -61,13 +67,16 @@ class RunSummary:
 
     @property
     def complete(self) -> bool:
-        """Nothing failed, is owed or was lost. A run stopped by a signal is complete if what it did
-        succeeded: the recordings it did not reach are pending, not failed, and the next run takes them."""
+        """Nothing this run attempted failed, is owed or was lost, and every call-log day was read. A run
+        stopped by a signal is complete if what it did succeeded: the recordings it did not reach are
+        pending, not failed, and the next run takes them. Recordings exhausted by earlier runs and not
+        attempted in this one do not count: nothing this run did could change them, and they have
+        their own alert (RcArchiverRecordingsExhausted)."""
         return (
             not self.error
             and self.failed == 0
             and self.pending == 0
-            and self.exhausted == 0
+            and self.exhausted_in_run == 0
             and self.lost == 0
             and self.days_unreadable == 0
         )

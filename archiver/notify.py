@@ -57,12 +57,19 @@ class Watchdog:
         reason = self._liveness.stalled(self._clock())
         if reason is None:
             if self._withheld is not None:
-                log.info("watchdog_resumed")
+                run_id = self._liveness.run_id  # None when the run ended: idle again
+                log.info("watchdog_resumed", **({"run_id": run_id} if run_id else {}))
             self._withheld = None
             notify("WATCHDOG=1")
             return True
         if self._withheld is None:  # once per stall, not on every tick
-            log.error("watchdog_withheld", reason=reason, fix="systemd restarts the service if it lasts")
+            # This thread has no run bound to its log context: the run it is about is named here.
+            log.error(
+                "watchdog_withheld",
+                run_id=self._liveness.run_id,
+                reason=reason,
+                fix="systemd restarts the service if it lasts",
+            )
             notify(f"STATUS=stalled: {reason}"[:400])
         self._withheld = reason
         return False

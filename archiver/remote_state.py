@@ -4,6 +4,10 @@ A run takes a lease (`<key>.lease`, written with If-None-Match so only one run c
 expiring so a crashed run does not block the next one forever), downloads the state to a local
 working copy, checkpoints it back periodically and at the end with If-Match on the ETag it read
 (a concurrent writer is detected and never overwritten), and releases the lease.
+
+The object is always a complete, consistent database (each checkpoint uploads a backup-API snapshot),
+so a backup of an S3 state is a copy of the object, and a restore replaces it under the lease, keeping
+the replaced object beside it (`<key>.replaced-<stamp>`); a pre-migration snapshot is kept there too.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from archiver.errors import LockHeld, StateError
 from archiver.state import StateStore
+from archiver.state.copies import stamp
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -142,6 +147,64 @@ class S3State:
         self._etag = reply["ETag"]
         log.info("state_downloaded", url=self.url, bytes=self.local.stat().st_size)
         return self.local
+
+    def copy_to(self, target: Path) -> None:
+        """The current state object, as a new file at `target` (mode 0600); no lease needed: the
+        object is replaced whole by each checkpoint, never changed in place."""
+        try:
+            reply = self._client.get_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                raise StateError(
+                    f"no state object at {self.url}: no run has used it yet",
+                    hint="check RC_ARCHIVER_STATE_PATH (and the AWS credentials' account)",
+                ) from None
+            raise self._error(exc, "downloading the state") from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "downloading the state") from None
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in iter(lambda: reply["Body"].read(1024 * 1024), b""):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+
+    def put_beside(self, source: Path, suffix: str) -> str:
+        """Upload a file as `<key><suffix>` (a pre-migration snapshot); returns its URL."""
+        key = self.key + suffix
+        try:
+            with source.open("rb") as body:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, f"keeping {key}") from None
+        return f"s3://{self.bucket}/{key}"
+
+    def replace_with(self, source: Path) -> str | None:
+        """Put `source` in place of the state object (call with the lease held); the replaced object is
+        copied to `<key>.replaced-<stamp>` first. Returns that copy's URL (None if there was no state)."""
+        kept: str | None = None
+        try:
+            try:
+                head = self._client.head_object(Bucket=self.bucket, Key=self.key)
+            except ClientError as exc:
+                if _code(exc) not in ("NoSuchKey", "404", "NotFound"):
+                    raise
+                head = None
+            if head is not None:
+                kept_key = f"{self.key}.replaced-{stamp()}"
+                self._client.copy_object(
+                    Bucket=self.bucket,
+                    Key=kept_key,
+                    CopySource={"Bucket": self.bucket, "Key": self.key},
+                    CopySourceIfMatch=head["ETag"],
+                )
+                kept = f"s3://{self.bucket}/{kept_key}"
+            condition: dict[str, Any] = {"IfMatch": head["ETag"]} if head else {"IfNoneMatch": "*"}
+            with source.open("rb") as body:
+                self._client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **condition)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "replacing the state") from None
+        return kept
 
     def checkpoint(self, store: StateStore) -> None:
         """Upload a consistent snapshot with If-Match on the ETag read: never overwrite another writer."""

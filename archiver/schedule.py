@@ -2,10 +2,14 @@
 
 A run that overruns the next fire time is not doubled (max_instances=1) and the missed fires
 coalesce into one; a random jitter spreads start times. SIGTERM stops the scheduler and lets an
-in-flight run stop as a one-shot run does. Under systemd (Type=notify) it reports READY, STATUS,
-STOPPING and watchdog pings, which stop while a run makes no progress (see liveness.py); /healthz
-says the same. The gauges are set from the state before the first run, so a restart never shows
-"never succeeded".
+in-flight run stop as a one-shot run does; SIGUSR1 asks for a run at once (run_now.py), which is
+the scheduled job brought forward, so it never doubles a run either. With RC_ARCHIVER_VERIFY_SCHEDULE
+a verify runs too (verify_job.py): every job shares one worker thread, so a verify and a run never
+overlap, one waits for the other. Under systemd (Type=notify) it reports READY, STATUS, STOPPING and
+watchdog pings, which stop while a run makes no progress (see liveness.py); /healthz says the same.
+The state gauges are read from the state (read-only) at start and every RC_ARCHIVER_PROGRESS_INTERVAL,
+during runs and between them, so a restart never shows "never succeeded", a first backfill shows its
+backlog as it goes, and a `verify --repair` from another process shows without waiting for a run.
 """
 
 from __future__ import annotations
@@ -21,21 +25,31 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from archiver import verify_job
 from archiver.errors import ArchiverError, SettingsError
 from archiver.lifecycle import RunRequest, execute_run
 from archiver.liveness import DEFAULT_STALL_SECONDS, Liveness
 from archiver.metrics import Metrics, StateFacts
 from archiver.notify import Watchdog, notify, watchdog_seconds
+from archiver.run_now import RunNowListener
 from archiver.settings import Settings
 
 log = structlog.get_logger(__name__)
 JOB_ID = "archive"
 
 
-def build_scheduler(settings: Settings, job: Callable[[], None]) -> BlockingScheduler:
+def build_scheduler(
+    settings: Settings,
+    job: Callable[[], None],
+    verify: Callable[[], None] | None = None,
+    run_now: bool = False,
+) -> BlockingScheduler:
+    # One worker for every job: a verify and a run never overlap (the state lock would refuse the
+    # second anyway); a job that fires while the other runs waits for it.
     scheduler = BlockingScheduler(
         timezone=settings.tz, executors={"default": ThreadPoolExecutor(max_workers=1)}
     )
+    now = datetime.now(settings.tz)
     scheduler.add_job(
         job,
         cron_trigger(settings),
@@ -44,7 +58,20 @@ def build_scheduler(settings: Settings, job: Callable[[], None]) -> BlockingSche
         coalesce=True,  # fires missed while a run went on (or the host slept) become one
         max_instances=1,  # a run that overruns the next fire time is never doubled
         misfire_grace_time=3600,
+        # --run-now brings the same job forward instead of adding another, which max_instances
+        # would not hold back from a scheduled fire.
+        **({"next_run_time": now} if run_now else {}),
     )
+    if verify is not None and settings.verify_schedule:
+        scheduler.add_job(
+            verify,
+            CronTrigger.from_crontab(settings.verify_schedule, timezone=settings.tz),
+            id=verify_job.JOB_ID,
+            name="verify",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,  # late behind a long run is still worth doing
+        )
     return scheduler
 
 
@@ -56,29 +83,37 @@ def cron_trigger(settings: Settings) -> CronTrigger:
     return trigger
 
 
-def run_daemon(
-    settings: Settings,
-    cancel: threading.Event,
-    run_now: bool,
-    state_facts: Callable[[], StateFacts | None] = lambda: None,
-) -> int:
-    """Schedule runs until `cancel` is set; returns the exit code (0 on a clean stop).
+class _Jobs:
+    """The daemon's jobs and what they share; their methods run in the scheduler's one worker
+    thread, in the scheduler's listener, or in the run-now listener's thread."""
 
-    `state_facts` reads the state's facts (None when there is no state yet) for the gauges at start.
-    """
-    metrics = Metrics()
-    refresh_at_start(metrics, state_facts)
-    # The watchdog's interval is the stall limit: a run quiet for longer stops the pings.
-    liveness = Liveness(watchdog_seconds() or DEFAULT_STALL_SECONDS)
-    server = serve_metrics(settings, metrics, lambda: health(cancel, liveness))
+    def __init__(self, settings: Settings, cancel: threading.Event, metrics: Metrics) -> None:
+        self.settings, self.cancel, self.metrics = settings, cancel, metrics
+        self.verify_gauges = verify_job.register(metrics.registry, settings, datetime.now(UTC))
+        # The watchdog's interval is the stall limit: a run quiet for longer stops the pings.
+        self.liveness = Liveness(watchdog_seconds() or DEFAULT_STALL_SECONDS)
+        self.requested = threading.Event()  # a "run now" was accepted, its run has not started yet
+        self.trigger = cron_trigger(settings)
+        self.scheduler: BlockingScheduler | None = None
 
-    def job() -> None:
+    def on_progress(self) -> None:
+        self.liveness.touch()
+        if self.liveness.run_id is None:  # execute_run chose it; this callback runs in its log context
+            self.liveness.name_run(structlog.contextvars.get_contextvars().get("run_id"))
+
+    def archive(self) -> None:
+        self.requested.clear()
         notify("STATUS=archiving")
-        liveness.run_started()
+        self.liveness.run_started()
         try:
-            summary = execute_run(settings, RunRequest(), cancel, metrics, on_progress=liveness.touch)
+            summary = execute_run(
+                self.settings, RunRequest(), self.cancel, self.metrics, on_progress=self.on_progress
+            )
         finally:
-            liveness.run_ended()
+            self.liveness.run_ended()
+            # execute_run bound its run_id to this pool thread's context, which outlives the run:
+            # the scheduler's listener (next_run) and the next job would log under it.
+            structlog.contextvars.unbind_contextvars("run_id")
         if summary.error:
             status = f"last run failed: {summary.error}"
         else:
@@ -87,20 +122,64 @@ def run_daemon(
             )
         notify(f"STATUS={status}"[:400])
 
-    scheduler = build_scheduler(settings, job)
+    def verify(self) -> None:
+        notify("STATUS=verifying")
+        verify_job.run_verify(self.settings, self.cancel, self.verify_gauges)
+        notify("STATUS=verified; waiting")
 
-    trigger = cron_trigger(settings)
-
-    def after_job(event: JobEvent) -> None:
+    def after_job(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_ERROR:
-            log.error("run_crashed", error=repr(getattr(event, "exception", None)))
-        # From the trigger, not the scheduler: listeners run under the scheduler's lock, and a
+            log.error("job_crashed", job=event.job_id, error=repr(getattr(event, "exception", None)))
+        # From the triggers, not the scheduler: listeners run under the scheduler's lock, and a
         # shutdown waiting for this very job would deadlock on it.
-        log.info("next_run", at=str(trigger.get_next_fire_time(None, datetime.now(settings.tz))))
+        now = datetime.now(self.settings.tz)
+        if event.job_id == verify_job.JOB_ID and self.settings.verify_schedule:
+            verify_trigger = CronTrigger.from_crontab(
+                self.settings.verify_schedule, timezone=self.settings.tz
+            )
+            log.info("next_verify", at=str(verify_trigger.get_next_fire_time(None, now)))
+        else:
+            log.info("next_run", at=str(self.trigger.get_next_fire_time(None, now)))
 
-    scheduler.add_listener(after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
-    if run_now:
-        scheduler.add_job(job, id="run-now", name="archive pass (--run-now)", max_instances=1)
+    def run_requested(self, who: dict[str, object]) -> None:
+        """A "run now" (SIGUSR1): the scheduled job brought forward, so max_instances=1 and the one
+        worker still hold; a request while a run goes on or is about to start is logged and dropped."""
+        if self.cancel.is_set() or self.scheduler is None:
+            log.info("run_now_ignored", reason="the daemon is stopping or not started yet", **who)
+        elif self.liveness.active or self.requested.is_set():
+            log.info("run_now_ignored", reason="a run is going on or about to start", **who)
+        else:
+            self.requested.set()
+            self.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(self.settings.tz))
+            log.info("run_now_requested", signal="SIGUSR1", **who)
+
+
+def run_daemon(
+    settings: Settings,
+    cancel: threading.Event,
+    run_now: bool,
+    state_facts: Callable[[], StateFacts | None] = lambda: None,
+) -> int:
+    """Schedule runs until `cancel` is set; returns the exit code (0 on a clean stop).
+
+    `state_facts` reads the state's facts read-only (None when there is no state yet) for the gauges.
+    """
+    metrics = Metrics()
+    refresh_gauges(metrics, state_facts, warn=True)
+    jobs = _Jobs(settings, cancel, metrics)
+    scheduler = jobs.scheduler = build_scheduler(settings, jobs.archive, jobs.verify, run_now)
+    scheduler.add_listener(jobs.after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    # Before any other thread starts: they must inherit SIGUSR1 blocked (run_now.py says why).
+    listener = RunNowListener(jobs.run_requested)
+    listener.install()
+    server = serve_metrics(settings, metrics, lambda: health(cancel, jobs.liveness))
+    stop_refreshing = threading.Event()
+    threading.Thread(
+        target=keep_gauges_fresh,
+        args=(metrics, state_facts, settings.progress_interval.total_seconds(), stop_refreshing),
+        name="gauges",
+        daemon=True,
+    ).start()
 
     def stop_when_cancelled() -> None:
         cancel.wait()
@@ -108,7 +187,7 @@ def run_daemon(
         log.info("daemon_stopping")
         scheduler.shutdown(wait=True)  # waits for an in-flight run, which stops within its timeout
 
-    watchdog = Watchdog(liveness)
+    watchdog = Watchdog(jobs.liveness)
     threading.Thread(target=stop_when_cancelled, name="stopper", daemon=True).start()
     first = cron_trigger(settings).get_next_fire_time(None, datetime.now(settings.tz))
     log.info(
@@ -118,12 +197,15 @@ def run_daemon(
         jitter_seconds=int(settings.jitter.total_seconds()),
         next_run=str(first),
         run_now=run_now,
+        verify_schedule=settings.verify_schedule or None,
     )
     notify("READY=1")
     notify(f"STATUS=waiting; next run {first}")
     watchdog.start()
     scheduler.start()  # blocks until the stopper shuts the scheduler down
     watchdog.stop()
+    listener.stop()
+    stop_refreshing.set()
     if server is not None:
         server.shutdown()
         server.server_close()
@@ -147,15 +229,31 @@ def serve_metrics(
     return server
 
 
-def refresh_at_start(metrics: Metrics, state_facts: Callable[[], StateFacts | None]) -> None:
-    """The gauges from the state before any run; an unreadable state is the first run's to report."""
+def refresh_gauges(metrics: Metrics, state_facts: Callable[[], StateFacts | None], warn: bool) -> bool:
+    """The gauges from the state; False when it could not be read (the run that owns it reports
+    why). `warn` logs that, once per streak of failures rather than every interval."""
     try:
         facts = state_facts()
     except ArchiverError as exc:
-        log.warning("metrics_state_unreadable", error=str(exc), fix=exc.hint or None)
-        return
+        if warn:
+            log.warning("metrics_state_unreadable", error=str(exc), fix=exc.hint or None)
+        return False
     if facts is not None:
         metrics.refresh(facts, datetime.now(UTC))
+    return True
+
+
+def keep_gauges_fresh(
+    metrics: Metrics,
+    state_facts: Callable[[], StateFacts | None],
+    interval: float,
+    stop: threading.Event,
+) -> None:
+    """Every `interval` seconds until `stop`: during a run (whose own refresh comes only at its end)
+    and between runs (another process, e.g. `verify --repair` or `retry`, may change the state)."""
+    readable = True
+    while not stop.wait(interval):
+        readable = refresh_gauges(metrics, state_facts, warn=readable)
 
 
 def health(cancel: threading.Event, liveness: Liveness) -> str | None:

@@ -395,8 +395,9 @@ class Settings(BaseSettings):
         "24h",
         env="RC_ARCHIVER_LOOKBACK",
         group=WINDOW,
-        description="Each run scans from its last watermark minus this (the first run: the last "
-        f"`lookback`). More than 0. {DURATIONS}",
+        description="Each run scans from its last watermark minus this (a state with no watermark: the "
+        "whole RC_ARCHIVER_SOURCE_RETENTION window, so a new state forgets nothing). More than 0. "
+        f"{DURATIONS}",
     )
     settle_delay: timedelta = setting(
         "1h",
@@ -570,6 +571,35 @@ class Settings(BaseSettings):
         group=DAEMON,
         description="A random delay of up to this after each scheduled time; 0s allowed.",
     )
+    verify_schedule: str = setting(
+        "",
+        env="RC_ARCHIVER_VERIFY_SCHEDULE",
+        group=DAEMON,
+        description="When the daemon runs `verify --manifests --sample RC_ARCHIVER_VERIFY_SAMPLE` "
+        "over the last 90 days, never during a run: a 5-field cron expression in "
+        'RC_ARCHIVER_TIMEZONE ("" = never). Its result is in /metrics.',
+        example="0 12 * * 0",
+    )
+    verify_sample: float = setting(
+        5.0,
+        env="RC_ARCHIVER_VERIFY_SAMPLE",
+        group=DAEMON,
+        description="Percent of the objects the scheduled verify reads back in full and re-hashes (0-100).",
+        ge=0,
+        le=100,
+    )
+
+    @field_validator("verify_schedule")
+    @classmethod
+    def _verify_schedule(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            if value:
+                CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression {value[:60]!r} ({exc}); e.g. '0 12 * * 0'") from None
+        return value
 
     # -- Monitoring -------------------------------------------------------------------------------
     ping_url: str = setting(

@@ -11,7 +11,7 @@ from typing import Any
 from archiver.archive.forecast import Forecast
 from archiver.archive.run_pass import BUDGET, forecast_backlog
 from archiver.errors import SettingsError
-from archiver.metrics import StateFacts
+from archiver.metrics import PROGRESS_RUNS, StateFacts, last_progress
 from archiver.models import format_time, parse_time
 from archiver.settings import Settings, format_duration, log_notices
 from archiver.state import RecordingRow, StateStore, lock_for
@@ -20,13 +20,17 @@ LISTED = 50  # rows of each list shown in the text report (all of them in --json
 
 
 def open_for_reading(path: Path) -> StateStore:
-    """The state without taking the run lock (SQLite WAL lets a reader in beside a running writer)."""
+    """The state strictly read-only, without the run lock: nothing is created, migrated or switched,
+    not even a -wal or -shm beside it (SQLite WAL lets a reader in beside a running writer, and a
+    reader never waits for it). A state of an older schema is refused (exit 4), never migrated."""
     if not path.exists():
         raise SettingsError(
-            f"RC_ARCHIVER_STATE_PATH: no state file at {path}: no run has used it yet",
-            hint="check RC_ARCHIVER_STATE_PATH, or run `rc-archiver run` first",
+            f"RC_ARCHIVER_STATE_PATH: no state file at {path}",
+            hint="check RC_ARCHIVER_STATE_PATH: the service's state is in its StateDirectory, read it as "
+            "the service (`sudo rc-archiver-as-service status`; in Kubernetes, deploy/kubernetes/"
+            "rc-archiver-job status); a state file appears with the service's first scheduled run",
         )
-    return StateStore(path)
+    return StateStore(path, read_only=True)
 
 
 def backlog_forecast(state: StateStore, settings: Settings, now: datetime) -> tuple[Forecast, str]:
@@ -44,7 +48,7 @@ def state_facts(state: StateStore, settings: Settings, now: datetime) -> StateFa
     runs = state.last_runs(1)
     last = runs[0] if runs and runs[0]["ended_at"] else None
     result, _ = backlog_forecast(state, settings, now)
-    return StateFacts(
+    facts = StateFacts(
         counts=state.counts(settings.max_attempts),
         last_success=state.last_success(),
         last_run_end=parse_time(last["ended_at"]) if last else None,
@@ -57,6 +61,7 @@ def state_facts(state: StateStore, settings: Settings, now: datetime) -> StateFa
         seconds_to_clear=result.seconds_to_clear,
         source_recordings_seen=state.held_at_source(now),
     )
+    return last_progress(facts, state.last_runs(PROGRESS_RUNS))  # the daemon's first scrape has it too
 
 
 def _listed(row: RecordingRow, now: datetime) -> dict[str, Any]:

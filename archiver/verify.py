@@ -129,15 +129,17 @@ def verify(
     manifests: bool = False,
     rng: random.Random | None = None,
     all_deleted: bool = True,
+    cancel: threading.Event | None = None,
 ) -> VerifyResult:
     """Check the archive (this module's docstring); `all_deleted` adds every recording deleted at the
     source, whatever `window` says (the default when no range was asked for)."""
     rng = rng or random.Random()
+    cancel = cancel or threading.Event()  # set: the scan stops and the walk ends early (a stopping daemon)
     state, layout, result = services.state, Layout(settings.key_template, settings.tz), VerifyResult()
     scan_id = f"verify-{rng.getrandbits(32):08x}"
     scan = scan_window(
         services.client, state, day_slices(*window, settings.tz), scan_id, settings.source_retention,
-        threading.Event(), OutageBreaker(threading.Event()), lambda seen: None, mark_done=False,
+        cancel, OutageBreaker(cancel), lambda seen: None, mark_done=False,
     )  # fmt: skip
     result.scan_errors = scan.days_unreadable
     rows = chain(state.seen_in(scan_id), state.archive_in(*window, skip_run=scan_id))
@@ -145,6 +147,8 @@ def verify(
         rows = chain(rows, state.deleted_outside(*window, skip_run=scan_id))
     damaged: list[tuple[RecordingRow, str]] = []
     for row in rows:
+        if cancel.is_set():
+            break
         result.checked += 1
         if row.status == LOST:
             result.lost += 1

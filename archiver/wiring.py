@@ -42,7 +42,8 @@ def state_file(settings: Settings) -> Path:
     if is_remote_state(settings):
         raise SettingsError(
             "RC_ARCHIVER_STATE_PATH: this command reads a local state file, not an s3:// one",
-            hint="copy the state object to a local file and point RC_ARCHIVER_STATE_PATH at it",
+            hint="copy it with `rc-archiver state backup FILE`, then run the command with "
+            "RC_ARCHIVER_STATE_PATH=FILE (a copy: nothing it changes reaches the S3 state)",
         )
     return Path(settings.state_path)
 
@@ -73,8 +74,14 @@ def held_state(settings: Settings, wait_lock: float) -> Iterator[StateStore]:
     )
     remote.acquire(wait_lock)
     try:
-        store = StateStore(remote.download())
+        local = remote.download()
+        store = StateStore(local)
         try:
+            if store.pre_migration_snapshot is not None:
+                # The working copy's folder does not outlive the pod: the rollback copy goes to the bucket.
+                suffix = store.pre_migration_snapshot.name.removeprefix(local.name)
+                kept = remote.put_beside(store.pre_migration_snapshot, suffix)
+                log.info("state_snapshot_kept", snapshot=kept)
             remote.checkpoint_periodically(store)
             try:
                 yield store

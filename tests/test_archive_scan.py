@@ -146,6 +146,7 @@ def test_scan_a_refused_call_log_counts_unreadable_days_and_trips_the_breaker(
     with capture_logs() as logs:
         result = scanner.scan(slices)
     assert (result.days_unreadable, result.days_scanned, result.stopped) == (THRESHOLD, 0, True)
+    assert result.unreadable == slices[:THRESHOLD]  # the days, for the summary to name
     assert not result.complete and refusing.sent == 3 * THRESHOLD
     assert isinstance(scanner.breaker.tripped, RingCentralUnavailable) and scanner.cancel.is_set()
     assert scanner.seen == [] and not any(scanner.state.window_done(s, e) for s, e in slices)

@@ -50,6 +50,24 @@ def test_tally_an_exhausted_recording_is_not_counted_as_failed_or_pending(kind: 
     assert tally.progress().done == 1  # it was worked on all the same
 
 
+@pytest.mark.parametrize("kind", ["failed", "not_ready"])
+def test_tally_a_recording_exhausted_in_this_run_leaves_it_incomplete(kind: str) -> None:
+    """It failed in this run (its last counted attempt, or a slow retry): the run is not complete."""
+    tally = Tally("run-1")
+    tally.add(Outcome("r1", kind, reason="still 404", attempts=5, exhausted=True))
+    assert tally.summary().exhausted_in_run == 1 and not tally.summary().complete
+
+
+def test_tally_exhausted_recordings_this_run_did_not_attempt_leave_it_complete() -> None:
+    """Exhausted by earlier runs and not due for their slow retry: counted in `exhausted` (run_pass
+    reads them from the state), but nothing this run did failed, so it is complete."""
+    tally = Tally("run-1")
+    tally.add(Outcome("r2", "archived", bytes=10))
+    summary = tally.summary()
+    summary.exhausted = 3
+    assert summary.complete and summary.exhausted_in_run == 0
+
+
 def test_tally_failures_are_capped_but_every_one_is_counted() -> None:
     tally = Tally("run-1")
     for n in range(MAX_REPORTED_FAILURES + 25):
@@ -68,10 +86,11 @@ def test_tally_seen_counts_found_and_already_archived_and_progress_follows() -> 
     tally.taken_up()
     tally.add(Outcome("a", "archived", bytes=100))
     tally.add(Outcome("b", "archived", bytes=50))
-    tally.unreadable_day()
+    tally.unreadable_day("2026-11-27")
     tally.deleted(7)
     summary = tally.summary()
     assert (summary.found, summary.skipped, summary.archived) == (18, 4, 2)
     assert (summary.days_unreadable, summary.deleted, summary.run_id) == (1, 7, "run-1")
+    assert summary.as_dict()["unreadable_days"] == ["2026-11-27"]
     assert tally.progress() == Progress(done=2, total=18, bytes=150)
     assert not summary.complete  # an unreadable day leaves the run incomplete

@@ -1,4 +1,5 @@
-"""The daemon as a real process: scheduling, --run-now, sd_notify and SIGTERM."""
+"""The daemon as a real process: scheduling, --run-now, SIGUSR1 (run now), sd_notify, SIGTERM, the
+state gauges refreshed during a run, and the run_id on its events."""
 
 from __future__ import annotations
 
@@ -25,7 +26,15 @@ from archiver.metrics import StateFacts
 from archiver.models import parse_time
 from archiver.schedule import JOB_ID, build_scheduler, health, run_daemon
 from archiver.settings import load_settings
-from tests.helpers import BIN, archiver_env, audio_by_recording, free_port, run_subprocess, wait_for_port
+from tests.helpers import (
+    BIN,
+    archiver_env,
+    audio_by_recording,
+    free_port,
+    run_subprocess,
+    slow_emulator,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
@@ -101,7 +110,9 @@ def test_daemon_runs_now_speaks_sd_notify_and_stops_on_sigterm(emulator: Emulato
                 stream.close()
     started = next(e for e in seen if e["event"] == "daemon_started")
     assert started["schedule"] == "0 2 * * *" and "02:00:00" in started["next_run"]
-    assert "02:00:00" in next(e for e in seen if e["event"] == "next_run")["at"]
+    next_run = next(e for e in seen if e["event"] == "next_run")
+    assert "02:00:00" in next_run["at"]
+    assert "run_id" not in next_run  # the run is over: its id is not carried onto the daemon's events
     assert "READY=1" in messages and "STOPPING=1" in messages and "WATCHDOG=1" in messages
     assert any(m.startswith("STATUS=last run archived") for m in messages)
     files = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
@@ -258,7 +269,133 @@ def test_daemon_withholds_the_watchdog_while_a_request_stalls(
     assert summary["archived"] > 0  # downloads did happen, each after its stall
     withheld = [e for e in seen if e["event"] == "watchdog_withheld"]
     assert withheld and "made no progress" in withheld[0]["reason"]
+    assert withheld[0]["run_id"] == summary["run_id"]  # the watchdog names the run that stalled
     stalled = next(i for i, m in enumerate(messages) if m.startswith("STATUS=stalled: "))
     ended = next(i for i, m in enumerate(messages) if m.startswith("STATUS=last run"))
     assert "WATCHDOG=1" in messages[ended:]  # idle again: the pings are back
     assert stalled < ended
+
+
+def _start_daemon(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    proc = subprocess.Popen(
+        [str(BIN / "rc-archiver"), "daemon", *args],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
+    return proc, lines
+
+
+def _stop_daemon(proc: subprocess.Popen[str]) -> int:
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_daemon_runs_now_on_sigusr1_once_at_a_time_naming_who_asked(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """The schedule is a year away: SIGUSR1 starts a run at once; a second one during the run is
+    logged and ignored, never a second run; the next scheduled run stays where it was."""
+    emulator = slow_emulator(emulator_factory, calls=150, days=0.8)
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_SCHEDULE="0 2 1 1 *")
+    proc, lines = _start_daemon(env)
+    seen: list[dict[str, Any]] = []
+    try:
+        _wait_for(lines, seen, "daemon_started")
+        os.kill(proc.pid, signal.SIGUSR1)
+        _wait_for(lines, seen, "run_started")
+        os.kill(proc.pid, signal.SIGUSR1)  # while the run goes on
+        _wait_for(lines, seen, "run_now_ignored")
+        _wait_for(lines, seen, "run_summary", timeout=120)
+        _wait_for(lines, seen, "next_run")
+        time.sleep(1)  # room for a wrongly doubled run to start
+        code = _stop_daemon(proc)
+        _wait_for(lines, seen, "daemon_stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0
+    (requested,) = [e for e in seen if e["event"] == "run_now_requested"]
+    assert requested["signal"] == "SIGUSR1" and requested["sender_pid"] == os.getpid()
+    assert requested["sender_uid"] == os.getuid() and requested["sender"] not in ("", "?", "unknown")
+    ignored = next(e for e in seen if e["event"] == "run_now_ignored")
+    assert ignored["sender_pid"] == os.getpid() and "run is going on" in ignored["reason"]
+    assert [e["event"] for e in seen].count("run_started") == 1
+    summary = next(e for e in seen if e["event"] == "run_summary")
+    assert summary["outcome"] == "ok" and summary["archived"] > 0
+    next_run = next(e for e in seen if e["event"] == "next_run")
+    assert next_run["at"].startswith(f"{datetime.now().year + 1}-01-01 02:00:00")
+    assert "run_id" not in next_run
+
+
+def test_daemon_refreshes_the_state_gauges_during_a_run(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """A first backfill against a slow RingCentral: before the run ends, /metrics already shows the
+    pending recordings, and then fewer of them, refreshed every RC_ARCHIVER_PROGRESS_INTERVAL."""
+    emulator = slow_emulator(emulator_factory, calls=200, days=0.8)
+    port = free_port()
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        RC_ARCHIVER_SCHEDULE="0 2 1 1 *",
+        RC_ARCHIVER_METRICS_ADDR=f"127.0.0.1:{port}",
+        RC_ARCHIVER_PROGRESS_INTERVAL="200ms",
+    )
+    proc, lines = _start_daemon(env, "--run-now")
+    seen: list[dict[str, Any]] = []
+    pending: list[float] = []
+    run_over = threading.Event()
+
+    def watch() -> None:  # scrapes as Prometheus would, only while the run has not ended
+        wait_for_port(port)
+        while not run_over.is_set():
+            value = scrape(port).get('rc_archiver_recordings{status="pending"}')
+            if value is not None and not run_over.is_set():
+                pending.append(value)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        _wait_for(lines, seen, "run_summary", timeout=120)
+        run_over.set()
+        watcher.join(timeout=10)
+        assert _stop_daemon(proc) == 0
+    finally:
+        run_over.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    summary = next(e for e in seen if e["event"] == "run_summary")
+    assert summary["archived"] >= 100
+    during = [v for v in pending if v > 0]
+    assert during, f"no pending recordings seen during the run: {pending}"
+    peak = during.index(max(during))
+    assert any(v < max(during) for v in during[peak:]), f"pending never went down mid-run: {pending}"

@@ -164,3 +164,79 @@ def test_lifecycle_a_good_run_archives_everything_with_one_summary(
         state.close()
     assert metrics_up(tmp_path) == "rc_archiver_up 1.0"
     assert emulator.stats.snapshot()["revokes"] == 1  # the login was given back
+
+
+def metric_values(tmp_path: Path) -> dict[str, float]:
+    text = (tmp_path / "metrics" / "rc_archiver.prom").read_text()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_lifecycle_a_run_that_fails_before_its_pass_still_reports_the_state_gauges(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a good run, a run refused by the lock (exit 5) never opens the state for writing, yet its
+    textfile carries the state's gauges, read read-only: last_success, the recordings by status."""
+    emulator = emulator_factory(data=DATA)
+    settings = settings_for(emulator, tmp_path, monkeypatch)
+    good, _ = run(settings, RunRequest(since=datetime.now(UTC) - timedelta(days=3)))
+    assert good.exit_code == 0 and good.archived > 0
+    after_good = metric_values(tmp_path)
+    lock = lock_for(Path(settings.state_path))
+    lock.acquire()  # another run
+    try:
+        failed, _ = run(settings, RunRequest(wait_lock=0.0))
+    finally:
+        lock.release()
+    assert failed.exit_code == 5
+    values = metric_values(tmp_path)
+    assert values["rc_archiver_last_run_exit_code"] == 5 and values["rc_archiver_up"] == 0
+    assert values['rc_archiver_last_run_outcome{outcome="lock"}'] == 1
+    assert values["rc_archiver_state_read"] == 1
+    for kept in (
+        "rc_archiver_last_success_timestamp_seconds",
+        "rc_archiver_last_progress_timestamp_seconds",
+        'rc_archiver_recordings{status="archived"}',
+        "rc_archiver_recordings_at_risk",
+        "rc_archiver_backlog_recordings",
+    ):
+        assert values[kept] == after_good[kept], kept
+    assert values['rc_archiver_recordings{status="archived"}'] == good.archived
+
+
+def test_lifecycle_a_run_stopped_with_work_left_is_stopped_exit_0_and_counts_as_progress(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A time limit stops a run as SIGTERM does (the cancel event): what it archived counts as
+    progress for the alerts, what it did not reach stays due; nothing failed, so exit 0."""
+    emulator = emulator_factory(data=DataOptions(seed=13, calls=30, days=1, bytes_per_second=10))
+    settings = settings_for(emulator, tmp_path, monkeypatch, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="1")
+    cancel = threading.Event()
+    archive = tmp_path / "archive"
+
+    def stop_after_two() -> None:  # the time limit, once two recordings are in the archive
+        if len(audio_by_recording(folder_files(archive))) >= 2:
+            cancel.set()
+
+    def go() -> RunSummary:
+        since = datetime.now(UTC) - timedelta(days=3)
+        return execute_run(settings, RunRequest(since=since), cancel, on_progress=stop_after_two)
+
+    with capture_logs() as logs:
+        summary = contextvars.copy_context().run(go)
+    event = the_summary([dict(e) for e in logs])
+    assert (event["outcome"], event["exit_code"], event["stopped"]) == ("stopped", 0, True)
+    assert summary.archived >= 2 and summary.remaining > 0 and summary.failed == 0
+    values = metric_values(tmp_path)
+    assert values['rc_archiver_last_run_outcome{outcome="stopped"}'] == 1
+    assert "rc_archiver_last_success_timestamp_seconds" not in values  # not a success...
+    assert values["rc_archiver_last_progress_timestamp_seconds"] > 0  # ...but progress
+    state = StateStore(Path(settings.state_path), read_only=True)
+    try:
+        assert state.last_runs(1)[0]["outcome"] == "stopped"
+        assert state.watermark() is None  # the window was not finished
+    finally:
+        state.close()

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from archiver.emulator import Emulator
-from archiver.metrics import Metrics, StateFacts
+from archiver.emulator import DataOptions, Emulator, FaultOptions
+from archiver.metrics import Metrics, StateFacts, last_progress
 from archiver.models import format_time
 from archiver.ringcentral.calllog import recordings_in
 from archiver.settings import load_settings
@@ -115,6 +115,39 @@ def test_one_shot_run_writes_a_textfile_with_a_freshness_signal(emulator: Emulat
     assert (
         "rc_archiver_rate_limited_total" in values and "rc_archiver_rate_limit_wait_seconds_total" in values
     )
+
+
+def test_an_unreadable_call_log_day_fails_the_ping_and_the_metrics_and_names_the_day(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, receiver: PingReceiver
+) -> None:
+    """Every call-log request refused after its retries (a day RingCentral cannot serve): the run
+    exits 1 as incomplete, its summary names the day, the ping says fail, the textfile counts it."""
+    emulator = emulator_factory(
+        data=DataOptions(seed=5, calls=10, days=1, bytes_per_second=10),
+        faults=FaultOptions(rates={"reset": 1.0}, routes=frozenset({"call-log"})),
+    )
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    prom = tmp_path / "textfile" / "rc-archiver.prom"
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        RC_ARCHIVER_PING_URL=receiver.url,
+        RC_ARCHIVER_METRICS_FILE=str(prom),
+    )
+    since = datetime.now(UTC) - timedelta(minutes=30)  # one or two day slices: fewer than trip the breaker
+    result = run_subprocess(env, "run", "--since", format_time(since))
+    assert result.returncode == 1, result.stdout[-3000:]
+    (summary,) = [json.loads(line) for line in result.stdout.splitlines() if '"run_summary"' in line]
+    days = sorted({since.date().isoformat(), datetime.now(UTC).date().isoformat()})
+    assert (summary["outcome"], summary["exit_code"]) == ("incomplete", 1)
+    assert summary["unreadable_days"] == days and summary["days_unreadable"] == len(days)
+    assert [path for path, _ in receiver.pings] == ["/ping/abc/start", "/ping/abc/fail"]
+    values = samples(prom.read_text())
+    assert values["rc_archiver_last_run_exit_code"] == 1
+    assert values["rc_archiver_last_run_scan_failures"] == len(days)
+    assert "rc_archiver_last_success_timestamp_seconds" not in values
 
 
 def test_daemon_serves_metrics_and_health(emulator: Emulator, tmp_path: Path) -> None:
@@ -419,3 +452,29 @@ def test_at_risk_counts_unarchived_recordings_by_their_deadline_using_the_index(
             plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", (format_time(window),))]
             assert any("INDEX recordings_due (status=? AND deadline<?)" in step for step in plan), plan
             assert not any(step.startswith("SCAN recordings") for step in plan), plan
+
+
+def run_row(outcome: str, ended: datetime, archived: int = 0) -> dict[str, Any]:
+    return {"outcome": outcome, "ended_at": format_time(ended), "summary": {"archived": archived}}
+
+
+def test_metrics_last_progress_is_the_last_success_or_stopped_run_that_archived_some() -> None:
+    success = NOW - timedelta(days=5)
+    base = facts(last_success=success)
+    stopped_with_work = run_row("stopped", NOW - timedelta(days=2), archived=40)
+    newest_first = [
+        run_row("stopped", NOW - timedelta(hours=1), archived=0),  # stuck: not progress
+        run_row("incomplete", NOW - timedelta(days=1), archived=9),  # something failed: not progress
+        stopped_with_work,
+        run_row("ok", NOW - timedelta(days=3)),
+    ]
+    assert last_progress(base, newest_first).last_progress == NOW - timedelta(days=2)
+    assert last_progress(base, newest_first[:2]).last_progress == success  # older runs: last_success
+    assert last_progress(facts(last_success=None), newest_first[:2]).last_progress is None
+    metrics = Metrics()
+    metrics.refresh(last_progress(base, newest_first), NOW)
+    values = samples(metrics.exposition().decode())
+    assert values["rc_archiver_last_progress_timestamp_seconds"] == (NOW - timedelta(days=2)).timestamp()
+    assert values["rc_archiver_state_read"] == 1
+    metrics.state_unread()
+    assert samples(metrics.exposition().decode())["rc_archiver_state_read"] == 0

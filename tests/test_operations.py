@@ -4,6 +4,9 @@ progress, S3 storage options and the per-run manifest."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,13 +17,17 @@ import pytest
 
 from archiver.emulator import DataOptions, Emulator
 from archiver.models import format_time
+from archiver.state import lock_for
 from tests.helpers import (
     SINCE,
     archiver_env,
     assert_matches_ground_truth,
     audio_by_recording,
+    events_of,
+    folder_files,
     run_subprocess,
     s3_objects,
+    summary_of,
 )
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
@@ -243,3 +250,114 @@ def test_object_lock_on_a_bucket_without_it_is_a_clear_error_before_any_upload(
     assert s3_objects(s3_bucket) == {}
     if command[0] == "run":  # (check reads one byte of one recording to prove ReadCallRecording)
         assert emulator.stats.snapshot()["downloads"] == {}
+
+
+def test_a_replaced_state_forgets_nothing_of_the_retention_window(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """Issue 18 #3: five days of calls, the older ones archived, the state file deleted; a run with no
+    --since on the new state scans the whole source retention window, adopts what the destination
+    holds and downloads the rest: every recording of the five days is known, none forgotten."""
+    emu = emulator_factory(data=DataOptions(seed=53, calls=80, days=5, bytes_per_second=20))
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_SOURCE_RETENTION="30d")
+    until = format_time(datetime.now(UTC) - timedelta(days=2))
+    first = run_subprocess(env, "run", "--since", SINCE, "--until", until)
+    assert first.returncode == 0, first.stdout[-2000:]
+    archived_first = summary_of(events_of(first.stdout))["archived"]
+    truth = {item["recordingId"] for item in emu.ground_truth()}
+    assert 0 < archived_first < len(truth) - 10  # the last two days' recordings are not archived yet
+    state = tmp_path / "state" / "state.db"
+    for leftover in (state, Path(f"{state}-wal"), Path(f"{state}-shm")):
+        leftover.unlink(missing_ok=True)
+
+    second = run_subprocess(env, "run")  # no --since: a new state's first run
+    assert second.returncode == 0, second.stdout[-2000:]
+    events = events_of(second.stdout)
+    (said,) = [e for e in events if e["event"] == "full_retention_scan"]
+    assert said["level"] == "info" and "1,000 calls per day slice" in said["cost"]
+    assert said["day_slices"] >= 30
+    summary = summary_of(events)
+    assert summary["skipped"] == archived_first  # adopted from the destination, not downloaded again
+    assert summary["archived"] == len(truth) - archived_first
+    db = sqlite3.connect(state)
+    known = dict(db.execute("SELECT recording_id, status FROM recordings").fetchall())
+    db.close()
+    assert set(known) == truth and set(known.values()) == {"archived"}
+    assert all(count == 1 for count in emu.stats.snapshot()["downloads"].values())
+    assert_matches_ground_truth(emu, audio_by_recording(folder_files(dest)))
+
+
+def test_status_is_strictly_read_only_and_never_waits_for_a_run(emulator: Emulator, tmp_path: Path) -> None:
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    state = tmp_path / "state" / "state.db"
+    lock = lock_for(state)
+    lock.acquire()  # a run holds the lock
+    try:
+
+        def files() -> dict[str, bytes | None]:
+            """Every file beside the state, with the bytes of the state and its WAL (-shm: presence)."""
+            return {
+                p.name: None if p.name.endswith(("-shm", ".lock")) else p.read_bytes()
+                for p in state.parent.iterdir()
+            }
+
+        at_rest = files()
+        assert set(at_rest) == {"state.db", "state.db.lock"}
+        started = time.monotonic()
+        result = run_subprocess(env, "status", "--json", timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert files() == at_rest  # no -wal or -shm created, no byte written
+        # The run writing: a transaction open in WAL mode. The report reads the last commit at once.
+        writer = sqlite3.connect(state, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO runs (run_id, started_at) VALUES ('writing', '2026-01-01T00:00:00Z')")
+        writing = files()
+        assert {"state.db-wal", "state.db-shm"} <= set(writing)
+        report = run_subprocess(env, "status", "--json", timeout=30)
+        assert report.returncode == 0, report.stderr
+        assert files() == writing
+        assert "writing" not in report.stdout  # an uncommitted write is not shown
+        writer.execute("ROLLBACK")
+        writer.close()
+        assert time.monotonic() - started < 20  # never the 30 s busy timeout
+        assert json.loads(report.stdout)["last_runs"][0]["outcome"] == "ok"
+    finally:
+        lock.release()
+
+
+def test_retry_accepts_the_wait_lock_its_hint_offers(tmp_path: Path) -> None:
+    from archiver.cli import build_parser
+    from archiver.state import StateStore
+
+    state = tmp_path / "state.db"
+    StateStore(state).close()
+    env = {"RC_ARCHIVER_STATE_PATH": str(state), "RC_ARCHIVER_LOG_FORMAT": "json"}
+    lock = lock_for(state)
+    lock.acquire()
+    try:
+        held = run_subprocess(env, "retry", "--all", "--wait-lock", "1")
+        assert held.returncode == 5
+        (error,) = [e for e in events_of(held.stderr) if e["level"] == "error"]
+        assert "--wait-lock SECONDS" in error["fix"]
+        threading.Timer(1.0, lock.release).start()
+        queued = run_subprocess(env, "retry", "--all", "--wait-lock", "30")
+        assert queued.returncode == 0, queued.stderr
+    finally:
+        lock.release()
+    # Every command that takes the lock (and so can print that hint) accepts the option.
+    for command in (["run"], ["verify"], ["retry", "--all"], ["state", "restore", "x"], ["state", "migrate"]):
+        assert build_parser().parse_args([*command, "--wait-lock", "5"]).wait_lock == 5.0
+
+
+def test_no_hint_tells_an_operator_to_start_another_archiver() -> None:
+    import archiver
+
+    for source in Path(archiver.__file__).parent.rglob("*.py"):
+        text = source.read_text()
+        assert "`rc-archiver run` first" not in text, source
+        assert "move it aside;" not in text, source  # moving the state aside comes after a backup

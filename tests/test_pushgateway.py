@@ -167,3 +167,81 @@ def test_pushgateway_a_real_run_pushes_as_its_deployment_instance(
     )
     assert value(group_of(pushgateway, default), "rc_archiver_last_run_exit_code") == 4
     assert value(group_of(pushgateway, named), "rc_archiver_last_run_exit_code") == 0  # not replaced
+
+
+def textfile_values(path: Path) -> dict[str, float]:
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_pushgateway_a_revoked_jwt_after_a_good_night_keeps_the_state_gauges(
+    emulator: Emulator, tmp_path: Path, pushgateway: str
+) -> None:
+    """Real processes: a good run, then one whose login is refused (exit 3, before any lock or state
+    write). Its textfile and its push still say when the last success was and what the state holds,
+    so NoRecentSuccess, AtRisk and the rest keep working while runs fail."""
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    prom = tmp_path / "textfile" / "rc-archiver.prom"
+    instance = f"jwt-{uuid.uuid4().hex[:6]}"
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        RC_ARCHIVER_PUSHGATEWAY_URL=pushgateway,
+        RC_ARCHIVER_METRICS_INSTANCE=instance,
+        RC_ARCHIVER_METRICS_FILE=str(prom),
+    )
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    good = textfile_values(prom)
+    archived = len(emulator.ground_truth())
+    assert good['rc_archiver_recordings{status="archived"}'] == archived > 0
+
+    revoked = run_subprocess({**env, "RC_JWT": "revoked-jwt-assertion"}, "run", "--since", SINCE)
+    assert revoked.returncode == 3, revoked.stdout[-2000:]
+    failed = textfile_values(prom)
+    group = group_of(pushgateway, instance)
+    assert failed["rc_archiver_up"] == value(group, "rc_archiver_up") == 0
+    assert failed["rc_archiver_last_run_exit_code"] == value(group, "rc_archiver_last_run_exit_code") == 3
+    assert failed["rc_archiver_state_read"] == value(group, "rc_archiver_state_read") == 1
+    success = "rc_archiver_last_success_timestamp_seconds"
+    assert failed[success] == value(group, success) == good[success]
+    by_status = {m["labels"]["status"]: float(m["value"]) for m in group["rc_archiver_recordings"]["metrics"]}
+    assert by_status["archived"] == failed['rc_archiver_recordings{status="archived"}'] == archived
+    for gauge in ("rc_archiver_recordings_at_risk", "rc_archiver_backlog_recordings"):
+        assert failed[gauge] == value(group, gauge) == good[gauge]
+
+
+def test_pushgateway_a_run_that_cannot_read_the_state_says_so(
+    emulator: Emulator, tmp_path: Path, pushgateway: str
+) -> None:
+    """A corrupt state (exit 4): no state gauge can be read, and the report says so."""
+    dest = tmp_path / "archive"
+    dest.mkdir()
+    prom = tmp_path / "textfile" / "rc-archiver.prom"
+    instance = f"corrupt-{uuid.uuid4().hex[:6]}"
+    env = archiver_env(
+        emulator,
+        tmp_path,
+        dest.as_uri(),
+        RC_ARCHIVER_PUSHGATEWAY_URL=pushgateway,
+        RC_ARCHIVER_METRICS_INSTANCE=instance,
+        RC_ARCHIVER_METRICS_FILE=str(prom),
+    )
+    state = Path(env["RC_ARCHIVER_STATE_PATH"])
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"not a database" * 100)
+    result = run_subprocess(env, "run", "--since", SINCE)
+    assert result.returncode == 4, result.stdout[-2000:]
+    assert '"metrics_without_state"' in result.stdout
+    values = textfile_values(prom)
+    assert (
+        values["rc_archiver_state_read"]
+        == value(group_of(pushgateway, instance), "rc_archiver_state_read")
+        == 0
+    )
+    assert not any(name.startswith("rc_archiver_recordings{") for name in values)
+    assert "rc_archiver_last_success_timestamp_seconds" not in values

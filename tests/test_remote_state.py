@@ -85,3 +85,31 @@ def test_check_reports_the_s3_state(emulator: Emulator, tmp_path: Path, s3_bucke
     assert result.returncode == 0, result.stdout
     state_line = next(line for line in result.stdout.splitlines() if line.split()[1] == "state")
     assert "will be created by the first run" in state_line
+
+
+def test_an_s3_state_migration_keeps_its_snapshot_in_the_bucket(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    import sqlite3
+
+    import archiver.state.schema as state_module
+
+    old = tmp_path / "schema-2.db"
+    db = sqlite3.connect(old)  # the state object as a schema-2 version of rc-archiver left it
+    for statement in ";".join(str(m) for m in state_module.MIGRATIONS[:2]).split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    client = boto3.client("s3")
+    client.put_object(Bucket=s3_bucket, Key="state/state.db", Body=old.read_bytes())
+    result = run_subprocess(s3_state_env(emulator, tmp_path, s3_bucket), "run", "--since", SINCE)
+    assert result.returncode == 0, result.stdout[-2000:]
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    (kept,) = [k for k in keys if k.startswith("state/state.db.pre-migration-v2-")]
+    assert client.get_object(Bucket=s3_bucket, Key=kept)["Body"].read().startswith(b"SQLite format 3")
+    copy = tmp_path / "kept.db"
+    copy.write_bytes(client.get_object(Bucket=s3_bucket, Key=kept)["Body"].read())
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert any(e["event"] == "state_snapshot_kept" for e in events_of(result.stdout))

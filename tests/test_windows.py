@@ -33,6 +33,40 @@ def test_windows_plan(
     assert plan_window(NOW, watermark, since, until, DAY, HOUR) == expected
 
 
+@pytest.mark.parametrize(
+    ("watermark", "since", "expected_start"),
+    [
+        (None, None, NOW - 90 * DAY),  # a new or replaced state: everything RingCentral may still hold
+        (NOW - DAY, None, NOW - 2 * DAY),  # a state that knows where it stopped: watermark - lookback
+        (None, NOW - 3 * DAY, NOW - 3 * DAY),  # --since wins
+    ],
+)
+def test_windows_a_state_without_a_watermark_scans_the_retention_window(
+    watermark: datetime | None, since: datetime | None, expected_start: datetime
+) -> None:
+    start, end = plan_window(NOW, watermark, since, None, DAY, HOUR, retention=90 * DAY)
+    assert (start, end) == (expected_start, NOW - HOUR)
+
+
+def test_windows_the_full_scan_is_said_once_with_its_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    from structlog.testing import capture_logs
+
+    from archiver.settings import load_settings
+    from archiver.windows import plan_run_window
+
+    monkeypatch.setenv("RC_ARCHIVER_SOURCE_RETENTION", "30d")
+    monkeypatch.setenv("RC_ARCHIVER_RISK_WINDOW", "1d")
+    monkeypatch.setenv("RC_ARCHIVER_SETTLE_DELAY", "1h")
+    settings = load_settings()
+    with capture_logs() as logs:
+        window = plan_run_window(NOW, None, None, None, settings)
+        plan_run_window(NOW, NOW - DAY, None, None, settings)  # a watermark: no full scan, no line
+    assert window == (NOW - 30 * DAY, NOW - HOUR)
+    (line,) = [e for e in logs if e["event"] == "full_retention_scan"]
+    assert line["log_level"] == "info" and line["day_slices"] == 31
+    assert "one Heavy request per 1,000 calls per day slice" in line["cost"]
+
+
 def test_windows_empty_window_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="--since"):
         plan_window(NOW, None, NOW - HOUR, NOW - 2 * HOUR, DAY, HOUR)

@@ -2,7 +2,7 @@
 
     recover what a killed run left -> scan the window into the state -> forecast the backlog ->
     archive everything due, earliest deletion deadline first -> delete verified recordings at the
-    source (opt in) -> close the manifest -> advance the watermark
+    source (opt in) -> close the manifest -> advance the watermark (only past a call log read whole)
 
 Every collaborator is passed in (PassServices); the settings say how. The pass returns its summary;
 a failing world (the outage breaker) or a failure no retry fixes ends it early with the error in the
@@ -50,6 +50,30 @@ class PassServices:
     destination: Destination
     state: StateStore
     spool: Path
+
+
+class RateWait:
+    """The wall time a pass's work was held by the rate budget, phase by phase.
+
+    A pacer's `waited` adds up every thread's waits, so download workers held side by side count once
+    each (summed, a 240 s run had "waited" 478 s). The call-log scan and the deletion phase each run
+    in one thread: their waits are wall time. The downloads' waits are divided by the workers that
+    shared them: the average worker's hold, which like the others never exceeds its phase's length.
+    """
+
+    def __init__(self, client: RingCentralClient) -> None:
+        self._client = client
+        self._mark = self._waited()
+        self.seconds = 0.0
+
+    def _waited(self) -> float:
+        return sum(p.waited for p in self._client.pacers.values())  # groups learned mid-run included
+
+    def phase_done(self, threads: int = 1) -> None:
+        """The phase since the last call ran in `threads` threads that called RingCentral."""
+        waited = self._waited()
+        self.seconds += (waited - self._mark) / max(threads, 1)
+        self._mark = waited
 
 
 def content_pace(services: PassServices) -> tuple[float, float]:
@@ -124,8 +148,11 @@ def run_pass(
     progress.start()
     scan, abandoned = ScanResult(days_total=len(slices)), 0
     result: Forecast | None = None
+    rate_wait = RateWait(client)
     try:
         scan = _scan(services, settings, run_id, slices, cancel, breaker, tally, progress, on_progress)
+        rate_wait.phase_done()
+        _note_unreadable(tally, scan, settings)
         budget = content_pace(services)
         state.set_meta_json(BUDGET, list(budget))  # for `status`, which does not log in
         result, remedy = forecast_backlog(state, settings.max_attempts, budget, now())
@@ -139,27 +166,43 @@ def run_pass(
             settings.max_attempts, settings.exhausted_retry_interval, now,
         )  # fmt: skip
         archived_started = time.monotonic()
-        abandoned = _archive_due(work, settings, run_id, cancel, tally, on_progress)
-        if abandoned:  # their multipart uploads (and staged files) are aborted now, not left billed
-            try:
-                destination.recover(before=now())
-            except ArchiverError as exc:  # the destination is failing: the journal keeps them for later
-                log.warning("abandoned_uploads_kept", reason=str(exc))
+        abandoned, submitted = _archive_due(work, settings, run_id, cancel, tally, on_progress)
+        rate_wait.phase_done(min(settings.download_concurrency, submitted))
+        if abandoned:
+            _recover_abandoned(destination, now())
         done = tally.summary()  # every outcome that cost a request counts toward the pace
         spent = done.archived + done.failed + done.pending + done.lost
         _remember_pace(state, spent, time.monotonic() - archived_started, abandoned)
         if not cancel.is_set():
             tally.deleted(_delete_at_source(services, settings, run_id, layout, manifest, cancel, now))
+            rate_wait.phase_done()
     finally:
         progress.stop()
         manifest.close()
     summary = tally.summary()
     summary.forecast = result.as_dict() if result is not None else None
     summary.abandoned = abandoned
+    summary.rate_wait_seconds = rate_wait.seconds
+    # A day not read stays before the watermark: the next run's window still holds it.
     if scan.complete and not cancel.is_set():
         state.advance_watermark(window[1])
     _finish(summary, services, settings, breaker.tripped, cancel, started, now())
     return summary
+
+
+def _note_unreadable(tally: Tally, scan: ScanResult, settings: Settings) -> None:
+    """Fold the scan's unreadable days into the summary, each named by the local date (RC_ARCHIVER_TIMEZONE)
+    an operator looks up, so a run that could not read part of the call log never says "ok"."""
+    for start, _ in scan.unreadable:
+        tally.unreadable_day(start.astimezone(settings.tz).date().isoformat())
+
+
+def _recover_abandoned(destination: Destination, now: datetime) -> None:
+    """The abandoned recordings' multipart uploads (and staged files) are aborted now, not left billed."""
+    try:
+        destination.recover(before=now)
+    except ArchiverError as exc:  # the destination is failing: the journal keeps them for later
+        log.warning("abandoned_uploads_kept", reason=str(exc))
 
 
 def _delete_at_source(
@@ -224,8 +267,9 @@ def _archive_due(
     cancel: threading.Event,
     tally: Tally,
     on_progress: Callable[[], None],
-) -> int:
-    """Everything due, in deadline order, through the two pools; returns the recordings abandoned."""
+) -> tuple[int, int]:
+    """Everything due, in deadline order, through the two pools; returns the recordings abandoned and
+    those submitted."""
 
     late: dict[str, RecordingRow] = {}
     rows: dict[str, RecordingRow] = {}
@@ -248,6 +292,7 @@ def _archive_due(
         cancel,
         record,
     )
+    submitted = 0
     try:
         for row in work.state.due(settings.max_attempts, work.now()):
             if cancel.is_set():
@@ -258,6 +303,7 @@ def _archive_due(
                 rows[row.recording_id] = row
             if not pool.submit(lambda row=row: archive_one(work, row, defer_late=True)):  # type: ignore[misc]
                 break
+            submitted += 1
         finished = pool.drain(settings.stop_timeout.total_seconds())
         if finished and late and not cancel.is_set():
             # Those whose deadline passed before their turn: after every live one (RingCentral may
@@ -268,7 +314,7 @@ def _archive_due(
                 if not pool.submit(lambda row=row: archive_one(work, row)):  # type: ignore[misc]
                     break
             finished = pool.drain(settings.stop_timeout.total_seconds())
-        return 0 if finished else pool.active
+        return (0 if finished else pool.active), submitted
     finally:
         pool.close()
 
@@ -296,7 +342,6 @@ def _finish(
     summary.remaining = state.count_due(settings.max_attempts, now)
     pacers = services.client.pacers.values()
     summary.rate_limited = sum(p.penalties for p in pacers)
-    summary.rate_wait_seconds = sum(p.waited for p in pacers)
     summary.seconds = time.monotonic() - started
     summary.stopped = cancel.is_set() and tripped is None
     if tripped is not None:

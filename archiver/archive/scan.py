@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -30,6 +30,8 @@ class ScanResult:
     days_scanned: int = 0
     days_unreadable: int = 0
     stopped: bool = False
+    # The (start, end) of each slice that could not be read, so a run's summary can name the days.
+    unreadable: list[tuple[datetime, datetime]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -72,6 +74,7 @@ def scan_window(
             raise
         except (TransientError, RecordingError) as exc:
             result.days_unreadable += 1
+            result.unreadable.append((start, end))
             log.error(
                 "scan_failed", window_start=format_time(start), window_end=format_time(end), reason=str(exc)
             )

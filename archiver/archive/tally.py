@@ -58,7 +58,10 @@ class Tally:
                 s.skipped += 1
             elif outcome.kind == "lost":
                 s.lost += 1
-            elif outcome.kind in ("not_ready", "failed") and not outcome.exhausted:
+            elif outcome.kind in ("not_ready", "failed") and outcome.exhausted:
+                # Listed among the summary's failures with the other exhausted ones (run_pass._finish).
+                s.exhausted_in_run += 1
+            elif outcome.kind in ("not_ready", "failed"):
                 if outcome.kind == "not_ready":
                     s.pending += 1
                 else:
@@ -66,9 +69,11 @@ class Tally:
                     if len(s.failures) < MAX_REPORTED_FAILURES:
                         s.failures.append(Failure(outcome.recording_id, outcome.reason, outcome.attempts))
 
-    def unreadable_day(self) -> None:
+    def unreadable_day(self, day: str) -> None:
+        """A call-log day (its local date) that could not be read after every retry."""
         with self._lock:
             self._summary.days_unreadable += 1
+            self._summary.unreadable_days.append(day)
 
     def deleted(self, count: int) -> None:
         with self._lock:

@@ -15,13 +15,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from archiver.errors import StateError
 from archiver.state import schema
+from archiver.state.copies import beside, copy_database, open_read_only
 from archiver.state.lock import _unusable
 
+log = structlog.get_logger(__name__)
+
 _MOVE_ASIDE = (
-    "move it aside (or restore a backup) and run again: a run with an empty state finds what is already "
-    "archived in the destination by key, size and sha256, so it costs lookups, not re-uploads"
+    "restore the last good backup (`rc-archiver state restore BACKUP`; it keeps the damaged file beside "
+    "the state); with no backup, move the file aside and run again: a run on an empty state scans the "
+    "whole source retention window and adopts what the destination already holds by key, size and sha256"
 )
 
 
@@ -29,8 +35,11 @@ class Database:
     """Safe to call from worker threads: one connection, one lock."""
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (and create, and migrate) the state; `read_only` writes nothing at all: no file is
+        created, no journal mode set, nothing migrated (an older schema is refused instead)."""
         self.path = path
         self._lock = threading.RLock()
+        self.pre_migration_snapshot: Path | None = None  # written before this open migrated the file
         try:
             if not read_only and not path.exists():
                 # Created 0600 before SQLite opens it: the call records it holds are personal data.
@@ -38,10 +47,10 @@ class Database:
         except OSError as exc:
             raise _unusable(path, exc) from None
         try:
-            target = f"file:{path}?mode=ro" if read_only else str(path)
-            self._db = sqlite3.connect(
-                target, uri=read_only, check_same_thread=False, isolation_level=None, timeout=30
-            )
+            if read_only:
+                self._db = open_read_only(path)
+            else:
+                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.row_factory = sqlite3.Row
             if not read_only:
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -51,7 +60,9 @@ class Database:
             # A file whose header is intact but whose pages are not fails here, not mid-run.
             if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
-            if not read_only:
+            if read_only:
+                self._require_current_schema()
+            else:
                 self._migrate()
         except sqlite3.OperationalError as exc:
             raise StateError(
@@ -95,14 +106,34 @@ class Database:
         rows = self._query(sql, params)
         return rows[0] if rows else None
 
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > schema.SCHEMA_VERSION:
-            known = schema.SCHEMA_VERSION
+    def _refuse_newer(self, version: int) -> None:
+        known = schema.SCHEMA_VERSION
+        if version > known:
             raise StateError(
                 f"state file {self.path} has schema {version}; this version knows up to {known}",
-                hint="upgrade rc-archiver, or point RC_ARCHIVER_STATE_PATH at another file",
+                hint="run the rc-archiver version that wrote it (or a newer one); to go back to this "
+                "version, restore the snapshot the upgrade left beside the state: `rc-archiver state "
+                f"restore {self.path}.pre-migration-v{known}-...`",
             )
+
+    def _require_current_schema(self) -> None:
+        """A reader never migrates: a state of another schema is refused, with what to do."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        self._refuse_newer(version)
+        if version < schema.SCHEMA_VERSION:
+            raise StateError(
+                f"state file {self.path} has schema {version}; this version reads schema "
+                f"{schema.SCHEMA_VERSION} only, and this command never migrates",
+                hint="the next scheduled run of this version migrates it (after a snapshot beside it); to "
+                "migrate now, `rc-archiver state migrate --wait-lock 600` (it queues behind a running run); "
+                "or use the version that wrote it",
+            )
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        self._refuse_newer(version)
+        if 0 < version < schema.SCHEMA_VERSION:  # 0 is a new, empty file: nothing to keep
+            self.pre_migration_snapshot = self._snapshot_before_migration(version)
         for number in range(version, schema.SCHEMA_VERSION):
             with self._tx() as db:
                 step = schema.MIGRATIONS[number]
@@ -114,19 +145,38 @@ class Database:
                             db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
+    def _snapshot_before_migration(self, version: int) -> Path:
+        """The state as the older version left it, beside it: what a rollback restores."""
+        target = beside(self.path, f"pre-migration-v{version}")
+        try:
+            with self._lock:
+                copy_database(self._db, target)
+        except OSError as exc:
+            raise StateError(
+                f"state file {self.path}: cannot write the snapshot {target} before migrating: "
+                f"{exc.strerror}",
+                hint="free space in the state's folder (the snapshot is about the state's size); nothing "
+                "was migrated",
+            ) from None
+        log.info(
+            "state_snapshot_before_migration",
+            snapshot=str(target),
+            schema_from=version,
+            schema_to=schema.SCHEMA_VERSION,
+            rollback=f"stop rc-archiver, install the older version, `rc-archiver state restore {target}`",
+        )
+        return target
+
     @property
     def schema_version(self) -> int:
         row = self._one("PRAGMA user_version")
         return int(row[0]) if row else 0
 
     def snapshot(self, path: Path) -> None:
-        """A consistent copy of the whole database (SQLite's backup API), safe while others write."""
+        """A consistent copy of the whole database (SQLite's backup API), safe while others write:
+        one file, mode 0600, at a path that must not exist yet."""
         with self._lock, self._errors():
-            target = sqlite3.connect(path)
-            try:
-                self._db.backup(target)
-            finally:
-                target.close()
+            copy_database(self._db, path)
 
     def integrity_ok(self) -> bool:
         row = self._one("PRAGMA integrity_check")
