@@ -9,13 +9,12 @@ A test runs the check, so a new exit code or a changed meaning without regenerat
 
 from __future__ import annotations
 
-import argparse
-import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from archiver import generated_docs
 from archiver.errors import EXIT_CODE_TEXTS, EXIT_CODES, EXIT_INCOMPLETE, EXIT_OK, ExitCodeText
 
 README = Path("README.md")
@@ -114,27 +113,9 @@ def write(root: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m archiver.exit_codes_docs", description="the exit-code tables, from errors.py"
+    return generated_docs.main(
+        "archiver.exit_codes_docs", "the exit-code tables, from errors.py", write, drifted, argv
     )
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--write", action="store_true", help="regenerate both READMEs' exit-code tables")
-    action.add_argument("--check", action="store_true", help="exit 1 if either differs from errors.py")
-    parser.add_argument(
-        "--root", type=Path, default=Path(__file__).resolve().parents[1], help="the repository's root"
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.write:
-            write(args.root)
-            return 0
-        stale = drifted(args.root)
-    except ValueError as exc:  # a code without its description, or markers missing
-        print(exc, file=sys.stderr)
-        return 1
-    for problem in stale:
-        print(f"{problem}; run: {COMMAND}", file=sys.stderr)
-    return 1 if stale else 0
 
 
 if __name__ == "__main__":

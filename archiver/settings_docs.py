@@ -8,9 +8,7 @@ A test runs the check, so a new setting without regenerated documentation fails 
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 
 from pydantic.fields import FieldInfo
 
+from archiver import generated_docs
 from archiver.settings import DURATION_BOUNDS, ENV_NAMES, GROUPS, SECRET_FIELDS, Settings, format_duration
 
 README = Path("README.md")
@@ -213,27 +212,9 @@ def write(root: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m archiver.settings_docs", description="the settings' documentation, from the model"
+    return generated_docs.main(
+        "archiver.settings_docs", "the settings' documentation, from the model", write, drifted, argv
     )
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--write", action="store_true", help="regenerate the README table and example TOML")
-    action.add_argument("--check", action="store_true", help="exit 1 if either differs from the model")
-    parser.add_argument(
-        "--root", type=Path, default=Path(__file__).resolve().parents[1], help="the repository's root"
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.write:
-            write(args.root)
-            return 0
-        stale = drifted(args.root)
-    except ValueError as exc:  # a setting declared without its documentation, or markers missing
-        print(exc, file=sys.stderr)
-        return 1
-    for problem in stale:
-        print(f"{problem}; run: {COMMAND}", file=sys.stderr)
-    return 1 if stale else 0
 
 
 if __name__ == "__main__":

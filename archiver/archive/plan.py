@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from archiver.archive.breaker import OutageBreaker
-from archiver.archive.deletion import DeletionRules, SourceDeletion, delete_proven
+from archiver.archive.deletion import delete_proven
 from archiver.archive.forecast import Forecast
 from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
-from archiver.archive.run_pass import PassServices, content_pace, forecast_backlog
+from archiver.archive.run_pass import PassServices, content_pace, forecast_backlog, source_deletion
 from archiver.archive.scan import scan_window
 from archiver.settings import Settings
 from archiver.windows import day_slices
@@ -67,18 +67,7 @@ def plan_pass(
     if settings.delete_from_source:
         # Verification reads objects back but writes nothing; the manifest writer is never flushed.
         manifest = ManifestWriter(services.destination, state, layout, run_id)
-        deletion = SourceDeletion(
-            client=services.client,
-            destination=services.destination,
-            state=state,
-            layout=layout,
-            manifest=manifest,
-            spool=services.spool,
-            rules=DeletionRules.from_settings(settings),
-            run_id=run_id,
-            now=now,
-            cancel=cancel,
-        )
+        deletion = source_deletion(services, settings, run_id, layout, manifest, cancel, now)
         result = delete_proven(deletion, dry_run=True)
         would_delete, would_reprove = result.would_delete, result.would_reprove
     forecast, advice = forecast_backlog(state, settings.max_attempts, content_pace(services), now())

@@ -205,7 +205,7 @@ def _recover_abandoned(destination: Destination, now: datetime) -> None:
         log.warning("abandoned_uploads_kept", reason=str(exc))
 
 
-def _delete_at_source(
+def source_deletion(
     services: PassServices,
     settings: Settings,
     run_id: str,
@@ -213,10 +213,9 @@ def _delete_at_source(
     manifest: ManifestWriter,
     cancel: threading.Event,
     now: Callable[[], datetime],
-) -> int:
-    """The deletion phase (archive/deletion.py), or, with deletion off, only the settling of DELETEs a
-    cut-off run left in flight; returns how many recordings RingCentral deleted on our word."""
-    deletion = SourceDeletion(
+) -> SourceDeletion:
+    """What the deletion phase works with, for a pass (and for the dry run's list)."""
+    return SourceDeletion(
         client=services.client,
         destination=services.destination,
         state=services.state,
@@ -228,6 +227,20 @@ def _delete_at_source(
         now=now,
         cancel=cancel,
     )
+
+
+def _delete_at_source(
+    services: PassServices,
+    settings: Settings,
+    run_id: str,
+    layout: Layout,
+    manifest: ManifestWriter,
+    cancel: threading.Event,
+    now: Callable[[], datetime],
+) -> int:
+    """The deletion phase (archive/deletion.py), or, with deletion off, only the settling of DELETEs a
+    cut-off run left in flight; returns how many recordings RingCentral deleted on our word."""
+    deletion = source_deletion(services, settings, run_id, layout, manifest, cancel, now)
     if settings.delete_from_source:
         return delete_proven(deletion).deleted
     if services.state.unsettled_intents():

@@ -80,17 +80,7 @@ class Recordings(Rows):
 
     def archived_ids(self, batch: int = 1000) -> Iterator[str]:
         """Every archived recording's id, in batches."""
-        after = ""
-        while True:
-            rows = self._query(
-                "SELECT recording_id FROM recordings WHERE status = 'archived' AND recording_id > ? "
-                "ORDER BY recording_id LIMIT ?",
-                (after, batch),
-            )
-            if not rows:
-                return
-            yield from (str(r[0]) for r in rows)
-            after = str(rows[-1][0])
+        return self._ids_where("status = 'archived'", batch)
 
     def archive_in(
         self, start: datetime, end: datetime, skip_run: str, batch: int = 500

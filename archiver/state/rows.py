@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -102,3 +102,18 @@ class Rows(Database):
             params,
         )
         return [self._row(r) for r in rows]
+
+    def _ids_where(self, condition: str, batch: int) -> Iterator[str]:
+        """The ids of the rows matching `condition` (fixed text: an index on recording_id that covers
+        it keeps each batch a range), in batches by keyset: flat memory however many match."""
+        after = ""
+        while True:
+            rows = self._query(
+                f"SELECT recording_id FROM recordings WHERE {condition} AND recording_id > ? "  # noqa: S608
+                "ORDER BY recording_id LIMIT ?",
+                (after, batch),
+            )
+            if not rows:
+                return
+            yield from (str(r[0]) for r in rows)
+            after = str(rows[-1][0])

@@ -184,17 +184,7 @@ class Transitions(Rows):
 
     def deleted_ids(self, batch: int = 1000) -> Iterator[str]:
         """Every recording deleted at the source, by id (a partial index), in batches."""
-        after = ""
-        while True:
-            rows = self._query(
-                "SELECT recording_id FROM recordings WHERE deleted_at IS NOT NULL AND recording_id > ? "
-                "ORDER BY recording_id LIMIT ?",
-                (after, batch),
-            )
-            if not rows:
-                return
-            yield from (str(r[0]) for r in rows)
-            after = str(rows[-1][0])
+        return self._ids_where("deleted_at IS NOT NULL", batch)
 
 
 class Uploads(Rows):
