@@ -1,10 +1,8 @@
 # syntax=docker/dockerfile:1
 # Build a wheel in one stage, install it into a small runtime image in the next.
-# The base image, pinned by digest so a rebuild (a rollback) gets the same bytes. Refresh it on purpose:
-# `docker buildx imagetools inspect python:3.11-slim` prints the current digest; or override with
-# --build-arg PYTHON_IMAGE=... (deploy/README.md, "Building the image").
-ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
-FROM ${PYTHON_IMAGE} AS build
+# The base image, pinned by digest (in both stages) so a rebuild, a rollback, gets the same bytes.
+# Refresh it on purpose: `docker buildx imagetools inspect python:3.11-slim` prints the current digest.
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS build
 WORKDIR /src
 # Dependencies from the hash-pinned lock (requirements.lock, pip-compile --generate-hashes from
 # pyproject.toml): the same versions and bytes on every build. The package itself adds none of its own.
@@ -14,7 +12,7 @@ COPY pyproject.toml README.md ./
 COPY archiver ./archiver
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM ${PYTHON_IMAGE}
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 LABEL org.opencontainers.image.title="rc-archiver" \
       org.opencontainers.image.description="Archives RingCentral call recordings to S3 or a folder" \
       org.opencontainers.image.source="https://github.com/rc-archiver/rc-archiver" \

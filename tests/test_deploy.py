@@ -476,3 +476,9 @@ def test_image_lock_pins_every_dependency_with_hashes_within_pyproject_ranges() 
         assert name in pins, f"{name} is not in requirements.lock: run pip-compile (see the Dockerfile)"
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
     assert "--require-hashes" in (ROOT / "Dockerfile").read_text()
+
+
+def test_dockerfile_pins_one_base_image_by_digest_in_every_stage() -> None:
+    bases = re.findall(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert len(bases) == 2 and len(set(bases)) == 1, bases
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", bases[0])
