@@ -6,12 +6,15 @@ re-exported so `from tests.conftest import archiver_env` keeps working, but new 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -44,6 +47,31 @@ __all__ = [
     "s3_objects",
     "wait_for_port",
 ]
+
+
+# -- tests that must run alone -----------------------------------------------------------------------
+# A test marked `alone` measures time against a scaled-down budget (the cliff forecast): with the other
+# xdist worker busy beside it, a 2-core machine cannot keep the pace the forecast is about. So the
+# workers share a writer-preferring lock: every test holds it shared; an `alone` test takes the
+# turnstile (no new test starts), waits for the running one to end, and holds it exclusively.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", "serial")
+_LOCKS = Path(tempfile.gettempdir()) / f"rc-archiver-tests-{_RUN}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    alone = item.get_closest_marker("alone") is not None
+    with open(f"{_LOCKS}.turnstile", "a") as turnstile, open(f"{_LOCKS}.tests", "a") as tests:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        fcntl.flock(tests, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(tests, fcntl.LOCK_UN)
+            if alone:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
