@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -277,3 +280,63 @@ def versions_per_key(bucket: str) -> dict[str, int]:
                 continue
             counts[version["Key"]] = counts.get(version["Key"], 0) + 1
     return counts
+
+
+# -- the daemon as a process ----------------------------------------------------------------------
+
+
+def read_lines(proc: subprocess.Popen[str], out: queue.Queue[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.put(line)
+
+
+def wait_for_event(
+    lines: queue.Queue[str], seen: list[dict[str, Any]], event: str, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if seen[-1]["event"] == event:
+                return
+    raise AssertionError(f"no {event} event within {timeout} s; saw {[e['event'] for e in seen]}")
+
+
+def start_daemon(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    proc = subprocess.Popen(
+        [str(BIN / "rc-archiver"), "daemon", *args],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=read_lines, args=(proc, lines), daemon=True).start()
+    return proc, lines
+
+
+def stop_daemon(proc: subprocess.Popen[str]) -> int:
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }

@@ -4,7 +4,6 @@ state gauges refreshed during a run, and the run_id on its events."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -31,32 +30,17 @@ from tests.helpers import (
     archiver_env,
     audio_by_recording,
     free_port,
+    read_lines,
     run_subprocess,
+    scrape,
     slow_emulator,
+    start_daemon,
+    stop_daemon,
+    wait_for_event,
     wait_for_port,
 )
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
-
-
-def _lines(proc: subprocess.Popen[str], out: queue.Queue[str]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        out.put(line)
-
-
-def _wait_for(lines: queue.Queue[str], seen: list[dict[str, Any]], event: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        if line.startswith("{"):
-            seen.append(json.loads(line))
-            if seen[-1]["event"] == event:
-                return
-    raise AssertionError(f"no {event} event within {timeout} s; saw {[e['event'] for e in seen]}")
 
 
 def test_daemon_runs_now_speaks_sd_notify_and_stops_on_sigterm(emulator: Emulator, tmp_path: Path) -> None:
@@ -83,12 +67,12 @@ def test_daemon_runs_now_speaks_sd_notify_and_stops_on_sigterm(emulator: Emulato
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
+    threading.Thread(target=read_lines, args=(proc, lines), daemon=True).start()
     seen: list[dict[str, Any]] = []
     messages: list[str] = []
     try:
-        _wait_for(lines, seen, "run_summary")
-        _wait_for(lines, seen, "next_run")
+        wait_for_event(lines, seen, "run_summary")
+        wait_for_event(lines, seen, "next_run")
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
@@ -231,7 +215,7 @@ def test_daemon_withholds_the_watchdog_while_a_request_stalls(
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
+    threading.Thread(target=read_lines, args=(proc, lines), daemon=True).start()
     seen: list[dict[str, Any]] = []
     messages: list[str] = []
     stop_reading = threading.Event()
@@ -248,10 +232,10 @@ def test_daemon_withholds_the_watchdog_while_a_request_stalls(
     reader = threading.Thread(target=read_notifications, daemon=True)
     reader.start()
     try:
-        _wait_for(lines, seen, "run_summary", timeout=120)
+        wait_for_event(lines, seen, "run_summary", timeout=120)
         watchdog = [e["event"] for e in seen if e["event"].startswith("watchdog_")]
         if watchdog[-1] == "watchdog_withheld":  # the pings come back once the daemon is idle
-            _wait_for(lines, seen, "watchdog_resumed", timeout=30)
+            wait_for_event(lines, seen, "watchdog_resumed", timeout=30)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         stop_reading.set()
@@ -276,41 +260,6 @@ def test_daemon_withholds_the_watchdog_while_a_request_stalls(
     assert stalled < ended
 
 
-def _start_daemon(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
-    proc = subprocess.Popen(
-        [str(BIN / "rc-archiver"), "daemon", *args],
-        env={"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
-    return proc, lines
-
-
-def _stop_daemon(proc: subprocess.Popen[str]) -> int:
-    try:
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
-
-
 def test_daemon_runs_now_on_sigusr1_once_at_a_time_naming_who_asked(
     emulator_factory: Callable[..., Emulator], tmp_path: Path
 ) -> None:
@@ -320,19 +269,19 @@ def test_daemon_runs_now_on_sigusr1_once_at_a_time_naming_who_asked(
     dest = tmp_path / "archive"
     dest.mkdir()
     env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_SCHEDULE="0 2 1 1 *")
-    proc, lines = _start_daemon(env)
+    proc, lines = start_daemon(env)
     seen: list[dict[str, Any]] = []
     try:
-        _wait_for(lines, seen, "daemon_started")
+        wait_for_event(lines, seen, "daemon_started")
         os.kill(proc.pid, signal.SIGUSR1)
-        _wait_for(lines, seen, "run_started")
+        wait_for_event(lines, seen, "run_started")
         os.kill(proc.pid, signal.SIGUSR1)  # while the run goes on
-        _wait_for(lines, seen, "run_now_ignored")
-        _wait_for(lines, seen, "run_summary", timeout=120)
-        _wait_for(lines, seen, "next_run")
+        wait_for_event(lines, seen, "run_now_ignored")
+        wait_for_event(lines, seen, "run_summary", timeout=120)
+        wait_for_event(lines, seen, "next_run")
         time.sleep(1)  # room for a wrongly doubled run to start
-        code = _stop_daemon(proc)
-        _wait_for(lines, seen, "daemon_stopped")
+        code = stop_daemon(proc)
+        wait_for_event(lines, seen, "daemon_stopped")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -368,7 +317,7 @@ def test_daemon_refreshes_the_state_gauges_during_a_run(
         RC_ARCHIVER_METRICS_ADDR=f"127.0.0.1:{port}",
         RC_ARCHIVER_PROGRESS_INTERVAL="200ms",
     )
-    proc, lines = _start_daemon(env, "--run-now")
+    proc, lines = start_daemon(env, "--run-now")
     seen: list[dict[str, Any]] = []
     pending: list[float] = []
     run_over = threading.Event()
@@ -384,10 +333,10 @@ def test_daemon_refreshes_the_state_gauges_during_a_run(
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        _wait_for(lines, seen, "run_summary", timeout=120)
+        wait_for_event(lines, seen, "run_summary", timeout=120)
         run_over.set()
         watcher.join(timeout=10)
-        assert _stop_daemon(proc) == 0
+        assert stop_daemon(proc) == 0
     finally:
         run_over.set()
         if proc.poll() is None:

@@ -17,8 +17,15 @@ from archiver.models import parse_time
 from archiver.settings import load_settings
 from archiver.verify import VerifyResult
 from archiver.verify_job import KINDS, VerifyGauges, problems_by_kind, schedule_interval
-from tests.helpers import archiver_env, free_port, slow_emulator
-from tests.test_daemon import _start_daemon, _stop_daemon, _wait_for, scrape
+from tests.helpers import (
+    archiver_env,
+    free_port,
+    scrape,
+    slow_emulator,
+    start_daemon,
+    stop_daemon,
+    wait_for_event,
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -49,23 +56,23 @@ def test_scheduled_verify_waits_for_the_run_exports_its_result_and_finds_a_delet
     )
     while not 54 <= datetime.now().second <= 56:  # the run (about 10 s) spans the next minute
         time.sleep(0.2)
-    proc, lines = _start_daemon(env, "--run-now")
+    proc, lines = start_daemon(env, "--run-now")
     seen: list[dict[str, Any]] = []
     try:
-        _wait_for(lines, seen, "run_summary", timeout=120)
-        _wait_for(lines, seen, "verify_summary", timeout=120)
+        wait_for_event(lines, seen, "run_summary", timeout=120)
+        wait_for_event(lines, seen, "verify_summary", timeout=120)
         first = scrape(port)
         audio = next(p for p in sorted(dest.rglob("*")) if p.is_file() and p.suffix in (".mp3", ".wav"))
         audio.unlink()
         deleted_at = datetime.now(UTC)
         while True:  # the next minute's verify, started after the deletion
-            _wait_for(lines, seen, "verify_summary", timeout=90)
+            wait_for_event(lines, seen, "verify_summary", timeout=90)
             started = [e for e in seen if e["event"] == "verify_started"][-1]
             if parse_time(started["timestamp"]) > deleted_at:
                 break
         second = scrape(port)
-        _wait_for(lines, seen, "next_verify")
-        assert _stop_daemon(proc) == 0
+        wait_for_event(lines, seen, "next_verify")
+        assert stop_daemon(proc) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
