@@ -10,6 +10,7 @@ while runs fail).
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from archiver.metrics import Metrics, StateFacts, push_instance
 from archiver.models import RunSummary
 from archiver.settings import Settings
 from archiver.state import StateStore
+from archiver.state.backup import remote_state
 from archiver.status import state_facts
 from archiver.windows import plan_run_window
 from archiver.wiring import is_remote_state, pass_services
@@ -155,22 +157,25 @@ def _record(state: StateStore, summary: RunSummary, settings: Settings, metrics:
 def read_state_gauges(settings: Settings, metrics: Metrics) -> bool:
     """The gauges of a run that ended without reading the state (it failed before, or the state
     failed): read-only, without the lock (SQLite lets a reader in beside another run's writes), so
-    nothing is created, migrated or held. False, with `rc_archiver_state_read` 0, when there is no
-    state to read: none yet, an S3 state (only a run holding its lease downloads it), or unreadable."""
-    path = Path(settings.state_path)
+    nothing is created, migrated or held; an S3-hosted state is read from a copy of its object (no
+    lease needed). False, with `rc_archiver_state_read` 0, when there is no state to read: none yet,
+    or unreadable (the S3 object unreachable too)."""
     reason = ""
-    if is_remote_state(settings):
-        reason = "the state is in S3: only a run that holds its lease reads it"
-    elif not path.is_file():
-        reason = f"no state file at {path} yet"
-    else:
+    with tempfile.TemporaryDirectory(prefix="rc-archiver-gauges-") as scratch:
+        path = Path(settings.state_path)
         try:
-            state = StateStore(path, read_only=True)
-            try:
-                metrics.refresh(state_gauges(state, settings, datetime.now(UTC)), datetime.now(UTC))
-            finally:
-                state.close()
-            return True
+            if is_remote_state(settings):  # a copy of the object: its checkpoints replace it whole
+                path = Path(scratch) / "state.db"
+                remote_state(settings).copy_to(path)
+            if not path.is_file():
+                reason = f"no state file at {path} yet"
+            else:
+                state = StateStore(path, read_only=True)
+                try:
+                    metrics.refresh(state_gauges(state, settings, datetime.now(UTC)), datetime.now(UTC))
+                finally:
+                    state.close()
+                return True
         except ArchiverError as exc:
             reason = str(exc)
     log.warning("metrics_without_state", reason=reason)

@@ -113,3 +113,23 @@ def test_an_s3_state_migration_keeps_its_snapshot_in_the_bucket(
     copy.write_bytes(client.get_object(Bucket=s3_bucket, Key=kept)["Body"].read())
     assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == 2
     assert any(e["event"] == "state_snapshot_kept" for e in events_of(result.stdout))
+
+
+def test_a_failed_run_reports_the_s3_states_gauges_from_a_copy(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    """A revoked JWT after a good night, the state in S3: the failed run (exit 3) never takes the lease,
+    yet its textfile carries the state's gauges, read from a copy of the object."""
+    metrics = tmp_path / "metrics" / "rc-archiver.prom"
+    env = {**s3_state_env(emulator, tmp_path, s3_bucket), "RC_ARCHIVER_METRICS_FILE": str(metrics)}
+    assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
+    good = metrics.read_text()
+    failed = run_subprocess({**env, "RC_JWT": "revoked-jwt"}, "run", "--since", SINCE)
+    assert failed.returncode == 3
+    text = metrics.read_text()
+    assert "rc_archiver_state_read 1.0" in text and "rc_archiver_last_run_exit_code 3.0" in text
+    for line in good.splitlines():
+        if line.startswith(
+            ("rc_archiver_last_success_timestamp_seconds", 'rc_archiver_recordings{status="archived"}')
+        ):
+            assert line in text, line

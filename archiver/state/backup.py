@@ -38,7 +38,8 @@ class Copied:
     kept: str | None = None  # restore: where the replaced state went
 
 
-def _remote(settings: Settings) -> S3State:
+def remote_state(settings: Settings) -> S3State:
+    """The S3-hosted state of these settings (no lease taken: copy_to needs none)."""
     from archiver.destinations.s3 import make_s3_client
 
     digest = hashlib.sha256(settings.state_path.encode()).hexdigest()[:12]
@@ -94,7 +95,7 @@ def backup_state(settings: Settings, target: Path) -> Copied:
     staged.unlink(missing_ok=True)
     try:
         if is_remote_state(settings):
-            _remote(settings).copy_to(staged)  # the object is a complete snapshot already
+            remote_state(settings).copy_to(staged)  # the object is a complete snapshot already
         else:
             path = Path(settings.state_path)
             if not path.is_file():
@@ -211,7 +212,7 @@ def restore_state(settings: Settings, backup: Path, wait_lock: float) -> Copied:
 
 def _restore_remote(settings: Settings, backup: Path, wait_lock: float) -> Copied:
 
-    remote = _remote(settings)
+    remote = remote_state(settings)
     remote.local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staged = remote.local.with_name(f"restoring-{os.getpid()}.db")
     staged.unlink(missing_ok=True)
