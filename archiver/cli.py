@@ -403,7 +403,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from archiver.lifecycle import RunRequest
     from archiver.logs import bind
     from archiver.verify import verify
-    from archiver.windows import plan_window
+    from archiver.windows import plan_window, verify_until
     from archiver.wiring import pass_services
 
     settings = _settings(args)
@@ -413,9 +413,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     _install_signal_handlers(cancel)
     with pass_services(settings, args.wait_lock, cancel) as services:
-        window = plan_window(
-            datetime.now(UTC), None, since, args.until, settings.lookback, settings.settle_delay
-        )
+        now = datetime.now(UTC)
+        until = args.until or verify_until(now, services.state.watermark(), settings.settle_delay)
+        window = plan_window(now, None, since, until, settings.lookback, settings.settle_delay)
         everything_deleted = args.since is None and args.until is None  # their archive is the only copy
         result = verify(
             services,

@@ -28,7 +28,7 @@ from archiver.lifecycle import new_run_id
 from archiver.logs import bind
 from archiver.settings import Settings
 from archiver.verify import VerifyResult, verify
-from archiver.windows import plan_window
+from archiver.windows import plan_window, verify_until
 from archiver.wiring import pass_services
 
 log = structlog.get_logger(__name__)
@@ -139,7 +139,8 @@ def run_verify(settings: Settings, cancel: threading.Event, gauges: VerifyGauges
         now = datetime.now(UTC)
         log.info("verify_started", sample_percent=settings.verify_sample, manifests=True)
         with pass_services(settings, 0.0, cancel) as services:
-            window = plan_window(now, None, now - RANGE, None, settings.lookback, settings.settle_delay)
+            until = verify_until(now, services.state.watermark(), settings.settle_delay)
+            window = plan_window(now, None, now - RANGE, until, settings.lookback, settings.settle_delay)
             result = verify(
                 services,
                 settings,

@@ -89,3 +89,14 @@ def day_slices(start: datetime, end: datetime, tz: ZoneInfo) -> list[tuple[datet
         slices.append((cursor, boundary))
         cursor = boundary
     return slices
+
+
+VERIFY_RANGE = timedelta(days=90)  # verify's default range back from now (RingCentral's retention)
+
+
+def verify_until(now: datetime, watermark: datetime | None, settle_delay: timedelta) -> datetime:
+    """Where verify's range ends when none is asked for: the watermark, what the runs have scanned and
+    claim to hold, never the calls after it (the next run archives those: not missing, only not yet
+    due); with no watermark, now less the settle delay."""
+    end = now - settle_delay
+    return min(watermark, end) if watermark is not None else end

@@ -86,7 +86,7 @@ def test_scheduled_verify_waits_for_the_run_exports_its_result_and_finds_a_delet
     assert run_started["timestamp"][:16] != run_summary["timestamp"][:16]
     assert all(v["run_id"].startswith("verify-") for v in verifies)
     summaries = [e for e in seen if e["event"] == "verify_summary"]
-    assert summaries[0]["ok"] is True and summaries[0]["checked"] >= 300, summaries[0]
+    assert summaries[0]["ok"] is True and summaries[0]["checked"] >= 300, summaries[0]["problems"]
     assert summaries[-1]["ok"] is False and summaries[-1]["problems"]["missing"] == 1
     assert summaries[-1]["level"] == "error" and "--repair" in summaries[-1]["fix"]
     assert all("run_id" not in e for e in seen if e["event"] in ("next_run", "next_verify"))

@@ -95,3 +95,14 @@ def test_windows_slices_follow_local_midnight_across_dst() -> None:
 def test_windows_ninety_day_backfill_is_ninety_slices() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     assert len(day_slices(start, start + 90 * DAY, ZoneInfo("UTC"))) == 90
+
+
+def test_verify_until_stops_at_what_the_runs_have_scanned() -> None:
+    from archiver.windows import verify_until
+
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    settle = timedelta(hours=1)
+    watermark = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
+    assert verify_until(now, watermark, settle) == watermark  # after it: the next run's, not missing
+    assert verify_until(now, None, settle) == now - settle
+    assert verify_until(now, now, settle) == now - settle  # never closer to now than a run would go
