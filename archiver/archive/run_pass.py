@@ -174,7 +174,12 @@ def run_pass(
         spent = done.archived + done.failed + done.pending + done.lost
         _remember_pace(state, spent, time.monotonic() - archived_started, abandoned)
         if not cancel.is_set():
-            tally.deleted(_delete_at_source(services, settings, run_id, layout, manifest, cancel, now))
+            tally.deleted(
+                _delete_at_source(
+                    source_deletion(services, settings, run_id, layout, manifest, cancel, now),
+                    settings.delete_from_source,
+                )
+            )
             rate_wait.phase_done()
     finally:
         progress.stop()
@@ -229,21 +234,12 @@ def source_deletion(
     )
 
 
-def _delete_at_source(
-    services: PassServices,
-    settings: Settings,
-    run_id: str,
-    layout: Layout,
-    manifest: ManifestWriter,
-    cancel: threading.Event,
-    now: Callable[[], datetime],
-) -> int:
+def _delete_at_source(deletion: SourceDeletion, delete_from_source: bool) -> int:
     """The deletion phase (archive/deletion.py), or, with deletion off, only the settling of DELETEs a
     cut-off run left in flight; returns how many recordings RingCentral deleted on our word."""
-    deletion = source_deletion(services, settings, run_id, layout, manifest, cancel, now)
-    if settings.delete_from_source:
+    if delete_from_source:
         return delete_proven(deletion).deleted
-    if services.state.unsettled_intents():
+    if deletion.state.unsettled_intents():
         return settle_intents(deletion).deleted
     return 0
 
