@@ -127,6 +127,21 @@ def register(registry: CollectorRegistry, settings: Settings, now: datetime) -> 
     return gauges
 
 
+EXAMPLES = 10  # per kind in verify_summary: enough to start looking, bounded on a badly damaged archive
+
+
+def _examples(result: VerifyResult) -> dict[str, list[str]]:
+    """The first few recordings of each kind, "id: why", so an operator (and a test) can look."""
+    found = {
+        "missing": [f"{rid}: {why}" for rid, why in result.missing[:EXAMPLES]],
+        "corrupt": [f"{rid}: {why}" for rid, why in result.corrupt[:EXAMPLES]],
+        "only_copy": [f"{rid}: {why}" for rid, why in result.only_copy[:EXAMPLES]],
+        "unlisted": result.unlisted[:EXAMPLES] + result.deletions_unlisted[:EXAMPLES],
+        "chain": result.chain_breaks[:EXAMPLES],
+    }
+    return {kind: lines for kind, lines in found.items() if lines}
+
+
 def run_verify(settings: Settings, cancel: threading.Event, gauges: VerifyGauges) -> VerifyResult | None:
     """One scheduled verify, logged as `verify_started` and `verify_summary` (or `verify_failed`)
     under a run_id of its own; None when it could not run (the state lock held by a one-shot run,
@@ -164,6 +179,7 @@ def run_verify(settings: Settings, cancel: threading.Event, gauges: VerifyGauges
             lost=result.lost,
             manifests=result.manifests,
             problems=problems,
+            examples=_examples(result),
             fix=None
             if result.ok
             else "run `rc-archiver verify --manifests --repair` (deploy/README.md, RcArchiverVerifyProblems)",
