@@ -99,7 +99,8 @@ def test_emulator_oauth_errors_are_ringcentral_bodies(emulator: Emulator) -> Non
 
 def test_emulator_expired_and_revoked_tokens_answer_401(emulator_factory: Callable[..., Emulator]) -> None:
     now = [1_800_000_000.0]
-    emu = emulator_factory(token_ttl=30, clock=lambda: now[0])
+    # An ended token's code is U2's reading: this test states reading A (OAU-213).
+    emu = emulator_factory(token_ttl=30, clock=lambda: now[0], ended_session="token-code")
     tok = token(emu)
     assert call_log(emu, tok, **ALL_TIME).status_code == 200
     now[0] += 31
@@ -282,7 +283,9 @@ def test_emulator_not_ready_recording_is_404_cmn_102(emulator_factory: Callable[
 
 
 def test_emulator_rate_limit_headers_and_the_429_trap(emulator_factory: Callable[..., Emulator]) -> None:
-    emu = emulator_factory(heavy=GroupLimit(3, 1.0, 1.0), retry_after_mode="seconds")
+    emu = emulator_factory(
+        heavy=GroupLimit(3, 1.0, 1.0), retry_after_mode="seconds", rate_429_form="standard"
+    )
     tok = token(emu)
     replies = [call_log(emu, tok, **ALL_TIME) for _ in range(3)]
     assert [r.status_code for r in replies] == [200, 200, 200]
@@ -307,7 +310,7 @@ def test_emulator_rate_limit_headers_and_the_429_trap(emulator_factory: Callable
 
 
 def test_emulator_auth_group_is_limited_separately(emulator_factory: Callable[..., Emulator]) -> None:
-    emu = emulator_factory(auth=GroupLimit(2, 60.0, 60.0))
+    emu = emulator_factory(auth=GroupLimit(2, 60.0, 60.0), rate_429_form="standard")
     assert [login(emu).status_code for _ in range(3)] == [200, 200, 429]
     assert login(emu).headers["X-Rate-Limit-Group"] == "auth"
 

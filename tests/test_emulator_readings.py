@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ def test_emulator_token_error_knob_answers_oau_251(emulator_factory: Callable[..
 
 
 def test_emulator_session_cap_ends_the_oldest_session(emulator_factory: Callable[..., Emulator]) -> None:
-    emu = emulator_factory(session_cap=2)
+    emu = emulator_factory(session_cap=2, ended_session="token-code")
     first, second, third = token(emu), token(emu), token(emu)
     ended = get(call_log_url(emu), first, **ALL_TIME)
     assert ended.status_code == 401
@@ -427,7 +428,16 @@ def test_emulator_command_options_reach_the_config() -> None:
     ]
     config = config_from_args(parser.parse_args(args))
     # --pessimistic gives "dropped"; --delete-unknown overrides its "refuse".
-    assert config.readings() == Readings(False, 0, "http-date", "absolute", "heavy", "dropped", "ignore")
+    assert config.readings() == replace(
+        PESSIMISTIC,
+        filter_top_level_only=False,
+        session_cap=0,
+        retry_after_mode="http-date",
+        next_page_style="absolute",
+        media_group="heavy",
+        delete_unknown="ignore",
+    )
+    assert config.readings().deleted_listing == "dropped"
     assert (config.content_framing, config.delete_fault) == ("close", "partial")
     kept = config_from_args(parser.parse_args(["--deleted-listing=kept", "--delete-fault=lost"]))
     assert (kept.readings().deleted_listing, kept.delete_fault) == ("kept", "lost")

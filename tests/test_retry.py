@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from tenacity import RetryCallState, Retrying
 
 from archiver.errors import (
     AuthError,
@@ -16,7 +17,16 @@ from archiver.errors import (
     TransientError,
     TruncatedBody,
 )
-from archiver.ringcentral.retry import ServerFailed, backoff_seconds, classify, header, retry_after
+from archiver.ringcentral.retry import (
+    NoAnswer,
+    ServerFailed,
+    SilenceDeadline,
+    backoff_seconds,
+    classify,
+    header,
+    retry_after,
+)
+from archiver.settings import Settings, parse_duration
 
 
 def body(code: str, **fields: str) -> dict[str, object]:
@@ -104,3 +114,45 @@ def lowest(low: float, high: float) -> float:
 )
 def test_retry_backoff_seconds(exc: BaseException, attempt: int, expected: float) -> None:
     assert backoff_seconds(exc, attempt, lowest) == expected
+
+
+def _outcome(exc: BaseException, attempt: int) -> RetryCallState:
+    state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    state.set_exception((type(exc), exc, None))
+    return state
+
+
+def test_retry_silence_deadline_gives_up_on_a_server_silent_that_long_and_only_then() -> None:
+    clock = [100.0]
+    stop = SilenceDeadline(attempts=6, deadline=60.0, clock=lambda: clock[0])
+    assert stop(_outcome(NoAnswer("ReadTimeout", 20.0), 1)) is False  # silent since 80
+    clock[0] = 130.0
+    assert stop(_outcome(NoAnswer("ReadTimeout", 20.0), 2)) is False  # 50 s of silence
+    clock[0] = 141.0
+    assert stop(_outcome(NoAnswer("ConnectionError", 0.0), 3)) is True  # 61 s: given up
+    # An answer of any kind (a 5xx here) starts the count over; attempts still bound everything.
+    stop = SilenceDeadline(attempts=6, deadline=60.0, clock=lambda: clock[0])
+    assert stop(_outcome(NoAnswer("ReadTimeout", 59.0), 1)) is False
+    clock[0] = 200.0
+    assert stop(_outcome(ServerFailed("503", None), 2)) is False
+    clock[0] = 230.0
+    assert stop(_outcome(NoAnswer("ReadTimeout", 20.0), 3)) is False  # silent 20 s since the 503
+    assert stop(_outcome(ServerFailed("503", None), 6)) is True
+    unbounded = SilenceDeadline(attempts=6, deadline=None, clock=lambda: 1e9)
+    assert unbounded(_outcome(NoAnswer("x", 1e6), 2)) is False
+
+
+def test_retry_silence_deadline_retries_one_timeout_as_long_as_itself_at_the_defaults() -> None:
+    """RC_ARCHIVER_READ_TIMEOUT (60 s) and RC_ARCHIVER_REQUEST_DEADLINE (90 s) as shipped: one slow
+    reply is retried; a second silent minute is the end of that request."""
+    defaults = Settings.model_fields
+    read, deadline = (
+        parse_duration(defaults[name].default).total_seconds()
+        for name in ("read_timeout", "request_deadline")
+    )
+    clock = [1000.0]
+    stop = SilenceDeadline(attempts=6, deadline=deadline, clock=lambda: clock[0])
+    assert stop(_outcome(NoAnswer("ReadTimeout", read), 1)) is False
+    clock[0] += 1 + read  # a back-off, then the second attempt's whole read timeout
+    assert stop(_outcome(NoAnswer("ReadTimeout", read), 2)) is True

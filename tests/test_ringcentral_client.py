@@ -152,16 +152,24 @@ def test_client_call_log_scans_every_call_and_finds_leg_only_recordings() -> Non
     assert query["view"] == ["Detailed"] and query["perPage"] == ["1000"]
 
 
-def test_client_next_page_followed_when_it_names_the_same_resource() -> None:
+def test_client_next_page_followed_when_it_names_the_same_resource_and_query() -> None:
+    """RingCentral's own links: the numeric account id, times re-rendered, defaults added (U22)."""
+    followed: list[str] = []
+
     def api(request: requests.PreparedRequest, token: str) -> Reply:
         query = parse_qs(urlsplit(str(request.url)).query)
-        if "cursor" in query:
+        if query.get("page") == ["2"]:
             return page([record("c2", "r2")])
-        return page([record("c1", "r1")], f"{PLATFORM}{CALL_LOG}?cursor=abc")
+        link = f"{PLATFORM}/restapi/v1.0/account/37439510/call-log?showBlocked=true&withRecording=false"
+        link += "".join(
+            f"&{k}={v[0].replace('.000Z', 'Z') if k.startswith('date') else v[0]}" for k, v in query.items()
+        )
+        followed.append(link + "&page=2")
+        return page([record("c1", "r1")], followed[0])
 
     rig = Rig(api)
     assert pages(rig) == ["r1", "r2"]
-    assert rig.api_requests()[1].url == f"{PLATFORM}{CALL_LOG}?cursor=abc"
+    assert rig.api_requests()[1].url == followed[0]
 
 
 @pytest.mark.parametrize(
@@ -170,6 +178,7 @@ def test_client_next_page_followed_when_it_names_the_same_resource() -> None:
         f"{PLATFORM}/account/~/call-log?page=2",  # RingCentral's 2021 example: no /restapi/v1.0
         f"https://evil.example{CALL_LOG}?page=2",  # another host: it must never see our token
         f"http://platform.ringcentral.com{CALL_LOG}?page=2",  # another scheme
+        f"{PLATFORM}{CALL_LOG}?cursor=abc",  # not the query asked for (urls.same_query): page 2 is built
     ],
 )
 def test_client_next_page_rebuilt_from_the_query_when_it_names_another_resource(next_uri: str) -> None:
@@ -209,11 +218,23 @@ def test_client_token_renewed_once_across_threads_and_the_old_one_revoked() -> N
 
 
 @pytest.mark.parametrize("code", ["CMN-405", "OAU-151"])
-def test_client_non_token_401_stops_at_once(code: str) -> None:
+def test_client_non_token_401_stops_after_one_fresh_token(code: str) -> None:
+    """A session ended elsewhere may answer with a non-token code (U2 reading B): one fresh login, and
+    a 401 again is the AuthError (exit 3), never a loop."""
     rig = Rig(lambda request, token: error(401, code))
     with pytest.raises(AuthError, match=code):
         pages(rig)
-    assert len(rig.api_requests()) == 1 and rig.server.logins == 1
+    assert len(rig.api_requests()) == 2 and rig.server.logins == 2
+
+
+def test_client_non_token_401_for_a_pushed_out_session_is_survived() -> None:
+    """U2 reading B: the first token was ended by other logins past the session cap and answers
+    CMN-405; the fresh token works, and the scan goes on."""
+    rig = Rig(
+        lambda request, token: error(401, "CMN-405") if token == "tok-1" else page([record("c1", "r1")])
+    )
+    assert pages(rig) == ["r1"]
+    assert rig.server.logins == 2
 
 
 def test_client_403_names_the_missing_permission_and_the_fix() -> None:

@@ -13,7 +13,7 @@ import structlog
 from archiver.emulator.data import DataOptions
 from archiver.emulator.faults import CONTENT_FRAMINGS, DELETE_FAULTS, FAULT_KINDS, FaultOptions
 from archiver.emulator.ratelimit import GroupLimit
-from archiver.emulator.readings import DELETE_UNKNOWN, DELETED_LISTINGS, NEXT_PAGE_STYLES
+from archiver.emulator.readings import CHOICES, DELETE_UNKNOWN, DELETED_LISTINGS, NEXT_PAGE_STYLES
 from archiver.emulator.replies import API_ERRORS, RETRY_AFTER_MODES, TOKEN_ERRORS
 from archiver.emulator.server import Emulator, EmulatorConfig
 from archiver.settings import parse_duration, parse_rate
@@ -86,6 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--slow-seconds", type=float, default=1.0, help="delay of a 'slow' fault")
     a("--scope", default=DEFAULTS.scope, help="scope of issued tokens (add EditCallLog to allow deletions)")
     a(
+        "--user-permissions",
+        default=DEFAULTS.user_permissions,
+        help="the JWT user's permissions; without FullCompanyCallLog (EditCompanyCallRecordings) the call"
+        " log (a deletion) answers 403 CMN-408",
+    )
+    a(
         "--retention",
         help="delete each recording's content this long after its call started (90d, 900s); default never",
     )
@@ -141,6 +147,22 @@ def _add_readings(parser: argparse.ArgumentParser) -> None:
         choices=DELETE_UNKNOWN,
         help="a delete batch with unknown or deleted ids: 'ignore' (204, the rest deleted) or 'refuse' (404)",
     )
+    for name, help_text in NEW_READINGS.items():
+        a(f"--{name.replace('_', '-')}", choices=CHOICES[name], help=help_text)
+
+
+# The readings added for issue 21, each a --option of the same name (docs/ringcentral-api.md lists them).
+NEW_READINGS = {
+    "media_accept": "content asked for with a JSON-only Accept: 'ignore' (served) or 'refuse' (406) (U20)",
+    "rate_429_form": "429s: 'standard' (rate headers, Remaining 0, JSON) or 'varied' (in turn Remaining > 0,"
+    " no rate headers, an HTML body) (U21)",
+    "page_links": "paging links: 'plain' or 'extra' (showBlocked/withRecording the request never sent) (U22)",
+    "queue_records": "a call-queue call: 'single' record or 'fanout' (a record per member rung) (U23)",
+    "ended_session": "an ended token's 401: 'token-code' (OAU-213) or 'other-code' (CMN-405) (U2)",
+    "auth_bucket": "whose Auth budget a login spends: 'user' (per user and app) or 'client' (per app) (U13)",
+    "page_cap": "`page` past the spec's 1000: 'refuse' (400 CMN-101) or 'cap' (page 1000 again) (U24)",
+    "refresh_reuse": "a refresh token used again: 'window' (10 s: the same reply) or 'once' (400) (U25)",
+}
 
 
 def _check_loopback(host: str) -> None:
@@ -204,6 +226,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         media=media,
         deleted_listing=args.deleted_listing,
         delete_unknown=args.delete_unknown,
+        **{name: getattr(args, name) for name in NEW_READINGS},
+        user_permissions=args.user_permissions,
         content_error=args.content_error or "",
         call_log_error=args.call_log_error or "",
         token_error=args.token_error or "",

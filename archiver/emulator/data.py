@@ -15,7 +15,7 @@ import hashlib
 import random
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from archiver.models import parse_time
@@ -124,9 +124,15 @@ class DataOptions:
     # transfer leg has one. A top-level-only recordingType filter never returns them. None: none unless
     # the emulator takes that filter reading (then LEG_ONLY_WHEN_FILTERED), so default data stays as is.
     leg_only_fraction: float | None = None
+    # Calls rung to a call queue and logged once more for every member the queue rang, each of those
+    # records carrying the call's one recording (U23). None: none unless the emulator takes the
+    # "fanout" reading (then QUEUE_WHEN_FANOUT).
+    queue_fraction: float | None = None
 
 
 LEG_ONLY_WHEN_FILTERED = 0.04
+QUEUE_WHEN_FANOUT = 0.05
+QUEUE_MEMBERS = (2, 4)  # how many members a queue call rings, at least and at most
 
 
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Edsger", "Frances")
@@ -202,6 +208,39 @@ def _random_id(rng: random.Random, length: int = 14) -> str:
     return "".join(rng.choice(alphabet) for _ in range(length))
 
 
+def _queue_members(rng: random.Random, call: Call, hostile: bool) -> list[Call]:
+    """The records a call queue adds for a call: one per member it rang (the last one answered), each
+    carrying the call's recording, as RingCentral logs queue calls for every member extension."""
+    members = rng.randint(*QUEUE_MEMBERS)
+    out = []
+    for n in range(members):
+        member = _party(rng, hostile, extension=True)
+        answered = n == members - 1
+        result = call.result if answered else "Missed"
+        leg = Leg(
+            "Accept",
+            call.action,
+            call.direction,
+            call.from_party,
+            member,
+            call.start,
+            call.duration,
+            True,
+            call.recording,
+        )
+        out.append(
+            replace(
+                call,
+                id=_random_id(rng),
+                to_party=member,
+                extension_id=member.extension_id or "0",
+                result=result,
+                legs=(leg,),
+            )
+        )
+    return out
+
+
 def generate(options: DataOptions) -> CallLogData:
     rng = random.Random(options.seed)
     span = options.days * 86400.0
@@ -252,6 +291,7 @@ def generate(options: DataOptions) -> CallLogData:
             ("internal", options.internal_fraction),
             # Last, so that a share of 0 leaves every other draw, and so the data, as it was.
             ("leg-only", options.leg_only_fraction or 0.0),
+            ("queue", options.queue_fraction or 0.0),
         ]
         chosen = "recorded"
         acc = 0.0
@@ -306,6 +346,8 @@ def generate(options: DataOptions) -> CallLogData:
             legs=tuple(legs),
         )
         calls.append(call)
+        if chosen == "queue" and recording is not None:
+            calls.extend(_queue_members(rng, call, hostile))
         if chosen == "internal" and recording is not None:
             # An internal call is logged for both extensions: two records, one recording.
             other = _party(rng, hostile, extension=True)

@@ -6,6 +6,8 @@ import random
 import threading
 from dataclasses import dataclass, field
 
+from archiver.emulator.replies import API_ERRORS, TOKEN_ERRORS
+
 # New kinds go at the end: a seeded draw over the old kinds then stays what it was.
 # "empty" and "html" are bad 200 replies (0 bytes; a text/html page, as a proxy or portal serves it):
 # a correct archiver never archives them.
@@ -20,6 +22,39 @@ CONTENT_FRAMINGS = ("length", "close")
 # deleted), "partial" (207 Multi-Status, only the first half deleted), "lost" (deleted, then the
 # connection is reset with no reply at all).
 DELETE_FAULTS = ("misroute", "partial", "lost")
+
+
+@dataclass(frozen=True)
+class NamedFault:
+    """One per-test fault option of EmulatorConfig: the values it takes ("" is off) and what they do."""
+
+    values: tuple[str, ...]
+    what: str
+
+
+# Every per-test fault, in one table: the option (an EmulatorConfig field, `rc-archiver emulator --<option>`)
+# and its values. Never part of the pessimistic switch. The kinds drawn at random per request are
+# FAULT_KINDS (FaultOptions.rates, `--fault-<kind>`).
+FAULTS: dict[str, NamedFault] = {
+    "content_framing": NamedFault(
+        CONTENT_FRAMINGS, "how content bodies are delimited ('length' is RingCentral's)"
+    ),
+    "delete_fault": NamedFault(DELETE_FAULTS, "what befalls every DELETE of call recordings"),
+    "content_error": NamedFault(
+        tuple(API_ERRORS), "the error every content request answers instead of audio"
+    ),
+    "call_log_error": NamedFault(tuple(API_ERRORS), "the error every call-log request answers"),
+    "token_error": NamedFault(tuple(TOKEN_ERRORS), "the error every login answers"),
+}
+
+
+def fault_problems(chosen: dict[str, str]) -> list[str]:
+    """A line per fault option set to a value FAULTS does not name ("" is off, except for framing)."""
+    return [
+        f"{name} must be one of {', '.join(FAULTS[name].values)}"
+        for name, value in chosen.items()
+        if (value or name == "content_framing") and value not in FAULTS[name].values
+    ]
 
 
 @dataclass

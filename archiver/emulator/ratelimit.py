@@ -44,6 +44,17 @@ class RateLimiter:
     def limits(self, group: str) -> GroupLimit:
         return self._groups[group]
 
+    def peek(self, owner: str, group: str) -> Decision:
+        """Where `owner` stands in `group` now, counting nothing (the headers of a reply refused
+        before the rate check, e.g. a 401)."""
+        cfg = self._groups[group]
+        with self._lock:
+            now = self._clock()
+            hits = [h for h in self._hits.get((owner, group), ()) if h > now - cfg.window]
+            penalized = now < self._penalty_until.get((owner, group), 0.0)
+        remaining = 0 if penalized else max(0, cfg.limit - len(hits))
+        return Decision(True, group, cfg.limit, remaining, cfg.window)
+
     def check(self, owner: str, group: str) -> Decision:
         """Count one request and say whether it may proceed."""
         cfg = self._groups[group]

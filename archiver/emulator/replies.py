@@ -15,6 +15,17 @@ from email.utils import formatdate
 from typing import Any
 
 RETRY_AFTER_MODES = ("seconds", "absent", "http-date")
+# The "varied" reading of a 429 (U21), in turn: X-Rate-Limit-Remaining above 0 (a 429 "without warning",
+# grokify/ringcentral-sdk-ruby#68), no X-Rate-Limit-* header at all (another limit than the user's,
+# docs/basics/rate-limits.md), and a text/html body from a gateway instead of RingCentral's JSON.
+VARIED_429_FORMS = ("remaining", "headerless", "html")
+TOO_MANY_HTML = (
+    b"<html><head><title>429 Too Many Requests</title></head><body>Too Many Requests</body></html>"
+)
+# The body of the "html" fault: a 200 that is a sign-in page (a proxy or captive portal), not audio.
+HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><p>Please sign in.</p></body></html>"
+)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ the error retry.classify names. `on_progress` is called on every reply, for the 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +21,10 @@ import requests.auth
 import structlog
 
 from archiver import __version__
-from archiver.errors import PermanentError, RateLimited, TokenExpired, TransientError, TruncatedBody
+from archiver.errors import PermanentError, RateLimited, TokenExpired, TruncatedBody
 from archiver.ringcentral.auth import Authenticator
 from archiver.ringcentral.pacer import RateGroups
-from archiver.ringcentral.retry import classify, rate_window
+from archiver.ringcentral.retry import NoAnswer, classify, rate_window
 from archiver.ringcentral.urls import ringcentral_host
 
 log = structlog.get_logger(__name__)
@@ -95,6 +96,7 @@ class Channel:
         while True:
             pacer = self._groups.pacer_for(kind)
             pacer.acquire(self._cancel)
+            sent_at = time.monotonic()
             try:
                 response = self._session.request(
                     method,
@@ -111,7 +113,9 @@ class Channel:
             except requests.RequestException as exc:
                 pacer.release(None)  # the server may have counted it: so do we
                 # Only the class name: requests' messages can carry the URL and pool details.
-                raise TransientError(f"{type(exc).__name__} talking to {host}") from None
+                raise NoAnswer(
+                    f"{type(exc).__name__} talking to {host}", time.monotonic() - sent_at
+                ) from None
             counted = self._groups.settle(kind, pacer, response.headers)
             if self._on_progress is not None:
                 self._on_progress()
@@ -129,7 +133,10 @@ class Channel:
             body = _error_body(response)
             response.close()
             error = classify(response.status_code, body, response.headers, f"{what} on {host}")
-            if isinstance(error, TokenExpired) and not renewed:
+            if (isinstance(error, TokenExpired) or response.status_code == 401) and not renewed:
+                # Any 401 gets one fresh token (or the one another thread already got): a token-class
+                # code, a token we ended ourselves, or a session ended elsewhere (other logins past the
+                # session cap) answered with another code (U2 reading B). A 401 again is the error.
                 token = self._auth.renew(token)
                 renewed = True
                 continue

@@ -19,24 +19,43 @@ import requests
 import structlog
 from tenacity import RetryCallState, Retrying
 
-from archiver.errors import AuthError, RateLimited, TransientError, TruncatedBody
+from archiver.errors import AuthError, PermanentError, RateLimited, TransientError, TruncatedBody
 from archiver.models import format_time
 from archiver.ringcentral.auth import Authenticator
-from archiver.ringcentral.calllog import CallLogPage, recordings_in
+from archiver.ringcentral.calllog import CallLogPage, next_page_uri, recordings_in
 from archiver.ringcentral.channel import Channel, host_of, make_session
 from archiver.ringcentral.download import ContentSample, Downloaded, DownloadState, recording_id
 from archiver.ringcentral.pacer import RateGroups, RatePacer
 from archiver.ringcentral.retry import DEFAULT_ATTEMPTS, header, policy, rate_window
-from archiver.ringcentral.urls import same_resource
+from archiver.ringcentral.urls import same_query, same_resource
 
 log = structlog.get_logger(__name__)
 PER_PAGE = 1000
+MAX_PAGES = 1000  # the spec's maximum page number (EnumeratedPagingModel.page)
 MAX_END_PROBES = 8  # Range requests per attempt to find a connection-delimited body's end
 MAX_DELETE = 100  # RingCentral's limit of ids per DELETE call-recordings (CallRecordingIds.maxItems)
 CALL_LOG_PATH = "/restapi/v1.0/account/~/call-log"
 DELETE_PATH = "/restapi/v1.0/account/~/call-recordings"
 
 __all__ = ["ContentSample", "Downloaded", "RingCentralClient", "make_session"]
+
+
+def _page_url(
+    next_uri: str, url: str, base: str, params: list[tuple[str, str]], number: int, what: str
+) -> str:
+    """Page `number` of the scan: RingCentral's link when it names the resource and query asked for,
+    else built from the original query."""
+    if number > MAX_PAGES:
+        # The spec's paging.page is at most 1000: past it RingCentral refuses `page` or serves its last
+        # page again (U24), so never ask. Not an outage: the day is reported unreadable.
+        raise PermanentError(
+            f"the call log for {what} has more than {MAX_PAGES} pages of {PER_PAGE} calls, "
+            "more than RingCentral serves"
+        )
+    if same_resource(next_uri, url) and same_query(next_uri, params, number):
+        return next_uri
+    log.info("next_page_rebuilt", what=what, page=number, reason="nextPage names another resource or query")
+    return f"{base}?{urlencode([*params, ('page', str(number))])}"
 
 
 class RingCentralClient:
@@ -51,12 +70,14 @@ class RingCentralClient:
         cancel: threading.Event | None = None,
         on_progress: Callable[[], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        silence_deadline: float | None = None,
     ) -> None:
         self._server_url = server_url.rstrip("/")
         self._auth = auth
         self._groups = RateGroups({"heavy": heavy, auth.pacer.group: auth.pacer})
         self._channel = Channel(self._server_url, session, auth, self._groups, timeout, cancel, on_progress)
         self._attempts = attempts
+        self._silence_deadline = silence_deadline
         self._on_progress = on_progress
         self._sleep = sleep
 
@@ -86,7 +107,7 @@ class RingCentralClient:
                 kind=type(exc).__name__,
             )
 
-        return policy(self._attempts, log_retry, self._sleep, retry_on)
+        return policy(self._attempts, log_retry, self._sleep, retry_on, self._silence_deadline)
 
     # -- call log ---------------------------------------------------------------------------------
     def call_log_pages(
@@ -105,8 +126,9 @@ class RingCentralClient:
         one Heavy request per 1,000 calls (perPage=1000), recorded or not. `recording_type` is for
         `check`, which compares the two readings.
 
-        nextPage is followed only when it names the resource asked for (scheme, host, port, path);
-        otherwise page N+1 is built from the original query. The pages stop at an empty page.
+        nextPage is followed only when it names the resource asked for (scheme, host, port, path) with
+        the query asked for (urls.same_query); otherwise page N+1 is built from the original query.
+        The pages stop at an empty page.
         """
         what = what or f"call-log {date_from:%Y-%m-%d}"
         params = [
@@ -130,19 +152,11 @@ class RingCentralClient:
                 raise TransientError(f"a call-log page for {what} without a records list")
             found = [ref for record in records if isinstance(record, dict) for ref in recordings_in(record)]
             yield CallLogPage(len(records), found)
-            navigation = page.get("navigation")
-            next_page = navigation.get("nextPage") if isinstance(navigation, dict) else None
-            next_uri = next_page.get("uri") if isinstance(next_page, dict) else None
-            if not isinstance(next_uri, str) or not next_uri or not records:
+            next_uri = next_page_uri(page)
+            if next_uri is None or not records:
                 return
             number += 1
-            if same_resource(next_uri, url):
-                url = next_uri
-            else:
-                log.info(
-                    "next_page_rebuilt", what=what, page=number, reason="nextPage names another resource"
-                )
-                url = f"{base}?{urlencode([*params, ('page', str(number))])}"
+            url = _page_url(next_uri, url, base, params, number, what)
 
     def _get_json(self, kind: str, url: str, what: str) -> dict[str, Any]:
         for attempt in self._policy(url, what):

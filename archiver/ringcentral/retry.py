@@ -3,11 +3,14 @@
 429                      RateLimited    the pacer holds the group (pacer.penalty_seconds); then retry
 5xx, 408                 ServerFailed   backoff from 2 s (doubling, with jitter), never sooner than
                                         the reply's Retry-After
-connection errors,       TransientError backoff from 0.5 s (doubling, with jitter)
-timeouts
+connection errors,       NoAnswer       backoff from 0.5 s (doubling, with jitter); a request unanswered
+timeouts                                for the silence deadline (across its retries) is given up on:
+                                        it counts toward the outage breaker, so a hung RingCentral
+                                        stops the run in a few deadlines (exit 6), charging nothing
 truncated body           TruncatedBody  resume soon with a Range request from the bytes on disk
 401, token class         TokenExpired   the client renews the token (Authenticator.renew) and retries
-401, any other code      AuthError      stops the run: no new token fixes it (CMN-405, OAU-151, ...)
+401, any other code      AuthError      one fresh token first (a session ended elsewhere may answer so,
+                                        U2 reading B); a 401 again stops the run (CMN-405, OAU-151, ...)
 403                      AuthError      stops the run, naming the missing permission and the fix
 404 CMN-102              NotReady       not retried now: stays pending for the next run
 other 4xx                PermanentError fails the recording at once, reason recorded
@@ -20,12 +23,13 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from archiver.errors import (
     ArchiverError,
@@ -55,6 +59,41 @@ class ServerFailed(TransientError):
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NoAnswer(TransientError):
+    """No reply at all: a timeout, or a connection refused or reset. `seconds`: how long the request
+    waited for it (the pacer's wait before it excluded)."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class SilenceDeadline:
+    """tenacity's stop for one request: after `attempts`, or once the server has been silent (every
+    attempt since the streak began a NoAnswer) for `deadline` seconds, back-offs included, and at
+    least two attempts were made. Without it
+    a hung server costs attempts x the read timeout per request (six minutes at the defaults)."""
+
+    def __init__(self, attempts: int, deadline: float | None, clock: Callable[[], float] = time.monotonic):
+        self._attempts, self._deadline, self._clock = attempts, deadline, clock
+        self._silent_since: float | None = None
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        now = self._clock()
+        if isinstance(exc, NoAnswer):
+            if self._silent_since is None:
+                self._silent_since = now - exc.seconds
+        else:
+            self._silent_since = None
+        silent_for = now - self._silent_since if self._silent_since is not None else 0.0
+        # Never before a second attempt: one slow reply (a read timeout as long as the deadline) is
+        # retried once; a server still silent then is given up on.
+        return state.attempt_number >= self._attempts or (
+            self._deadline is not None and silent_for >= self._deadline and state.attempt_number >= 2
+        )
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -178,15 +217,17 @@ def policy(
     on_retry: Callable[[RetryCallState], None] | None = None,
     sleep: Callable[[float], None] | None = None,
     retry_on: tuple[type[BaseException], ...] = (TransientError, TruncatedBody),
+    silence_deadline: float | None = None,
 ) -> Retrying:
     """The retry policy for one request (or one download, resumed across attempts); `retry_on`
-    narrows what is retried (a deletion retries only a 429, which RingCentral did not carry out)."""
+    narrows what is retried (a deletion retries only a 429, which RingCentral did not carry out);
+    `silence_deadline` gives up on a server silent that long (SilenceDeadline)."""
     kwargs: dict[str, Any] = {}
     if sleep is not None:
         kwargs["sleep"] = sleep
     return Retrying(
         retry=retry_if_exception_type(retry_on),
-        stop=stop_after_attempt(attempts),
+        stop=SilenceDeadline(attempts, silence_deadline),
         wait=_wait,
         before_sleep=on_retry,
         reraise=True,
