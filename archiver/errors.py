@@ -93,6 +93,11 @@ class TransientError(ArchiverError):
     pass
 
 
+# How an error a reachable destination answered is worded (never "unreachable"): the server is there
+# and refused (a 5xx, an unsupported option); the outage breaker names it the same way.
+REFUSED_BY_DESTINATION = "refused by the destination"
+
+
 class RateLimited(TransientError):
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
@@ -165,7 +170,8 @@ EXIT_CODE_TEXTS: dict[int, ExitCodeText] = {
     4: ExitCodeText(
         "destination, spool or state unusable",
         "the destination, the spool or the state file is unusable (missing, forbidden, full, "
-        "read-only, corrupt, newer than this version, failing)",
+        "read-only, corrupt, newer than this version, failing, hung or refusing; an S3-hosted state "
+        "changed by another writer, or its bucket missing)",
         "the log line names what and why: create the bucket or folder, fix its permissions, free "
         "space, or install the version that wrote the state; then `rc-archiver check`",
     ),

@@ -12,6 +12,9 @@ Rows (compare them across commits; each ratio is measured within one run of this
               to moto. Target: >= 200/s to a folder on 2 cores.
   media       the same with content in a rate group of its own (20 per 2 s) beside heavy (10 per 2 s):
               ideal time is the slower of the two groups' needs. Target: >= 0.95 with zero 429s.
+  s3          S3 requests per new recording (the probe, manifests and index included) and recordings
+              per second, on moto and on SeaweedFS (a real S3-compatible store; in-process, counted
+              through botocore's events). Target: 3 per recording and a little overhead.
   memory      peak RSS of the archiver process while it archives one 1 GB recording to moto.
               Target: under 100 MB.
   cliff       a backlog whose oldest recordings reach RingCentral's deletion deadline during the run,
@@ -318,6 +321,72 @@ def throughput(recordings: int, work: Path, moto: MotoServer) -> dict[str, float
     return out
 
 
+def s3_servers_row(recordings: int, work: Path, moto: MotoServer) -> dict[str, dict[str, float]]:
+    """S3 requests per new recording and recordings per second, on moto and on SeaweedFS (a real
+    S3-compatible store), the requests counted through botocore's events: the run is in-process."""
+    import contextlib
+    import io
+    from collections import Counter
+
+    import archiver.destinations
+    from archiver.cli import main as archiver_main
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.s3_servers import start_seaweedfs
+
+    sent: Counter[str] = Counter()
+    real = archiver.destinations.make_s3_client
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        client = real(*args, **kwargs)
+        client.meta.events.register("before-send.s3", lambda **_: sent.update(["request"]))
+        return client
+
+    archiver.destinations.make_s3_client = counted  # type: ignore[assignment]
+    cfg = EmulatorConfig(
+        data=DataOptions(seed=3, calls=recordings, days=0.5, fixed_size=2048, **NO_SHORTS),
+        heavy=RAISED,
+        record_delay=0,
+        recording_delay=0,
+    )
+    out: dict[str, dict[str, float]] = {}
+    weed_dir = work / "seaweedfs"
+    weed_dir.mkdir()
+    with Emulator(cfg) as emu, start_seaweedfs(weed_dir) as weed_url:
+        for name, url in (("moto", moto.url), ("SeaweedFS", weed_url)):
+            server = {**moto.env(), "AWS_ENDPOINT_URL": url}
+            bucket = f"bench-{uuid.uuid4().hex[:10]}"
+            boto3.client(
+                "s3",
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id="bench",
+                aws_secret_access_key="bench",
+            ).create_bucket(Bucket=bucket)
+            env = archiver_env(emu, work / f"s3-{name}", f"s3://{bucket}/b", "1000000/60s", server)
+            env["RC_ARCHIVER_UPLOAD_CONCURRENCY"] = env["RC_ARCHIVER_DOWNLOAD_CONCURRENCY"] = "8"
+            saved = dict(os.environ)
+            os.environ.update({**env, "RC_ARCHIVER_LOG_LEVEL": "info"})
+            sent.clear()
+            stdout = io.StringIO()
+            since = format_time(datetime.now(UTC) - timedelta(days=1))
+            try:
+                with contextlib.redirect_stdout(stdout):
+                    code = archiver_main(["run", "--since", since])
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            summary = next(json.loads(x) for x in stdout.getvalue().splitlines() if '"run_summary"' in x)
+            if code != 0:
+                raise RuntimeError(f"archiver exited {code} against {name}: {stdout.getvalue()[-2000:]}")
+            out[name] = {
+                "per_recording": sent["request"] / summary["archived"],
+                "per_second": summary["archived"] / summary["seconds"],
+            }
+    archiver.destinations.make_s3_client = real
+    return out
+
+
 def memory(size: int, work: Path, moto: MotoServer) -> dict[str, float]:
     cfg = EmulatorConfig(
         data=DataOptions(seed=3, calls=1, days=0.1, fixed_size=size, **NO_SHORTS),
@@ -495,6 +564,7 @@ def main() -> None:
             media = media_group(paced * 2, work)
             base = naive(paced)
             tp = throughput(small, work, moto)
+            s3 = s3_servers_row(small // 4, work, moto)
             mem = memory(big, work, moto)
             flat = memory_flat(flat_counts, work)
             edge = cliff(work)
@@ -530,6 +600,11 @@ def main() -> None:
     )
     print(f"| throughput, limits off, 2 KB recordings to a folder | {tp['folder']:.0f}/s | | >= 200/s |")
     print(f"| throughput, limits off, 2 KB recordings to moto S3 | {tp['s3']:.0f}/s | | |")
+    for name, row in s3.items():
+        print(
+            f"| S3 requests per new recording (all included), and throughput, to {name} | "
+            f"{row['per_recording']:.2f}, {row['per_second']:.0f}/s | 5 before issue 23 | <= 3 + overhead |"
+        )
     print(
         f"| peak RSS archiving one {big // 2**20} MB recording to moto | {mem['peak_rss_mb']:.0f} MB "
         f"({mem['mb_per_s']:.0f} MB/s) | | < 100 MB |"

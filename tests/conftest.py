@@ -12,12 +12,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from archiver.emulator import Emulator, FaultOptions
@@ -33,6 +31,7 @@ from tests.helpers import (
     s3_objects,
     wait_for_port,
 )
+from tests.s3_servers import new_bucket, start_seaweedfs
 
 __all__ = [
     "AWS_ENV",
@@ -90,15 +89,24 @@ def moto_server() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server (SeaweedFS) per test worker; skipped where `weed` is missing."""
+    with start_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as url:
+        yield url
+
+
 @pytest.fixture
-def s3_bucket(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh bucket on the moto server; AWS_* variables point boto3 at it."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    bucket = f"rec-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    return bucket
+def s3_server(request: pytest.FixtureRequest) -> str:
+    """The S3 endpoint s3_bucket uses: moto, unless a test is parametrized with EACH_S3_SERVER."""
+    name = getattr(request, "param", "moto")
+    return str(request.getfixturevalue(f"{name}_server"))
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the S3 server (moto by default); AWS_* variables point boto3 at it."""
+    return new_bucket(s3_server, monkeypatch)
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """A small TCP proxy on loopback that tests put between the archiver and a server, then cut and restore.
 
 Cut: every open connection is reset (RST, both sides) and every new one is accepted and reset at once,
-as when a network path or a server dies. Restore: connections are forwarded again.
+as when a network path or a server dies. Freeze: nothing is forwarded any more and nothing is closed:
+open connections fall silent, new ones are accepted and never answered, as when a server hangs
+(SIGSTOP, a stuck disk) or a firewall drops packets. Restore: connections are forwarded again (what
+was frozen is reset first: its requests are long given up).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._up = True
+        self._flowing = threading.Event()  # cleared while frozen: every pump holds its bytes
+        self._flowing.set()
+        self._frozen: set[socket.socket] = set()  # accepted while frozen: held open, never forwarded
         self._stopping = threading.Event()
         self.accepted = 0
         self.refused = 0
@@ -60,12 +66,22 @@ class TcpProxy:
         for sock in doomed:
             _reset(sock)
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
     def restore(self) -> None:
+        if not self._flowing.is_set():
+            self.cut()  # frozen connections end; their clients gave up long ago
         with self._lock:
             self._up = True
+            doomed, self._frozen = self._frozen, set()
+        for sock in doomed:
+            _reset(sock)
+        self._flowing.set()
 
     def stop(self) -> None:
         self._stopping.set()
+        self.restore()
         self.cut()
         self._thread.join(timeout=5)
         self._listener.close()
@@ -88,6 +104,9 @@ class TcpProxy:
                 return
             with self._lock:
                 up = self._up
+                if not self._flowing.is_set():
+                    self._frozen.add(client)  # accepted (the kernel did), never answered
+                    continue
             if not up:
                 self.refused += 1
                 _reset(client)
@@ -115,6 +134,9 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                while not self._flowing.wait(0.2):  # frozen: hold the bytes, close nothing
+                    if self._stopping.is_set() or src not in self._open:
+                        return
                 dst.sendall(data)
         except OSError:
             pass

@@ -98,3 +98,13 @@ def test_breaker_stop_with_stops_at_once_and_keeps_the_first_error() -> None:
     for _ in range(THRESHOLD):
         breaker.failure(RINGCENTRAL, "after the stop")
     assert breaker.tripped is missing
+
+
+def test_breaker_names_a_destination_that_answers_with_errors_as_refusing_not_unreachable() -> None:
+    breaker = OutageBreaker(threading.Event())
+    reason = "refused by the destination: InternalError We encountered an internal error while uploading"
+    for _ in range(THRESHOLD):
+        breaker.failure(DESTINATION, reason)
+    assert isinstance(breaker.tripped, DestinationError)
+    assert reason in str(breaker.tripped) and "unreachable" not in str(breaker.tripped)
+    assert "RC_ARCHIVER_S3_SSE" in breaker.tripped.hint and "network" not in breaker.tripped.hint

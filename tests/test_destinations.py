@@ -1,6 +1,7 @@
 """One contract suite for every destination: the folder backend (xattr metadata and its metadata-file
-fallback) and the S3 backend on a real moto server, held to the same promises (as Litestream's
-RunWithReplicaClient and restic's backend Suite do). Backend-specific checks follow the contract."""
+fallback) and the S3 backend on a real moto server and on a real S3-compatible store (SeaweedFS), held
+to the same promises (as Litestream's RunWithReplicaClient and restic's backend Suite do).
+Backend-specific checks follow the contract, the S3 ones against both servers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import errno
 import hashlib
 import io
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +24,11 @@ import pytest
 from archiver.destinations import Destination, StorageOptions, open_destination
 from archiver.destinations.folder_metadata import META_DIR, XATTR
 from archiver.destinations.local import STAGING, LocalDestination
+from archiver.destinations.s3 import S3Timeouts
 from archiver.errors import DestinationError, SettingsError, TransientError
+from tests.helpers import AWS_ENV
+from tests.proxy import TcpProxy
+from tests.s3_servers import EACH_S3_SERVER, S3_SERVERS, new_bucket
 
 MiB = 1024 * 1024
 LARGE = 20 * MiB  # above the S3 threshold used here: three 8 MiB parts
@@ -110,11 +116,11 @@ def _s3(bucket: str, journal: MemoryJournal) -> Backend:
     )
 
 
-@pytest.fixture(params=["folder", "folder-metadata-files", "s3"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "s3":
-        bucket: str = request.getfixturevalue("s3_bucket")
-        return _s3(bucket, MemoryJournal())
+@pytest.fixture(params=["folder", "folder-metadata-files", *(f"s3-{name}" for name in S3_SERVERS)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    if request.param.startswith("s3-"):  # s3-moto, s3-seaweedfs: a fresh bucket on that server
+        server: str = request.getfixturevalue(request.param.removeprefix("s3-") + "_server")
+        return _s3(new_bucket(server, monkeypatch), MemoryJournal())
     return _folder(tmp_path, xattrs=request.param == "folder")
 
 
@@ -207,6 +213,17 @@ def test_destination_put_stat_open_delete_round_trip(backend: Backend, tmp_path:
     dest.delete("2024/01/a.mp3")
     assert dest.stat("2024/01/a.mp3") is None
     assert dest.stat("2024/01/a.json") is not None
+
+
+def test_destination_existing_names_exactly_the_keys_that_hold_an_object(backend: Backend) -> None:
+    dest = backend.destination
+    for key in ("d/1.mp3", "d/1.json", "d/12.mp3", "d/1.mp3x"):
+        dest.put(key, b"x", content_type="audio/mpeg")
+    asked = ["d/1.mp3", "d/1.wav", "d/1.bin", "d/1.json"]
+    assert dest.existing(asked) == {"d/1.mp3", "d/1.json"}  # not d/12.mp3 or d/1.mp3x beside them
+    assert dest.existing(["d/1.wav"]) == set() and dest.existing([]) == set()
+    dest.delete("d/1.mp3")
+    assert dest.existing(asked) == {"d/1.json"}
 
 
 def test_destination_missing_objects(backend: Backend) -> None:
@@ -478,11 +495,13 @@ def test_folder_put_remakes_a_parent_removed_since_its_last_write(tmp_path: Path
 # ---- the S3 backend ------------------------------------------------------------------------------------
 
 
+@EACH_S3_SERVER
 def test_s3_probe_of_a_missing_bucket_is_a_destination_error(s3_bucket: str) -> None:
     with pytest.raises(DestinationError, match="does not exist"):
         open_destination(f"s3://{s3_bucket}-missing").probe()
 
 
+@EACH_S3_SERVER
 def test_s3_probe_requires_object_lock_where_the_settings_need_it(s3_bucket: str) -> None:
     locked = StorageOptions(object_lock_mode="GOVERNANCE", object_lock_days=1)
     with pytest.raises(DestinationError, match="Object Lock"):
@@ -490,6 +509,7 @@ def test_s3_probe_requires_object_lock_where_the_settings_need_it(s3_bucket: str
     assert boto3.client("s3").list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
 
 
+@EACH_S3_SERVER
 def test_s3_probe_object_is_never_retained_by_object_lock(s3_bucket: str) -> None:
     client = boto3.client("s3")
     bucket = f"{s3_bucket}-locked"
@@ -510,6 +530,7 @@ def test_s3_probe_object_is_never_retained_by_object_lock(s3_bucket: str) -> Non
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@EACH_S3_SERVER
 def test_s3_stat_reports_retention_and_legal_hold(s3_bucket: str) -> None:
     client = boto3.client("s3")
     bucket = f"{s3_bucket}-locked"
@@ -523,6 +544,7 @@ def test_s3_stat_reports_retention_and_legal_hold(s3_bucket: str) -> None:
     assert stored.legal_hold is True
 
 
+@EACH_S3_SERVER
 def test_s3_failures_keep_their_classification(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DestinationError, match="does not exist"):
         open_destination(f"s3://{s3_bucket}-missing").put("a.mp3", b"x", content_type="audio/mpeg")
@@ -532,3 +554,130 @@ def test_s3_failures_keep_their_classification(s3_bucket: str, monkeypatch: pyte
     assert not isinstance(caught.value, DestinationError)
     with pytest.raises(DestinationError, match="unreachable"):
         open_destination(f"s3://{s3_bucket}", s3_max_attempts=1).probe()
+
+
+def test_s3_refusal_by_a_reachable_server_names_the_setting_never_unreachable(
+    seaweedfs_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SeaweedFS does not support SSE: it answers 500 InternalError. The server is there and refused."""
+    bucket = new_bucket(seaweedfs_server, monkeypatch)
+    encrypted = StorageOptions(sse="AES256")
+    with pytest.raises(DestinationError) as caught:
+        open_destination(f"s3://{bucket}", s3_max_attempts=1, storage=encrypted).probe()
+    assert "refused by the destination: InternalError" in str(caught.value)
+    assert "unreachable" not in str(caught.value)
+    assert "RC_ARCHIVER_S3_SSE=AES256" in caught.value.hint and "network" not in caught.value.hint
+    # During a run, a 5xx after every retry is a failing world for the breaker, worded the same way.
+    with pytest.raises(TransientError, match="refused by the destination: InternalError"):
+        open_destination(f"s3://{bucket}", s3_max_attempts=1, storage=encrypted).put(
+            "a.mp3", b"x", content_type="audio/mpeg"
+        )
+
+
+def test_s3_request_deadline_ends_retries_of_a_silent_server(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that accepts connections and never answers: each request gives up at its deadline
+    (plus at most a back-off and a read timeout), not after every attempt's read timeout."""
+    with TcpProxy.to_url(os.environ["AWS_ENDPOINT_URL"]) as proxy:
+        proxy.freeze()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        timeouts = S3Timeouts(connect=1, read=0.5, deadline=2)
+        dest = open_destination(f"s3://{s3_bucket}", s3_max_attempts=50, timeouts=timeouts)
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="did not answer"):
+            dest.stat("a.mp3")
+        assert time.monotonic() - started < 2 + 4 + 0.5 + 1  # 50 attempts would take over 25 s
+
+
+def test_s3_after_three_unanswered_requests_the_next_fail_at_once_until_the_quiet_ends(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a run writes on its way out of an outage (manifest, index, state) must not wait out a
+    deadline each: once the server has left three requests in a row unanswered, requests fail at once
+    for one deadline, then one is let through."""
+    with TcpProxy.to_url(os.environ["AWS_ENDPOINT_URL"]) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        timeouts = S3Timeouts(connect=0.5, read=0.3, deadline=1.0)
+        dest = open_destination(f"s3://{s3_bucket}", s3_max_attempts=1, timeouts=timeouts)
+        assert dest.stat("a.mp3") is None  # answered
+        proxy.freeze()
+        for _ in range(3):
+            with pytest.raises(TransientError, match="ReadTimeoutError"):
+                dest.stat("a.mp3")
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="ServerSilent"):
+            dest.stat("a.mp3")
+        assert time.monotonic() - started < 0.2  # not sent at all
+        proxy.restore()
+        time.sleep(1.1)  # the quiet ends: the next request goes out, is answered, and all is well
+        assert dest.stat("a.mp3") is None
+        assert dest.stat("b.mp3") is None
+
+
+@pytest.mark.parametrize(
+    ("keys", "prefixes"),
+    [
+        # one recording's candidates and sidecar: one LIST, bounded to its names
+        (["p/d/12.mp3", "p/d/12.wav", "p/d/12.bin", "p/d/12.json"], ["p/d/12."]),
+        (["12.mp3", "12.wav"], ["12."]),
+        # `{ext}` in a folder name: no bounded common prefix, so one LIST per stem, never the archive
+        (["p/mp3/2026/12.mp3", "p/wav/2026/12.wav"], ["p/mp3/2026/12.", "p/wav/2026/12."]),
+        (["p/d/12.mp3", "p/d/13.mp3"], ["p/d/12.", "p/d/13."]),
+        (["p/d/noext"], ["p/d/noext"]),
+    ],
+)
+def test_s3_existing_lists_only_prefixes_bounded_to_the_keys(keys: list[str], prefixes: list[str]) -> None:
+    from archiver.destinations.s3 import _list_prefixes
+
+    assert _list_prefixes(keys) == prefixes
+
+
+def test_folder_existing_names_a_failing_file_system_as_the_destinations_failure(tmp_path: Path) -> None:
+    """An error other than "not there" (here ELOOP; on NFS, EIO or ESTALE) is the destination's
+    failure, which the breaker counts, never a recording's."""
+    dest = LocalDestination(tmp_path.as_uri())
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "12.mp3").symlink_to(tmp_path / "d" / "12.mp3")
+    assert dest.existing(["d/13.mp3", "e/12.mp3"]) == set()
+    with pytest.raises(DestinationError, match=r"12\.mp3"):
+        dest.existing(["d/12.mp3"])
+
+
+def test_s3_request_deadline_counts_from_the_first_failure_so_a_slow_healthy_request_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request whose first attempt alone outlasts the deadline (a big part on a thin uplink) and then
+    meets a 500 is still retried: the deadline bounds failing, not working."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    answered: list[float] = []
+
+    def serve() -> None:
+        while len(answered) < 2:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                answered.append(time.monotonic())
+                if len(answered) == 1:
+                    time.sleep(1.5)  # working slowly past the 1 s deadline, then a blip
+                    conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+                else:
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        for name, value in {
+            **AWS_ENV,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.getsockname()[1]}",
+        }.items():
+            monkeypatch.setenv(name, value)
+        timeouts = S3Timeouts(connect=1, read=5, deadline=1)
+        dest = open_destination("s3://bucket", s3_max_attempts=5, timeouts=timeouts)
+        assert dest.stat("a.mp3") is None  # the retry's answer: not there
+        assert len(answered) == 2
+    finally:
+        server.close()
+        thread.join(timeout=5)

@@ -137,15 +137,19 @@ def test_outage_s3_cut_mid_run_stops_with_exit_4_and_charges_nothing(
         tmp_path,
         f"s3://{s3_bucket}/rec",
         AWS_ENDPOINT_URL=s3_proxy.url,
-        RC_ARCHIVER_S3_MAX_ATTEMPTS="2",  # each S3 request retried once: the breaker decides sooner
+        RC_ARCHIVER_S3_REQUEST_DEADLINE="3s",  # scaled down from 40 s, attempts as by default
     )
     proc = start_run(env)
     try:
         wait_until(lambda: key_count(s3_bucket, "rec/2") >= 20, proc, "some recordings were archived")
         s3_proxy.cut()
+        cut_at = time.monotonic()
         out, err = proc.communicate(timeout=WAIT)
     finally:
         proc.kill()
+    # Each request fails within its deadline and a back-off (3 + 4 s) whichever retries are in flight,
+    # and what the run writes on its way out fails at once: 2-4 s here, bounded every time.
+    assert time.monotonic() - cut_at < 15
     assert proc.returncode == 4, out[-3000:] + err[-3000:]
     error = assert_one_clean_error(out, err, "destination_error", "destination", 4)
     assert "destination" in error["error"]
@@ -165,8 +169,22 @@ def folder_files(root: Path) -> dict[str, bytes]:
     }
 
 
-def test_outage_ringcentral_dying_mid_run_stops_with_exit_6_and_charges_nothing(
-    paced_emulator: Emulator, tmp_path: Path
+@pytest.mark.parametrize(
+    ("fault", "extra", "within"),
+    [
+        # Connections refused: four downloads in flight, three of them fail their retries (about 20 s)
+        # side by side; what is still in flight when the breaker trips is abandoned after a second.
+        ("cut", {}, WAIT),
+        # A hung RingCentral (connections open and silent): each request is given up once unanswered
+        # for RC_ARCHIVER_REQUEST_DEADLINE (a second attempt always made), scaled down here to a 1 s read
+        # timeout and a 2 s deadline; without the deadline this took over 50 s, at the defaults about
+        # twelve minutes.
+        ("freeze", {"RC_ARCHIVER_READ_TIMEOUT": "1s", "RC_ARCHIVER_REQUEST_DEADLINE": "2s"}, 20),
+    ],
+    ids=["dying", "frozen"],
+)
+def test_outage_ringcentral_failing_mid_run_stops_with_exit_6_and_charges_nothing(
+    paced_emulator: Emulator, tmp_path: Path, fault: str, extra: dict[str, str], within: float
 ) -> None:
     emu = paced_emulator
     with TcpProxy.to_url(emu.url) as platform, TcpProxy.to_url(emu.media_url) as media:
@@ -174,8 +192,6 @@ def test_outage_ringcentral_dying_mid_run_stops_with_exit_6_and_charges_nothing(
         emu.state.platform_url, emu.state.media_url = platform.url, media.url
         dest = tmp_path / "archive"
         dest.mkdir()
-        # Four downloads in flight: three of them fail their retries (about 20 s) side by side; what
-        # is still in flight when the breaker trips is abandoned after a second, not retried to its end.
         env = archiver_env(
             emu,
             tmp_path,
@@ -183,12 +199,13 @@ def test_outage_ringcentral_dying_mid_run_stops_with_exit_6_and_charges_nothing(
             RC_SERVER_URL=platform.url,
             RC_ARCHIVER_DOWNLOAD_CONCURRENCY="4",
             RC_ARCHIVER_STOP_TIMEOUT="1s",
+            **extra,
         )
         proc = start_run(env)
         try:
             wait_until(lambda: len(folder_files(dest)) >= 20, proc, "some recordings were archived")
-            platform.cut()
-            media.cut()
+            for proxy in (platform, media):
+                getattr(proxy, fault)()
             started = time.monotonic()
             out, err = proc.communicate(timeout=WAIT)
         finally:
@@ -197,7 +214,7 @@ def test_outage_ringcentral_dying_mid_run_stops_with_exit_6_and_charges_nothing(
         assert proc.returncode == 6, out[-3000:] + err[-3000:]
         error = assert_one_clean_error(out, err, "ring_central_unavailable", "outage", 6)
         assert "RingCentral" in error["error"]
-        assert stopped_after < WAIT  # within a minute or two, not one retry series per recording
+        assert stopped_after < within, stopped_after  # not one retry series per recording
         assert attempts_charged(tmp_path / "state" / "state.db") == 0
         assert 0 < len(audio_of(folder_files(dest))) < len(emu.ground_truth())
         platform.restore()
@@ -342,3 +359,42 @@ def test_outage_s3_cut_during_multipart_uploads_still_exits_4_and_the_next_run_a
     healthy_run(env)
     assert multipart_uploads(s3_bucket) == []
     assert_everything_archived(emu, s3_objects(s3_bucket))
+
+
+def test_outage_s3_frozen_mid_run_stops_with_exit_4_within_its_deadlines_and_charges_nothing(
+    paced_emulator: Emulator, tmp_path: Path, s3_bucket: str, s3_proxy: TcpProxy
+) -> None:
+    """A hung server (connections open and silent, as under SIGSTOP) fails each S3 request within its
+    deadline plus a read timeout, and the breaker stops the run: with the defaults (40 s + 20 s) about a
+    minute; scaled down here to 3 s + 1 s. Before the deadline, one frozen server took 11 minutes."""
+    emu = paced_emulator
+    env = archiver_env(
+        emu,
+        tmp_path,
+        f"s3://{s3_bucket}/rec",
+        AWS_ENDPOINT_URL=s3_proxy.url,
+        RC_ARCHIVER_S3_CONNECT_TIMEOUT="1s",
+        RC_ARCHIVER_S3_READ_TIMEOUT="1s",
+        RC_ARCHIVER_S3_REQUEST_DEADLINE="3s",
+        RC_ARCHIVER_STOP_TIMEOUT="1s",
+    )
+    proc = start_run(env)
+    try:
+        wait_until(lambda: key_count(s3_bucket, "rec/2") >= 20, proc, "some recordings were archived")
+        s3_proxy.freeze()
+        frozen_at = time.monotonic()
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        proc.kill()
+    stopped_after = time.monotonic() - frozen_at
+    assert proc.returncode == 4, out[-3000:] + err[-3000:]
+    error = assert_one_clean_error(out, err, "destination_error", "destination", 4)
+    assert "did not answer" in error["error"], error  # a timeout, named as one
+    # Each request fails within deadline + a back-off + a read timeout (3 + 4 + 1 s here); the breaker
+    # trips on three of them side by side; the run's last writes (manifest, index) fail at once, not
+    # one deadline each. Without the deadline the same run took over 20 s; at the defaults, 11 minutes.
+    assert stopped_after < 15, stopped_after
+    assert attempts_charged(tmp_path / "state" / "state.db") == 0
+    s3_proxy.restore()
+    healthy_run(env)
+    assert_everything_archived(emu, stored_files(s3_bucket))

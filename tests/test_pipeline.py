@@ -23,6 +23,7 @@ from tests.helpers import (
     s3_objects,
     summary_of,
 )
+from tests.s3_servers import EACH_S3_SERVER
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
@@ -73,6 +74,7 @@ def test_archive_multi_day_window_to_folder_matches_ground_truth(
     assert not (dest / ".rc-archiver-staging").exists() or not any((dest / ".rc-archiver-staging").iterdir())
 
 
+@EACH_S3_SERVER  # a real S3-compatible store too (tests/s3_servers.py)
 def test_archive_to_s3_is_byte_identical_with_metadata(
     emulator: Emulator, tmp_path: Path, run_archiver: Run, s3_bucket: str
 ) -> None:

@@ -13,7 +13,13 @@ import threading
 
 import structlog
 
-from archiver.errors import ArchiverError, DestinationError, RingCentralUnavailable, SpoolError
+from archiver.errors import (
+    REFUSED_BY_DESTINATION,
+    ArchiverError,
+    DestinationError,
+    RingCentralUnavailable,
+    SpoolError,
+)
 
 log = structlog.get_logger(__name__)
 THRESHOLD = 3  # each failure has already been retried with backoff (about a minute for RingCentral)
@@ -31,6 +37,13 @@ def _error_for(world: str, reason: str) -> ArchiverError:
         return SpoolError(
             f"the spool folder cannot be written ({reason})",
             hint="free space in RC_ARCHIVER_SPOOL_DIR or point it at a larger, writable disk",
+        )
+    if REFUSED_BY_DESTINATION in reason:  # it answered: reachable, and refusing (a 5xx, throttling)
+        return DestinationError(
+            f"the destination keeps failing requests: {reason}",
+            hint="the server is reachable and answered with errors: see its status and log, and check "
+            "that it supports the S3 options set (RC_ARCHIVER_S3_SSE, RC_ARCHIVER_S3_STORAGE_CLASS, "
+            "RC_ARCHIVER_S3_TAGS, Object Lock); no recording was charged an attempt",
         )
     return DestinationError(
         f"the destination is failing ({reason})",

@@ -164,17 +164,22 @@ class Layout:
         written. What is accepted is adopted, not proven: its bytes are re-proved against RingCentral
         before it may be deleted there (archive/deletion.py).
         """
-        for key in self.candidate_keys(recording):
-            stored = destination.stat(key)
+        candidates = self.candidate_keys(recording)
+        # One request for a new recording (S3: a LIST of the keys' stem), not a HEAD per extension;
+        # only what is there is looked at further.
+        present = destination.existing([*candidates, sidecar_key(candidates[0])])
+        for key in candidates:
+            stored = destination.stat(key) if key in present else None
             if stored is None:
                 continue
-            found = self._stored_as(destination, key, stored, recording.recording_id)
+            has_sidecar = sidecar_key(key) in present
+            found = self._stored_as(destination, key, stored, recording.recording_id, has_sidecar)
             if found is not None:
                 return found
         return None
 
     def _stored_as(
-        self, destination: Destination, key: str, stored: StoredObject, recording_id: str
+        self, destination: Destination, key: str, stored: StoredObject, recording_id: str, has_sidecar: bool
     ) -> Stored | None:
         if stored.size <= 0:
             return None  # no recording has 0 bytes: archive it again over this one
@@ -184,7 +189,7 @@ class Layout:
         )
         if not fallback_type.lower().startswith("audio/"):
             return None  # an HTML page or a body of no type stored by an older version: archive again
-        sidecar = self.read_sidecar(destination, sidecar_key(key))
+        sidecar = self.read_sidecar(destination, sidecar_key(key)) if has_sidecar else None
         if sidecar is not None:
             sha = sidecar.get("sha256")
             if (

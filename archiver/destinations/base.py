@@ -1,4 +1,4 @@
-"""The destination interface: six methods that take paths and streams, and the journal S3 uploads report to.
+"""The destination interface: seven methods that take paths and streams, and the journal S3 uploads report to.
 
 Every backend keeps the same promises, checked by one contract suite (tests/test_destinations.py):
 a put is atomic (complete under its key, or absent), metadata and content type come back from stat()
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +55,10 @@ class Destination(Protocol):
 
     def stat(self, key: str) -> StoredObject | None:
         """What is stored under key, or None."""
+
+    def existing(self, keys: Sequence[str]) -> set[str]:
+        """Which of these keys hold an object, asked at once: S3 sends one LIST of the keys' common
+        prefix (a recording's candidate keys and sidecar share their stem), not a HEAD per key."""
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         """Read an object as a stream; DestinationError if there is none."""

@@ -16,17 +16,22 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from archiver.destinations.base import StoredObject, normalise_metadata, open_source
 from archiver.destinations.folder_metadata import META_DIR, Attributes, FolderMetadata, fsync_dir
+from archiver.destinations.registry import Backend, register
 from archiver.errors import DestinationError, SettingsError
 from archiver.keys import check_key
+
+if TYPE_CHECKING:
+    from archiver.destinations.base import UploadJournal
+    from archiver.settings import Settings
 
 STAGING = ".rc-archiver-staging"
 RESERVED = frozenset({STAGING, META_DIR})
@@ -175,6 +180,18 @@ class LocalDestination:
         modified = datetime.fromtimestamp(info.st_mtime, UTC)
         return StoredObject(key, info.st_size, attrs.metadata, attrs.content_type, modified=modified)
 
+    def existing(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for key in keys:
+            try:
+                if stat.S_ISREG(os.stat(self._path(key)).st_mode):
+                    found.add(key)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:  # EIO, ESTALE, EACCES: the destination's failure, not the recording's
+                raise self._fail(exc, f"check {key[:120]!r}") from None
+        return found
+
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         try:
             return self._path(key).open("rb")
@@ -220,3 +237,17 @@ class LocalDestination:
         and local file systems with a coarse clock up to a tick behind time.time()."""
         with tempfile.NamedTemporaryFile(dir=self._staging, prefix=".clock-") as marker:
             return os.fstat(marker.fileno()).st_mtime - time.time()
+
+
+def _folder_url_problem(url: str) -> str | None:
+    if url[len("file://") :].startswith("/"):
+        return None
+    return "a folder destination is an absolute file:// URL, e.g. file:///srv/recordings"
+
+
+def _folder_from_settings(settings: Settings, journal: UploadJournal | None) -> LocalDestination:
+    assert settings.destination is not None  # destination_for required it
+    return LocalDestination(settings.destination)
+
+
+BACKEND = register(Backend("file", _folder_url_problem, _folder_from_settings))
