@@ -187,10 +187,10 @@ def _check_remote_state(settings: Settings) -> str:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from archiver.destinations.s3 import make_s3_client
+    from archiver.destinations import s3_client_for
     from archiver.remote_state import S3State
 
-    client = make_s3_client(settings.s3_max_attempts)
+    client = s3_client_for(settings)
     # Only its names are used (bucket, key, lease key): no lease is taken and nothing is downloaded.
     remote = S3State(settings.state_path, client, settings.spool_dir)
     try:
@@ -202,9 +202,9 @@ def _check_remote_state(settings: Settings) -> str:
             hint="create the bucket or fix RC_ARCHIVER_STATE_PATH and the AWS credentials",
         ) from None
     keys = {item["Key"] for item in found.get("Contents", [])}
-    detail = f"{settings.state_path} " + (
-        "exists" if remote.key in keys else "will be created by the first run"
-    )
+    # Either form counts: the single object, or the incremental form's manifest (archiver/state_forms.py).
+    saved = remote.key in keys or remote.key + ".manifest" in keys
+    detail = f"{settings.state_path} " + ("exists" if saved else "will be created by the first run")
     if remote.lease_key in keys:
         lease = json.loads(client.get_object(Bucket=remote.bucket, Key=remote.lease_key)["Body"].read())
         remaining = float(lease.get("expires_at", 0)) - time.time()
@@ -253,7 +253,7 @@ def _check_scope(client: RingCentralClient, settings: Settings, facts: dict[str,
     facts["scope_has_read_call_log"] = "ReadCallLog" in granted
     facts["scope_has_read_call_recording"] = "ReadCallRecording" in granted
     facts["scope_has_edit_call_log"] = DELETE_SCOPE in granted
-    wanted = [*REQUIRED_SCOPE, *((DELETE_SCOPE,) if getattr(settings, "delete_from_source", False) else ())]
+    wanted = [*REQUIRED_SCOPE, *((DELETE_SCOPE,) if settings.delete_from_source else ())]
     missing = [name for name in wanted if name not in granted]
     if missing:
         raise AuthError(

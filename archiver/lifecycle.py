@@ -83,11 +83,13 @@ def conclude(summary: RunSummary) -> None:
         summary.outcome, summary.exit_code = "incomplete", EXIT_INCOMPLETE
 
 
-def failed_before_the_pass(run_id: str, exc: ArchiverError) -> RunSummary:
+def failed_before_the_pass(run_id: str, exc: ArchiverError, done: RunSummary | None = None) -> RunSummary:
     """The summary of a run an error ended before (or outside) its pass; the error is logged here,
-    as the one error line with its fix."""
+    as the one error line with its fix. `done`: the pass's own summary, when the error came after it
+    (an S3-hosted state changed by another writer fails its last checkpoint): its counts stay true."""
     log.error(event_name(exc), error=str(exc), fix=exc.hint or None, exit_code=exit_code_for(exc))
-    summary = RunSummary(run_id=run_id, error=str(exc), fix=exc.hint)
+    summary = done or RunSummary(run_id=run_id)
+    summary.error, summary.fix = str(exc), exc.hint
     summary.outcome, summary.exit_code = outcome_for(exc), exit_code_for(exc)
     return summary
 
@@ -114,6 +116,7 @@ def execute_run(
     heartbeat.start()
     state: StateStore | None = None
     facts_read = False
+    passed: RunSummary | None = None  # the pass's summary, once it has one
     try:
         request.check(datetime.now(UTC))
         with pass_services(settings, request.wait_lock, cancel, on_progress) as services:
@@ -123,13 +126,15 @@ def execute_run(
             )
             state.begin_run(run_id)
             try:
-                summary = run_pass(services, settings, run_id, window, cancel, on_progress, bar_stream)
+                summary = passed = run_pass(
+                    services, settings, run_id, window, cancel, on_progress, bar_stream
+                )
                 conclude(summary)
             except ArchiverError as exc:  # the state itself failed mid-run
                 summary = failed_before_the_pass(run_id, exc)
             facts_read = _record(state, summary, settings, metrics)
     except ArchiverError as exc:
-        summary = failed_before_the_pass(run_id, exc)
+        summary = failed_before_the_pass(run_id, exc, passed)
     except BaseException as exc:  # a bug: still one summary, one failed ping, then the traceback
         summary = failed_before_the_pass(run_id, ArchiverError(f"unexpected {type(exc).__name__}: {exc}"))
         _finish(summary, settings, metrics, heartbeat, facts_read)
@@ -157,14 +162,14 @@ def _record(state: StateStore, summary: RunSummary, settings: Settings, metrics:
 def read_state_gauges(settings: Settings, metrics: Metrics) -> bool:
     """The gauges of a run that ended without reading the state (it failed before, or the state
     failed): read-only, without the lock (SQLite lets a reader in beside another run's writes), so
-    nothing is created, migrated or held; an S3-hosted state is read from a copy of its object (no
-    lease needed). False, with `rc_archiver_state_read` 0, when there is no state to read: none yet,
-    or unreadable (the S3 object unreachable too)."""
+    nothing is created, migrated or held; an S3-hosted state is read from a copy of the database it
+    saved, in either form (no lease needed). False, with `rc_archiver_state_read` 0, when there is no
+    state to read: none yet, or unreadable (the S3 objects unreachable too)."""
     reason = ""
     with tempfile.TemporaryDirectory(prefix="rc-archiver-gauges-") as scratch:
         path = Path(settings.state_path)
         try:
-            if is_remote_state(settings):  # a copy of the object: its checkpoints replace it whole
+            if is_remote_state(settings):  # a copy of the database: a single object or manifest+chunks
                 path = Path(scratch) / "state.db"
                 remote_state(settings).copy_to(path)
             if not path.is_file():

@@ -5,233 +5,215 @@ expiring so a crashed run does not block the next one forever), downloads the st
 working copy, checkpoints it back periodically and at the end with If-Match on the ETag it read
 (a concurrent writer is detected and never overwritten), and releases the lease.
 
-The object is always a complete, consistent database (each checkpoint uploads a backup-API snapshot),
-so a backup of an S3 state is a copy of the object, and a restore replaces it under the lease, keeping
-the replaced object beside it (`<key>.replaced-<stamp>`); a pre-migration snapshot is kept there too.
+Two forms of the saved state, chosen by RC_ARCHIVER_STATE_REPLICATION:
+- `snapshot`: `<key>` is always a complete, consistent database (each checkpoint uploads a backup-API
+  snapshot whole, so it is bound by S3's 5 GB single-PUT limit);
+- `incremental`: `<key>.manifest` lists content-addressed chunks (archiver/state_replication.py); a
+  checkpoint uploads only the chunks that changed, then the manifest with If-Match.
+Either mode reads either form (the manifest first): a state saved in the other form is adopted, and the
+first checkpoint retires the old form. A backup of an S3 state is the database either form describes,
+and a restore replaces it under the lease in the form the state has, keeping the replaced database
+beside it (`<key>.replaced-<stamp>`); a pre-migration snapshot is kept there too.
+
+S3State composes the parts: the lease (archiver/state_lease.py), the two forms (archiver/state_forms.py,
+over archiver/state_replication.py's chunks), and where the state lives and how its errors read
+(archiver/state_location.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
+import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from archiver.errors import LockHeld, StateError
+from archiver.errors import StateError
 from archiver.state import StateStore
-from archiver.state.copies import stamp
+from archiver.state_forms import Incremental, SingleObject
+from archiver.state_lease import S3Lease
+from archiver.state_location import StateLocation
+from archiver.state_replication import consistent_copy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = structlog.get_logger(__name__)
-LEASE_TTL = 15 * 60.0  # seconds; renewed at every checkpoint
 CHECKPOINT_INTERVAL = 60.0
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+Replication = Literal["snapshot", "incremental"]
+SINGLE_PUT_LIMIT = 5 * 1024**3  # S3 refuses a single PUT past 5 GiB
+GARBAGE_LEASE_SPARE = 60.0  # seconds the lease must have left for garbage collection to run
 
 
 class S3State:
+    """One run's use of the state: the lease (archiver/state_lease.py) around a local working copy,
+    read from and checkpointed to whichever form (archiver/state_forms.py) the settings choose."""
+
     def __init__(
-        self, url: str, client: S3Client, cache_dir: Path, clock: Callable[[], float] = time.time
+        self,
+        url: str,
+        client: S3Client,
+        cache_dir: Path,
+        clock: Callable[[], float] = time.time,
+        replication: Replication = "snapshot",
     ) -> None:
-        parts = urlsplit(url)
-        self.url = url
-        self.bucket = parts.netloc
-        self.key = parts.path.lstrip("/")
-        if not self.bucket or not self.key or self.key.endswith("/"):
-            raise StateError(f"RC_ARCHIVER_STATE_PATH {url!r} must name an object: s3://bucket/path/state.db")
-        self.lease_key = self.key + ".lease"
+        where = StateLocation.parse(url)
+        self.url, self.bucket, self.key = url, where.bucket, where.key
+        self._where = where
         self._client = client
-        self._clock = clock
+        self._lease = S3Lease(where, client, clock)
+        self.lease_key = self._lease.key
         self.local = cache_dir / "state.db"
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._etag: str | None = None
-        self._lease_etag: str | None = None
+        self.replication: Replication = replication
+        self._single = SingleObject(where, client)
+        self._incremental = Incremental(where, client)
+        self._read_form: Replication | None = None  # the form download() found (None: a new state)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def _conflict(self) -> bool:
+        """Another writer's version was met: nothing more is saved over it."""
+        return self._single.conflict or self._incremental.conflict
+
     # -- the lease --------------------------------------------------------------------------------
-    def _lease_body(self) -> bytes:
-        return json.dumps({"owner": self._owner, "expires_at": self._clock() + LEASE_TTL}).encode()
+    def check_bucket(self) -> None:
+        self._lease.check_bucket()
 
     def acquire(self, wait_seconds: float = 0.0) -> None:
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                reply = self._client.put_object(
-                    Bucket=self.bucket, Key=self.lease_key, Body=self._lease_body(), IfNoneMatch="*"
-                )
-                self._lease_etag = reply["ETag"]
-                return
-            except ClientError as exc:
-                if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    raise self._error(exc, "taking the lease") from None
-            except BotoCoreError as exc:
-                raise self._error(exc, "taking the lease") from None
-            if self._take_over_expired():
-                return
-            if time.monotonic() >= deadline:
-                raise LockHeld(
-                    f"another run holds the lease s3://{self.bucket}/{self.lease_key}",
-                    hint="wait for it to finish (or pass --wait-lock SECONDS); a crashed run's lease expires "
-                    f"after {int(LEASE_TTL / 60)} minutes",
-                )
-            time.sleep(1.0)
-
-    def _take_over_expired(self) -> bool:
-        try:
-            current = self._client.get_object(Bucket=self.bucket, Key=self.lease_key)
-            lease = json.loads(current["Body"].read())
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
-                return False  # released meanwhile: the next put will succeed
-            raise self._error(exc, "reading the lease") from None
-        if float(lease.get("expires_at", 0)) > self._clock():
-            return False
-        try:
-            reply = self._client.put_object(
-                Bucket=self.bucket, Key=self.lease_key, Body=self._lease_body(), IfMatch=current["ETag"]
-            )
-        except ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False  # someone else took it over first
-            raise self._error(exc, "taking over an expired lease") from None
-        log.warning("expired_lease_taken_over", previous_owner=lease.get("owner"))
-        self._lease_etag = reply["ETag"]
-        return True
+        """Check the bucket, then take the lease (its PUT proves the bucket writable)."""
+        self._lease.acquire(wait_seconds)
 
     def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self._lease_etag is None:
+        """Stop the checkpoints, collect the garbage chunks (while still the writer), drop the lease."""
+        self.stop_checkpoints()
+        if not self._lease.held:
             return
-        try:
-            current = self._client.get_object(Bucket=self.bucket, Key=self.lease_key)
-            if json.loads(current["Body"].read()).get("owner") == self._owner:
-                self._client.delete_object(Bucket=self.bucket, Key=self.lease_key)
-        except (ClientError, BotoCoreError, ValueError) as exc:
-            log.warning("lease_release_failed", error=type(exc).__name__)  # it expires by itself
-        self._lease_etag = None
+        self.collect_garbage()
+        self._lease.release()
 
-    # -- the state object -------------------------------------------------------------------------
+    # -- reading the saved database ---------------------------------------------------------------
+    def _write_form(self, out: BinaryIO, doing: str) -> Replication | None:
+        """Write the saved database, in whichever form it is (the manifest first), to `out`; None when
+        there is none."""
+        if self._incremental.read(out, doing):
+            return "incremental"
+        if self._single.read(out, doing):
+            return "snapshot"
+        return None
+
     def download(self) -> Path:
         """The working copy to open; a state that does not exist yet starts empty."""
         self.local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         for suffix in ("", "-wal", "-shm"):
             Path(str(self.local) + suffix).unlink(missing_ok=True)
-        try:
-            reply = self._client.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
-                self._etag = None
-                log.info("state_new", url=self.url)
-                return self.local
-            raise self._error(exc, "downloading the state") from None
+        self._single.etag = None
         fd = os.open(self.local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: reply["Body"].read(1024 * 1024), b""):
-                out.write(chunk)
-        self._etag = reply["ETag"]
-        log.info("state_downloaded", url=self.url, bytes=self.local.stat().st_size)
+            self._read_form = self._write_form(out, "downloading the state")
+        if self._read_form is None:
+            self.local.unlink()
+            log.info("state_new", url=self.url, replication=self.replication)
+            return self.local
+        log.info(
+            "state_downloaded",
+            url=self.url,
+            bytes=self.local.stat().st_size,
+            form=self._read_form,
+            replication=self.replication,
+        )
         return self.local
 
     def copy_to(self, target: Path) -> None:
-        """The current state object, as a new file at `target` (mode 0600); no lease needed: the
-        object is replaced whole by each checkpoint, never changed in place."""
-        try:
-            reply = self._client.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
+        """The saved database, as a new file at `target` (mode 0600); no lease needed: the single
+        object is replaced whole by each checkpoint, and a manifest's chunks are never changed."""
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            if self._write_form(out, "downloading the state") is None:
                 raise StateError(
                     f"no state object at {self.url}: no run has used it yet",
                     hint="check RC_ARCHIVER_STATE_PATH (and the AWS credentials' account)",
-                ) from None
-            raise self._error(exc, "downloading the state") from None
-        except BotoCoreError as exc:
-            raise self._error(exc, "downloading the state") from None
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: reply["Body"].read(1024 * 1024), b""):
-                out.write(chunk)
+                )
             out.flush()
             os.fsync(out.fileno())
 
+    # -- objects beside it ------------------------------------------------------------------------
     def put_beside(self, source: Path, suffix: str) -> str:
         """Upload a file as `<key><suffix>` (a pre-migration snapshot); returns its URL."""
         key = self.key + suffix
         try:
-            with source.open("rb") as body:
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+            if source.stat().st_size >= SINGLE_PUT_LIMIT:  # multipart: the key is new (it has a time)
+                self._client.upload_file(str(source), self.bucket, key)
+            else:
+                with source.open("rb") as body:
+                    self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
         except (ClientError, BotoCoreError) as exc:
-            raise self._error(exc, f"keeping {key}") from None
+            raise self._where.error(exc, f"keeping {key}") from None
         return f"s3://{self.bucket}/{key}"
 
     def replace_with(self, source: Path) -> str | None:
-        """Put `source` in place of the state object (call with the lease held); the replaced object is
-        copied to `<key>.replaced-<stamp>` first. Returns that copy's URL (None if there was no state)."""
-        kept: str | None = None
+        """Put `source` in place of the saved database (call with the lease held), in the form the state
+        has (a new state: a single object); the replaced one is copied to `<key>.replaced-<stamp>`
+        first. Returns that copy's URL (None if there was no state)."""
+        if self._incremental.read_manifest("reading the state's manifest") is None:
+            return self._single.replace(source)
+        replaced = self.local.with_name(f"replaced-{os.getpid()}.db")
+        replaced.unlink(missing_ok=True)
         try:
-            try:
-                head = self._client.head_object(Bucket=self.bucket, Key=self.key)
-            except ClientError as exc:
-                if _code(exc) not in ("NoSuchKey", "404", "NotFound"):
-                    raise
-                head = None
-            if head is not None:
-                kept_key = f"{self.key}.replaced-{stamp()}"
-                self._client.copy_object(
-                    Bucket=self.bucket,
-                    Key=kept_key,
-                    CopySource={"Bucket": self.bucket, "Key": self.key},
-                    CopySourceIfMatch=head["ETag"],
-                )
-                kept = f"s3://{self.bucket}/{kept_key}"
-            condition: dict[str, Any] = {"IfMatch": head["ETag"]} if head else {"IfNoneMatch": "*"}
-            with source.open("rb") as body:
-                self._client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **condition)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error(exc, "replacing the state") from None
+            self.copy_to(replaced)  # reads the manifest again: its ETag guards the swap below
+            assert self._incremental.manifest is not None
+            kept = self._incremental.keep_copy(replaced)
+            self._incremental.push(source)
+        finally:
+            replaced.unlink(missing_ok=True)
         return kept
 
+    # -- saving -----------------------------------------------------------------------------------
     def checkpoint(self, store: StateStore) -> None:
-        """Upload a consistent snapshot with If-Match on the ETag read: never overwrite another writer."""
+        """Save a consistent snapshot, never overwriting another writer: whole with If-Match on the
+        object's ETag (`snapshot`), or its changed chunks then the manifest with If-Match
+        (`incremental`). The first checkpoint after adopting the other form retires that form."""
+        if self._conflict:
+            raise self._where.changed_by_another_writer()  # nothing more is saved over another writer's
         snapshot = self.local.with_name("snapshot.db")
         snapshot.unlink(missing_ok=True)
-        store.snapshot(snapshot)
-        condition: dict[str, Any] = {"IfMatch": self._etag} if self._etag else {"IfNoneMatch": "*"}
-        try:
-            with snapshot.open("rb") as body:
-                reply = self._client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **condition)
-        except ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+        if self.replication == "incremental":
+            try:  # the run's writes go on meanwhile, where store.snapshot() would hold its lock
+                consistent_copy(store.path, snapshot)
+            except sqlite3.Error as exc:
                 raise StateError(
-                    f"the state at {self.url} was changed by another writer since this run read it; "
-                    "not overwritten",
-                    hint="make sure only one archiver uses this state (the lease should ensure it); rerun",
+                    f"the state's working copy {store.path} cannot be read: {exc}",
+                    hint="check the disk of RC_ARCHIVER_SPOOL_DIR; the saved state is unchanged",
                 ) from None
-            raise self._error(exc, "uploading the state") from None
+        else:
+            store.snapshot(snapshot)
+        try:
+            if self.replication == "incremental":
+                chunks, sent = self._incremental.push(snapshot)
+                if self._read_form == "snapshot":
+                    self._single.retire()
+            else:
+                chunks, sent = 1, snapshot.stat().st_size
+                self._single.save(snapshot)
+                if self._read_form == "incremental":
+                    self._incremental.retire()
+            self._read_form = self.replication
         finally:
             snapshot.unlink(missing_ok=True)
-        self._etag = reply["ETag"]
-        if self._lease_etag is not None:  # renew the lease with every checkpoint
-            renewed = self._client.put_object(
-                Bucket=self.bucket, Key=self.lease_key, Body=self._lease_body(), IfMatch=self._lease_etag
-            )
-            self._lease_etag = renewed["ETag"]
-        log.info("state_checkpointed", url=self.url)
+        self._lease.renew()  # with every checkpoint
+        log.info("state_checkpointed", url=self.url, replication=self.replication, objects=chunks, bytes=sent)
+
+    def collect_garbage(self) -> None:
+        """Delete the chunks neither the current nor the previous manifest lists (a killed run's
+        uploads, chunks replaced since); with the lease held, after this run's last checkpoint."""
+        if self._conflict or self.replication != "incremental":
+            return
+        self._incremental.collect_garbage(lambda: self._lease.is_mine(GARBAGE_LEASE_SPARE))
 
     def checkpoint_periodically(self, store: StateStore, interval: float = CHECKPOINT_INTERVAL) -> None:
         def loop() -> None:
@@ -249,11 +231,3 @@ class S3State:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-    def _error(self, exc: Exception, doing: str) -> StateError:
-        code = _code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-        return StateError(
-            f"S3 state {self.url}: {code} while {doing}",
-            hint="check the bucket in RC_ARCHIVER_STATE_PATH and that the credentials may get, put and "
-            "delete objects there",
-        )

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from archiver.archive.forecast import Forecast
-from archiver.archive.run_pass import BUDGET, forecast_backlog
+from archiver.archive.run_pass import META_CONTENT_BUDGET, forecast_backlog
 from archiver.errors import SettingsError
 from archiver.metrics import PROGRESS_RUNS, StateFacts, last_progress
 from archiver.models import format_time, parse_time
 from archiver.settings import Settings, format_duration, log_notices
 from archiver.state import RecordingRow, StateStore, lock_for
 
-LISTED = 50  # rows of each list shown in the text report (all of them in --json)
+LISTED = 100  # rows of each list in the report by default (`status --limit N`; 0 lists them all)
 
 
 def open_for_reading(path: Path) -> StateStore:
@@ -35,7 +35,7 @@ def open_for_reading(path: Path) -> StateStore:
 
 def backlog_forecast(state: StateStore, settings: Settings, now: datetime) -> tuple[Forecast, str]:
     """The forecast at the budget the last run measured (the settings' Heavy rate before any run)."""
-    budget = state.meta_json(BUDGET)
+    budget = state.meta_json(META_CONTENT_BUDGET)
     if not (isinstance(budget, list) and len(budget) == 2):
         limit, window = settings.heavy_rate
         budget = [limit / window, window]
@@ -77,8 +77,15 @@ def _listed(row: RecordingRow, now: datetime) -> dict[str, Any]:
     }
 
 
-def status_report(state: StateStore, settings: Settings, now: datetime) -> dict[str, Any]:
+def status_report(
+    state: StateStore, settings: Settings, now: datetime, limit: int = LISTED
+) -> dict[str, Any]:
+    """The report, each list its first `limit` rows (0: all) and `totals` how many each has: a state of
+    a million recordings reads a few hundred rows, not every lost or at-risk one."""
     log_notices(settings)
+    most = limit or None
+    counts = state.counts(settings.max_attempts)
+    risk_before = now + settings.risk_window
     watermark = state.watermark()
     result, remedy = backlog_forecast(state, settings, now)
     live = lock_for(state.path).held_by_another()
@@ -91,14 +98,21 @@ def status_report(state: StateStore, settings: Settings, now: datetime) -> dict[
     return {
         "state_path": str(state.path),
         "watermark": format_time(watermark) if watermark else None,
-        "counts": state.counts(settings.max_attempts),
+        "counts": counts,
         "last_runs": runs,
-        "failed": [_listed(r, now) for r in state.failed_rows(settings.max_attempts)],
-        "exhausted": [_listed(r, now) for r in state.exhausted(settings.max_attempts)],
-        "lost": [_listed(r, now) for r in state.lost_rows()],
+        "failed": [_listed(r, now) for r in state.failed_rows(settings.max_attempts, most)],
+        "exhausted": [_listed(r, now) for r in state.exhausted(settings.max_attempts, most)],
+        "lost": [_listed(r, now) for r in state.lost_rows(most)],
         "risk_window": format_duration(settings.risk_window),
         "risk_window_seconds": settings.risk_window.total_seconds(),
-        "at_risk": [_listed(r, now) for r in state.at_risk(now + settings.risk_window)],
+        "at_risk": [_listed(r, now) for r in state.at_risk(risk_before, most)],
+        "totals": {
+            "failed": counts["failed"],
+            "exhausted": counts["exhausted"],
+            "lost": counts["lost"],
+            "at_risk": state.count_at_risk(risk_before),
+        },
+        "limit": limit,
         "forecast": {k: v for k, v in result.as_dict().items() if k in _FORECAST_KEYS},
         "forecast_advice": remedy or None,
     }
@@ -107,11 +121,11 @@ def status_report(state: StateStore, settings: Settings, now: datetime) -> dict[
 _FORECAST_KEYS = ("backlog", "clears_at", "projected_loss", "first_loss_at")
 
 
-def _rows(title: str, rows: list[dict[str, Any]], line: str) -> list[str]:
-    out = ["", f"{title} ({len(rows)})"]
-    out += [line.format(**row) for row in rows[:LISTED]]
-    if len(rows) > LISTED:
-        out.append(f"  ... {len(rows) - LISTED} more (status --json lists them all)")
+def _rows(title: str, rows: list[dict[str, Any]], total: int, line: str) -> list[str]:
+    out = ["", f"{title} ({total})"]
+    out += [line.format(**row) for row in rows]
+    if total > len(rows):
+        out.append(f"  ... and {total - len(rows):,} more (status --limit 0 lists them all)")
     return out
 
 
@@ -140,13 +154,18 @@ def render(report: dict[str, Any], as_json: bool) -> str:
             f"failed {summary.get('failed', '-')}, remaining {summary.get('remaining', '-')}"
         )
     item = "  {recording_id:<16} attempts {attempts:<3} {start_time}  {reason}"
-    lines += _rows("failed", report["failed"], item)
-    lines += _rows("exhausted: retried every RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL", report["exhausted"], item)
-    lines += _rows("LOST: deleted by RingCentral before they were archived", report["lost"], item)
+    totals = report["totals"]
+    lines += _rows("failed", report["failed"], totals["failed"], item)
+    exhausted = "exhausted: retried every RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL"
+    lines += _rows(exhausted, report["exhausted"], totals["exhausted"], item)
+    lines += _rows(
+        "LOST: deleted by RingCentral before they were archived", report["lost"], totals["lost"], item
+    )
     lines += _rows(
         f"at risk: not archived, and RingCentral deletes them within {report['risk_window']} "
         "(RC_ARCHIVER_RISK_WINDOW)",
         report["at_risk"],
+        totals["at_risk"],
         "  {recording_id:<16} {status:<8} {days_left:>6} days left, deleted by RingCentral after {deadline}",
     )
     return "\n".join(lines)

@@ -19,8 +19,7 @@ import requests
 import structlog
 
 from archiver.archive.run_pass import PassServices
-from archiver.destinations import Destination, destination_for
-from archiver.destinations.s3 import make_s3_client
+from archiver.destinations import Destination, destination_for, s3_client_for
 from archiver.errors import RingCentralUnavailable, SettingsError, SpoolError, TransientError
 from archiver.logs import register_secret
 from archiver.remote_state import S3State
@@ -69,8 +68,9 @@ def held_state(settings: Settings, wait_lock: float) -> Iterator[StateStore]:
     digest = hashlib.sha256(settings.state_path.encode()).hexdigest()[:12]
     remote = S3State(
         settings.state_path,
-        make_s3_client(settings.s3_max_attempts),
+        s3_client_for(settings),
         settings.spool_dir / f"s3-state-{digest}",
+        replication=settings.state_replication,
     )
     remote.acquire(wait_lock)
     try:
@@ -82,7 +82,7 @@ def held_state(settings: Settings, wait_lock: float) -> Iterator[StateStore]:
                 suffix = store.pre_migration_snapshot.name.removeprefix(local.name)
                 kept = remote.put_beside(store.pre_migration_snapshot, suffix)
                 log.info("state_snapshot_kept", snapshot=kept)
-            remote.checkpoint_periodically(store)
+            remote.checkpoint_periodically(store, settings.state_checkpoint_interval.total_seconds())
             try:
                 yield store
             finally:
@@ -131,6 +131,7 @@ def connect(
         # A retry's back-off ends early when the run is stopping (the next attempt's pacer wait then
         # gives up), so a tripped breaker or a SIGTERM does not wait out a retry series.
         sleep=lambda seconds: _wait(cancel, seconds),
+        silence_deadline=settings.request_deadline.total_seconds(),
     )
     return auth, client
 

@@ -107,3 +107,33 @@ def test_advice_without_a_pace_that_helps_names_only_the_other_remedies() -> Non
     text = advice(result, None, 60.0)
     assert "Heavy limit" not in text
     assert "RC_ARCHIVER_DELETE_FROM_SOURCE" in text and "widen the schedule" in text
+
+
+def test_forecast_of_a_histogram_is_the_forecast_of_its_recordings() -> None:
+    """The state hands the backlog over as (deadline, count) buckets (issue 22): the same projection,
+    and pace_needed in one pass agrees with the bisection over every pace it could be."""
+    import random
+
+    from archiver.archive.forecast import forecast_histogram, pace_needed_histogram
+
+    chance = random.Random(22)
+    for _ in range(200):
+        seconds = sorted(
+            chance.choice([-3, 0, 1, 2, 2, 5, 8, 8, 8, 13, 40]) for _ in range(chance.randint(0, 30))
+        )
+        deadlines = [at(s) for s in seconds]
+        buckets = [(at(s), seconds.count(s)) for s in sorted(set(seconds))]
+        pace = chance.choice([0.0, 0.3, 1.0, 2.5, 10.0])
+        grouped, each = forecast_histogram(buckets, NOW, pace), forecast(deadlines, NOW, pace)
+        assert (grouped.backlog, grouped.projected_loss, grouped.first_loss_at) == (
+            each.backlog,
+            each.projected_loss,
+            each.first_loss_at,
+        )
+        assert grouped.seconds_to_clear == pytest.approx(each.seconds_to_clear)  # n turns added at once
+        needed = pace_needed_histogram(buckets, NOW, pace)
+        assert needed == pace_needed(deadlines, NOW, pace)
+        if needed is not None:
+            savable = [(d, n) for d, n in buckets if d > NOW]
+            assert forecast_histogram(savable, NOW, needed).projected_loss == 0
+            assert forecast_histogram(savable, NOW, needed * 0.999).projected_loss > 0

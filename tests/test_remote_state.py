@@ -1,4 +1,5 @@
-"""The state kept in S3 (moto server): lease, download, checkpoints with If-Match, release."""
+"""The state kept in S3 (moto server; SeaweedFS too where conditional writes and a missing bucket are
+the point): lease, download, checkpoints with If-Match, release, the bucket checked first."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from pathlib import Path
 import boto3
 import pytest
 
+from archiver.destinations.s3 import make_s3_client
 from archiver.emulator import Emulator
+from archiver.errors import StateError
+from archiver.remote_state import S3State
 from tests.helpers import SINCE, archiver_env, events_of, run_subprocess, slow_emulator, start_run
+from tests.s3_servers import EACH_S3_SERVER
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
@@ -63,20 +68,58 @@ def test_an_expired_lease_is_taken_over(emulator: Emulator, tmp_path: Path, s3_b
     assert any(e["event"] == "expired_lease_taken_over" for e in events_of(result.stdout))
 
 
+@EACH_S3_SERVER
 def test_a_concurrent_writer_is_detected_and_never_overwritten(
     emulator_factory: object, tmp_path: Path, s3_bucket: str
 ) -> None:
     emu = slow_emulator(emulator_factory, calls=120)  # type: ignore[arg-type]
     env = s3_state_env(emu, tmp_path, s3_bucket)
     proc = start_run(env)
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "spool").glob("s3-state-*/state.db")):  # the run has its working copy
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never opened its state"
+        time.sleep(0.05)
+    time.sleep(1.0)  # and archives a few
     client = boto3.client("s3")
     client.put_object(Bucket=s3_bucket, Key="state/state.db", Body=b"another writer's state")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 4, out[-2000:]  # the state is unusable: exit 4, like a destination
-    assert "changed by another writer" in out
+    events = events_of(out)
+    (error,) = [e for e in events if e["level"] == "error" and e["event"] != "state_checkpoint_failed"]
+    assert "changed by another writer" in error["error"] and error["exit_code"] == 4
     body = client.get_object(Bucket=s3_bucket, Key="state/state.db")["Body"].read()
     assert body == b"another writer's state"
+    # The summary still counts what the run uploaded (it once said `archived 0` after 271 uploads).
+    (summary,) = [e for e in events if e["event"] == "run_summary"]
+    uploaded = len([e for e in events if e["event"] == "recording_archived"])
+    assert uploaded > 0 and summary["archived"] == uploaded
+    assert summary["exit_code"] == 4 and summary["outcome"] == "destination"
+
+
+@EACH_S3_SERVER
+def test_a_mistyped_state_bucket_exits_4_and_is_never_created(
+    emulator: Emulator, tmp_path: Path, s3_bucket: str
+) -> None:
+    env = s3_state_env(emulator, tmp_path, f"{s3_bucket}-typo")
+    result = run_subprocess(env, "run", "--since", SINCE)
+    assert result.returncode == 4, result.stdout[-2000:]
+    (error,) = [e for e in events_of(result.stdout) if e["level"] == "error"]
+    assert f"{s3_bucket}-typo does not exist" in error["error"]
+    assert "RC_ARCHIVER_STATE_PATH" in error["error"] + error["fix"]
+    names = {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]}
+    assert f"{s3_bucket}-typo" not in names
+    assert emulator.stats.snapshot()["downloads"] == {}
+
+
+def test_the_state_bucket_is_asked_with_a_head_before_any_put(s3_bucket: str, tmp_path: Path) -> None:
+    """On a server that creates buckets on a first PUT, the HEAD is what stops a typo."""
+    sent: list[str] = []
+    client = make_s3_client(1)
+    client.meta.events.register("before-send.s3", lambda event_name, **_: sent.append(event_name))
+    remote = S3State(f"s3://{s3_bucket}-typo/state.db", client, tmp_path)
+    with pytest.raises(StateError, match="does not exist"):
+        remote.acquire()
+    assert [name.rsplit(".", 1)[-1] for name in sent] == ["HeadBucket"]
 
 
 def test_check_reports_the_s3_state(emulator: Emulator, tmp_path: Path, s3_bucket: str) -> None:

@@ -94,7 +94,7 @@ def test_state_due_is_earliest_deadline_first_and_past_deadlines_last(tmp_path: 
         store.note_found([replace(found, start=start)], "run-1")
     now = datetime(2026, 11, 5, tzinfo=UTC)  # 3 August + 90 days has passed
     assert [r.recording_id for r in store.due(5, now, batch=1)] == ["early", "middle", "late", "past"]
-    assert [d.day for d in store.due_deadlines(5, now)] == [1, 8, 13, 18]
+    assert [(d.day, n) for d, n in store.due_deadlines(5, now)] == [(1, 1), (8, 1), (13, 1), (18, 1)]
 
 
 def test_state_retention_change_recomputes_every_deadline(tmp_path: Path) -> None:
@@ -216,10 +216,17 @@ def test_state_migrates_forward_keeping_the_data(tmp_path: Path, monkeypatch: py
 
 
 def test_state_corrupt_pages_behind_an_intact_header_are_a_clear_error(tmp_path: Path) -> None:
+    """At the open after an unclean shutdown (quick_check is due then: test_state_scale.py)."""
+    from archiver.state.database import OPEN_SINCE
+
     path = tmp_path / "state.db"
     store = StateStore(path)
     store.note_found([ref(f"r{i}") for i in range(200)], "run-1")
     store.close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT OR REPLACE INTO writer_marks VALUES (?, '2026-11-30T00:00:00.000Z')", (OPEN_SINCE,))
+    db.commit()
+    db.close()
     for suffix in ("-wal", "-shm"):
         (tmp_path / f"state.db{suffix}").unlink(missing_ok=True)
     data = bytearray(path.read_bytes())
@@ -291,7 +298,7 @@ def test_state_deletion_intent_is_journaled_settled_and_never_deletable_meanwhil
     assert [r.recording_id for r in store.deletable(datetime.now(UTC))] == ["r3"]
     store.clear_intent(["r2"])
     store.mark_deleted(["r1"], datetime.now(UTC), "us")
-    assert store.unsettled_intents() == []
+    assert list(store.unsettled_intents()) == [] and store.count_unsettled_intents() == 0
     row = store.get("r1")
     assert row is not None and row.deleted_by == "us" and row.delete_intent is None
     assert [r.recording_id for r in store.unmanifested()] == ["r1"]  # its `deleted` line is owed
@@ -415,8 +422,15 @@ def test_state_schema_4_takes_an_older_versions_records_as_unproven(
     import archiver.state.schema as state_module
 
     path = tmp_path / "state.db"
+    import archiver.state.recordings as recordings_module
+    from archiver.state.database import Database
+
     monkeypatch.setattr(state_module, "MIGRATIONS", state_module.MIGRATIONS[:3])
     monkeypatch.setattr(state_module, "SCHEMA_VERSION", 3)
+    # schema 3 had no parties table (issue 20's migration fills it from the stored records) and no
+    # writer marks (issue 22's)
+    monkeypatch.setattr(recordings_module, "note_parties", lambda *args: None)
+    monkeypatch.setattr(Database, "_mark", lambda *args: None)
     store = StateStore(path)
     store.note_found([ref("r1"), ref("r2"), ref("r3")], "run-1")
     store.close()

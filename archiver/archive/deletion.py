@@ -36,13 +36,13 @@ from archiver.archive.proof import LockRequirement, prove
 from archiver.destinations.base import Destination
 from archiver.errors import ArchiverError, AuthError, Cancelled, NotReady, RecordingError
 from archiver.models import format_time
-from archiver.ringcentral.client import RingCentralClient
+from archiver.ringcentral.client import MAX_DELETE, RingCentralClient
 from archiver.settings import Settings
 from archiver.state import RecordingRow, StateStore
 from archiver.state.schema import BY_MIGRATED, BY_SOURCE, BY_US
 
 log = structlog.get_logger(__name__)
-BATCH = 100  # RingCentral's limit of ids per DELETE
+BATCH = MAX_DELETE  # ids per DELETE: RingCentral's limit
 
 
 @dataclass(frozen=True)
@@ -138,10 +138,10 @@ class _Deleter:
         """Intents a cut-off run left: one look each; gone = deleted by that run's DELETE. Deletions an
         older version recorded (schema 4's migration) are settled the same way: one still served is
         archived and held at the source again."""
-        rows = self.ctx.state.unsettled_intents()
-        if rows:
-            log.info("deletion_intents_found", recordings=len(rows))
-        for row in rows:
+        found = self.ctx.state.count_unsettled_intents()
+        if found:
+            log.info("deletion_intents_found", recordings=found)
+        for row in self.ctx.state.unsettled_intents():  # in batches: flat memory however many
             if self.ctx.cancel.is_set():
                 return
             held = at_source(self.ctx.client, row)

@@ -10,7 +10,7 @@ archiver does not spend budget on it before the live ones), so the projection is
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,43 +38,56 @@ class Forecast:
         }
 
 
+# The backlog as a histogram: (deadline, how many recordings have it), earliest first. The state
+# hands it out by the minute (each bucket at its earliest deadline: a projection at most a minute
+# pessimistic), so memory and time follow the minutes a backlog spans, not its million rows.
+Histogram = Sequence[tuple[datetime, int]]
+_EPSILON = 1e-9  # a turn a float's hair past its deadline is on time (n turns are added at once)
+
+
 def forecast(deadlines: Iterable[datetime], now: datetime, per_second: float) -> Forecast:
     """Project the pass: when the backlog clears, how many recordings reach their deadline first."""
+    return forecast_histogram([(deadline, 1) for deadline in deadlines], now, per_second)
+
+
+def forecast_histogram(backlog: Histogram, now: datetime, per_second: float) -> Forecast:
+    """forecast() over a histogram: each bucket's recordings take their turns until its deadline."""
     step = 1.0 / per_second if per_second > 0 else math.inf
     elapsed = 0.0
-    backlog = lost = 0
+    total = lost = 0
     first_loss: datetime | None = None
-    for deadline in deadlines:
-        backlog += 1
-        turn = elapsed + step
+    for deadline, count in backlog:
+        total += count
         # In seconds, not datetimes: a turn that never comes (no budget) is lost, not an overflow.
-        if turn > (deadline - now).total_seconds():
-            lost += 1
+        room = (deadline - now).total_seconds() - elapsed
+        in_time = 0 if room < 0 or step == math.inf else min(count, math.floor(room / step + _EPSILON))
+        if in_time < count:
+            lost += count - in_time
             first_loss = deadline if first_loss is None else min(first_loss, deadline)
-            continue
-        elapsed = turn  # never past the latest deadline, so always a datetime
+        if in_time:  # (0 turns of an infinite step cost nothing)
+            elapsed += in_time * step  # never past the latest deadline, so always a datetime
     clears = now + timedelta(seconds=elapsed)
-    return Forecast(backlog, clears, lost, first_loss, per_second, elapsed)
+    return Forecast(total, clears, lost, first_loss, per_second, elapsed)
 
 
 def pace_needed(deadlines: list[datetime], now: datetime, current: float) -> float | None:
+    """pace_needed_histogram() of a list of deadlines."""
+    return pace_needed_histogram([(deadline, 1) for deadline in deadlines], now, current)
+
+
+def pace_needed_histogram(backlog: Histogram, now: datetime, current: float) -> float | None:
     """The smallest pace (requests a second) at which nothing still savable is lost, or None when even
-    an unlimited pace cannot save them (their deadline has passed)."""
-    savable = [d for d in deadlines if d > now]
-    if not savable or forecast(savable, now, current).projected_loss == 0:
+    an unlimited pace cannot save them (their deadline has passed). In one pass, no search: nothing
+    is lost when the k-th savable recording's turn, k / pace, comes by its deadline, for every k."""
+    savable = [(deadline, count) for deadline, count in backlog if deadline > now]
+    if not savable or forecast_histogram(savable, now, current).projected_loss == 0:
         return None
-    # Some finite pace always saves them (each deadline is ahead); from no budget at all, start at
-    # one request a day.
-    low = max(current, 0.0)
-    high = low * 2 if low > 0 else 1 / 86400
-    while forecast(savable, now, high).projected_loss > 0:
-        high *= 2
-        if high > 1e9:
-            return None
-    for _ in range(30):
-        middle = (low + high) / 2
-        low, high = (middle, high) if forecast(savable, now, middle).projected_loss > 0 else (low, middle)
-    return high
+    queued, needed = 0, 0.0
+    for deadline, count in savable:
+        queued += count
+        needed = max(needed, queued / (deadline - now).total_seconds())
+    needed *= 1 + _EPSILON  # a hair above, as the turns are float sums
+    return needed if needed <= 1e9 else None
 
 
 def advice(result: Forecast, needed: float | None, window: float) -> str:

@@ -40,12 +40,12 @@ class Copied:
 
 def remote_state(settings: Settings) -> S3State:
     """The S3-hosted state of these settings (no lease taken: copy_to needs none)."""
-    from archiver.destinations.s3 import make_s3_client
+    from archiver.destinations import s3_client_for
 
     digest = hashlib.sha256(settings.state_path.encode()).hexdigest()[:12]
     return S3State(
         settings.state_path,
-        make_s3_client(settings.s3_max_attempts),
+        s3_client_for(settings),
         settings.spool_dir / f"s3-state-{digest}",
     )
 
@@ -95,7 +95,8 @@ def backup_state(settings: Settings, target: Path) -> Copied:
     staged.unlink(missing_ok=True)
     try:
         if is_remote_state(settings):
-            remote_state(settings).copy_to(staged)  # the object is a complete snapshot already
+            # The whole database already: the single object, or assembled from its manifest's chunks.
+            remote_state(settings).copy_to(staged)
         else:
             path = Path(settings.state_path)
             if not path.is_file():

@@ -10,19 +10,53 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import timedelta
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from archiver.errors import StateError
+from archiver.models import format_time, parse_time
 from archiver.state import schema
 from archiver.state.copies import beside, copy_database, open_read_only
 from archiver.state.lock import _unusable
 
 log = structlog.get_logger(__name__)
+
+# writer_marks (not meta: a dry run leaves meta as it was): set while a writer has the state open (an
+# unclean shutdown leaves it), and when the last quick_check passed.
+OPEN_SINCE, CHECKED_AT = "writer_open_since", "quick_check_at"
+QUICK_CHECK_EVERY = timedelta(days=7)
+
+
+def _stamp() -> str:
+    return format_time(datetime.now(UTC))
+
+
+def _quick_check_when_due(db: sqlite3.Connection) -> bool:
+    """PRAGMA quick_check reads the whole file (14.8 s cold at a million recordings), so a writer runs
+    it only after an unclean shutdown (a kill, a crash: the writer's mark is still there) or when the
+    last one is older than QUICK_CHECK_EVERY; `rc-archiver check` runs SQLite's full integrity_check.
+    A file whose header is intact but whose pages are not then fails at the open, not mid-run; between
+    checks, a damaged page fails the statement that reads it (exit 4, with the fix). Returns whether
+    the file now counts as checked (a new file does)."""
+    if int(db.execute("PRAGMA user_version").fetchone()[0]) == 0:
+        return True  # a new file: nothing to check yet
+    try:
+        marks = dict(db.execute("SELECT name, value FROM writer_marks"))
+    except sqlite3.OperationalError:  # a schema before issue 22: checked once, before migrating
+        marks = {}
+    last = marks.get(CHECKED_AT)
+    due = OPEN_SINCE in marks or not last or parse_time(last) < datetime.now(UTC) - QUICK_CHECK_EVERY
+    if not due:
+        return False
+    if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+        raise sqlite3.DatabaseError("quick_check failed")
+    log.info("state_quick_check_ok", after="an unclean shutdown" if OPEN_SINCE in marks else "a week")
+    return True
+
 
 _MOVE_ASIDE = (
     "restore the last good backup (`rc-archiver state restore BACKUP`; it keeps the damaged file beside "
@@ -38,6 +72,7 @@ class Database:
         """Open (and create, and migrate) the state; `read_only` writes nothing at all: no file is
         created, no journal mode set, nothing migrated (an older schema is refused instead)."""
         self.path = path
+        self._read_only = read_only
         self._lock = threading.RLock()
         self.pre_migration_snapshot: Path | None = None  # written before this open migrated the file
         try:
@@ -57,13 +92,14 @@ class Database:
                 # NORMAL in WAL mode keeps every committed transaction across a process kill; only an
                 # OS crash can lose the last few, and those steps are redone idempotently.
                 self._db.execute("PRAGMA synchronous=NORMAL")
-            # A file whose header is intact but whose pages are not fails here, not mid-run.
-            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("quick_check failed")
             if read_only:
                 self._require_current_schema()
             else:
+                checked = _quick_check_when_due(self._db)
                 self._migrate()
+                if checked:  # (or a new file: its first check is due in a week)
+                    self._mark(CHECKED_AT, _stamp())
+                self._mark(OPEN_SINCE, _stamp())  # cleared by close(): its absence is a clean shutdown
         except sqlite3.OperationalError as exc:
             raise StateError(
                 f"state file {path} cannot be opened: {exc}",
@@ -74,7 +110,14 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
+            if not self._read_only:
+                with suppress(sqlite3.Error):  # a state already broken says so at its next open
+                    self._db.execute("DELETE FROM writer_marks WHERE name = ?", (OPEN_SINCE,))
             self._db.close()
+
+    def _mark(self, name: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO writer_marks (name, value) VALUES (?, ?)", (name, value))
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -203,18 +246,27 @@ class Database:
     def set_meta_json(self, name: str, value: Any) -> None:
         self._set_meta(name, json.dumps(value, sort_keys=True))
 
-    def apply_retention(self, retention: timedelta) -> None:
-        """Recompute every deadline when RC_ARCHIVER_SOURCE_RETENTION changed since the last run."""
+    def apply_retention(self, retention: timedelta, batch: int = 20_000) -> None:
+        """Recompute every deadline when RC_ARCHIVER_SOURCE_RETENTION changed since the last run: in
+        transactions of `batch` rows by rowid (the journal and the lock stay small at a million rows);
+        the new value is noted after the last, so a run killed midway recomputes them all again."""
         seconds = retention.total_seconds()  # fractional too: a dry run and a run must agree
         if self._meta("retention_seconds") == str(seconds):
             return
-        with self._tx() as db:
-            db.execute(
-                "UPDATE recordings SET deadline = strftime('%Y-%m-%dT%H:%M:%fZ', retention_start, ?)",
-                (f"+{seconds} seconds",),
-            )
-            db.execute(
-                "INSERT INTO meta (name, value) VALUES ('retention_seconds', ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (str(seconds),),
-            )
+        after = 0
+        while True:
+            with self._tx() as db:
+                row = db.execute(
+                    "SELECT MAX(rowid) FROM "
+                    "(SELECT rowid FROM recordings WHERE rowid > ? ORDER BY rowid LIMIT ?)",
+                    (after, batch),
+                ).fetchone()
+                if row[0] is None:
+                    break
+                db.execute(
+                    "UPDATE recordings SET deadline = strftime('%Y-%m-%dT%H:%M:%fZ', retention_start, ?) "
+                    "WHERE rowid > ? AND rowid <= ?",
+                    (f"+{seconds} seconds", after, row[0]),
+                )
+                after = int(row[0])
+        self._set_meta("retention_seconds", str(seconds))

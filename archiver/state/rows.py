@@ -95,21 +95,27 @@ class Rows(Database):
         )
 
     def _select(
-        self, condition: str, params: Sequence[object] = (), order: str = "start_time"
+        self,
+        condition: str,
+        params: Sequence[object] = (),
+        order: str = "start_time",
+        limit: int | None = None,
     ) -> list[RecordingRow]:
         rows = self._query(
-            f"SELECT * FROM recordings WHERE {condition} ORDER BY {order}",  # noqa: S608 - fixed text
-            params,
+            f"SELECT * FROM recordings WHERE {condition} ORDER BY {order} LIMIT ?",  # noqa: S608 - fixed text
+            (*params, -1 if limit is None else limit),
         )
         return [self._row(r) for r in rows]
 
-    def _ids_where(self, condition: str, batch: int) -> Iterator[str]:
-        """The ids of the rows matching `condition` (fixed text: an index on recording_id that covers
-        it keeps each batch a range), in batches by keyset: flat memory however many match."""
+    def _ids_where(self, condition: str, batch: int, index: str) -> Iterator[str]:
+        """The ids of the rows matching `condition` (fixed text), in batches by keyset on `index`, a
+        partial index on recording_id whose condition it is: each batch a range, flat memory however
+        many match (named: the planner may prefer a status index and sort every batch)."""
         after = ""
         while True:
             rows = self._query(
-                f"SELECT recording_id FROM recordings WHERE {condition} AND recording_id > ? "  # noqa: S608
+                f"SELECT recording_id FROM recordings INDEXED BY {index} WHERE {condition} "  # noqa: S608
+                "AND recording_id > ? "
                 "ORDER BY recording_id LIMIT ?",
                 (after, batch),
             )

@@ -47,8 +47,13 @@ class Transitions(Rows):
             )
 
     def unmanifested(self) -> list[RecordingRow]:
-        """Archived by a run that was killed before its manifest part was written."""
-        return self._select("status = 'archived' AND manifested = 0", order="recording_id")
+        """Archived by a run that was killed before its manifest part was written: at most that run's
+        rows, read from their partial index (the planner would walk every archived row otherwise)."""
+        rows = self._query(
+            "SELECT * FROM recordings INDEXED BY recordings_unmanifested "
+            "WHERE status = 'archived' AND manifested = 0 ORDER BY recording_id"
+        )
+        return [self._row(r) for r in rows]
 
     def record_failure(
         self,
@@ -166,10 +171,27 @@ class Transitions(Rows):
                 [(_now(), r) for r in recording_ids],
             )
 
-    def unsettled_intents(self) -> list[RecordingRow]:
-        """Recordings whose DELETE was sent (or about to be) and never confirmed either way: at most
-        one batch per killed or cut-off run."""
-        return self._select("delete_intent IS NOT NULL", order="recording_id")
+    def unsettled_intents(self, batch: int = 500) -> Iterator[RecordingRow]:
+        """Recordings whose DELETE was sent (or about to be) and never confirmed either way, by id in
+        batches (a partial index): one batch per killed run, but all of an older version's deletions
+        after schema 4's migration, which may be most of a large state."""
+        after = ""
+        while True:
+            rows = self._query(
+                "SELECT * FROM recordings INDEXED BY recordings_intents WHERE delete_intent IS NOT NULL "
+                "AND recording_id > ? ORDER BY recording_id LIMIT ?",
+                (after, batch),
+            )
+            if not rows:
+                return
+            yield from (self._row(r) for r in rows)
+            after = rows[-1]["recording_id"]
+
+    def count_unsettled_intents(self) -> int:
+        row = self._one(
+            "SELECT COUNT(*) FROM recordings INDEXED BY recordings_intents WHERE delete_intent IS NOT NULL"
+        )
+        return int(row[0]) if row else 0
 
     def mark_deleted(self, recording_ids: Sequence[str], when: datetime, by: str) -> None:
         """Deleted at the source, on RingCentral's word: its DELETE answered success for these ids
@@ -184,7 +206,7 @@ class Transitions(Rows):
 
     def deleted_ids(self, batch: int = 1000) -> Iterator[str]:
         """Every recording deleted at the source, by id (a partial index), in batches."""
-        return self._ids_where("deleted_at IS NOT NULL", batch)
+        return self._ids_where("deleted_at IS NOT NULL", batch, index="recordings_deleted")
 
 
 class Uploads(Rows):
