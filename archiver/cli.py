@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         "rc-archiver status\nrc-archiver status --json | jq .forecast",
     )
     status.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    status.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="rows of each list (failed, lost...); 0: all"
+    )
 
     verify = _command(
         commands,
@@ -173,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--wait-lock", type=_seconds, default=0.0, metavar="SECONDS", help="wait this long for the state lock"
+    )
+    verify.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="PATH",
+        help="instead: re-check an evidence bundle (folder or zip) offline; exit 1 names each bad file",
     )
 
     check = _command(
@@ -279,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         'eval "$(rc-archiver completion zsh)"',
     )
     completion.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete for")
+    from archiver.use_commands import add_use_commands  # find, export, hold, index (issue 20)
+
+    add_use_commands(commands, _command, _timestamp)
     return parser
 
 
@@ -299,7 +311,7 @@ def _install_signal_handlers(cancel: threading.Event) -> None:
 
 # Commands whose stdout is a report for a person (status, verify, check, retry, a dry run) log to stderr,
 # so the report stays readable and pipeable; `run` and `daemon` log to stdout, their real output.
-REPORT_COMMANDS = {"status", "verify", "check", "retry", "state"}
+REPORT_COMMANDS = {"status", "verify", "check", "retry", "state", "find", "export", "hold", "index"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -392,7 +404,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     state = open_for_reading(state_file(settings))
     try:
-        report = status_report(state, settings, datetime.now(UTC))
+        report = status_report(state, settings, datetime.now(UTC), limit=max(args.limit, 0))
     finally:
         state.close()
     print(render(report, args.json))
@@ -406,6 +418,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from archiver.windows import plan_window, verify_until
     from archiver.wiring import pass_services
 
+    if args.bundle is not None:  # offline: no settings, no state, no RingCentral
+        from archiver.use_commands import run_verify_bundle
+
+        return run_verify_bundle(args.bundle)
     settings = _settings(args)
     bind(run_id="verify")
     since = args.since or datetime.now(UTC) - timedelta(days=90)
@@ -438,10 +454,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"unlisted {recording_id}  deleted at the source, but no manifest lists the deletion")
     for recording_id, why in result.only_copy:
         print(f"ONLY COPY {recording_id}  {why}")
+    for key, why in result.holds_lost:
+        print(f"hold lost {key}  {why}")
     repaired = " (queued for the next run)" if args.repair and (result.missing or result.corrupt) else ""
     print(
         f"checked {result.checked}, missing {len(result.missing)}, corrupt {len(result.corrupt)}, "
         f"re-hashed {result.rehashed}, lost {result.lost}, call-log days unreadable {result.scan_errors}"
+        + (f", listed late {result.late} (the next run archives them)" if result.late else "")
         + (
             f", manifests {result.manifests}, chain breaks {len(result.chain_breaks)}"
             if args.manifests
@@ -530,6 +549,13 @@ def _facts_for_metrics(settings: Settings) -> StateFacts | None:
         state.close()
 
 
+def cmd_use(args: argparse.Namespace) -> int:
+    """find, export, hold, index: the archive's users' commands (use_commands.py)."""
+    from archiver.use_commands import USE_COMMANDS
+
+    return USE_COMMANDS[args.command](args, _settings(args))
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from archiver.emulator.cli import serve
 
@@ -561,6 +587,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "emulator": cmd_emulator,
     "demo": cmd_demo,
     "completion": cmd_completion,
+    **dict.fromkeys(("find", "export", "hold", "index"), cmd_use),
 }
 
 

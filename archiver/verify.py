@@ -37,6 +37,7 @@ from archiver.archive.manifest import HEAD, walk_chain
 from archiver.archive.proof import HEAD_BYTES, audio_head_ok, plausible
 from archiver.archive.run_pass import PassServices
 from archiver.archive.scan import scan_window
+from archiver.hold import holds_lost
 from archiver.settings import Settings
 from archiver.state import LOST, RecordingRow
 from archiver.windows import day_slices
@@ -57,6 +58,10 @@ class VerifyResult:
     only_copy: list[tuple[str, str]] = field(default_factory=list)  # damaged and gone at the source
     manifests: int = 0
     scan_errors: int = 0
+    # Listed by the call log only after the last run's scan (records appear once a call ends), within the
+    # lookback the next run rescans: not missing, recorded now and archived by the next run.
+    late: int = 0
+    holds_lost: list[tuple[str, str]] = field(default_factory=list)  # (key, why): held, hold gone (issue 20)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +72,7 @@ class VerifyResult:
             or self.chain_breaks
             or self.unlisted
             or self.deletions_unlisted
+            or self.holds_lost
         )
 
 
@@ -146,12 +152,16 @@ def verify(
     if all_deleted:
         rows = chain(rows, state.deleted_outside(*window, skip_run=scan_id))
     damaged: list[tuple[RecordingRow, str]] = []
+    rescanned_from = _next_run_rescans_from(state.watermark(), settings)
     for row in rows:
         if cancel.is_set():
             break
         result.checked += 1
         if row.status == LOST:
             result.lost += 1
+            continue
+        if _late_record(row, rescanned_from):
+            result.late += 1
             continue
         rehash = rng.random() * 100 < sample_percent
         problem = _check_one(services, layout, row, rehash)
@@ -162,6 +172,7 @@ def verify(
             damaged.append((row, kind))
     if manifests:
         _check_manifests(services, result)
+    result.holds_lost = holds_lost(services.destination, state.held_keys())
     for row, kind in damaged:
         if row.deleted_at is None and row.delete_intent is None:
             if repair:  # force: an object under the key that is wrong must be replaced
@@ -169,6 +180,24 @@ def verify(
             continue
         _damaged_after_deletion(services, row, repair, result)
     return result
+
+
+def _next_run_rescans_from(watermark: datetime | None, settings: Settings) -> datetime | None:
+    """Where the next run's window begins (windows.plan_window): it rescans the last `lookback` before
+    the watermark, because records appear late (a call is logged once it ends)."""
+    return watermark - settings.lookback if watermark is not None else None
+
+
+def _late_record(row: RecordingRow, rescanned_from: datetime | None) -> bool:
+    """A recording no run has reached yet (pending, never attempted) whose call started where the next
+    run rescans: its record appeared after the last scan. Anything older that no run saw is missing:
+    the runs' scans should have seen it."""
+    return (
+        rescanned_from is not None
+        and row.status == "pending"
+        and row.attempts == 0
+        and row.recording.start >= rescanned_from
+    )
 
 
 def _damaged_after_deletion(

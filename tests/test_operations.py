@@ -29,6 +29,7 @@ from tests.helpers import (
     s3_objects,
     summary_of,
 )
+from tests.s3_servers import EACH_S3_SERVER
 
 pytestmark = pytest.mark.pipeline  # runs under both readings of RingCentral (.ci/run)
 
@@ -71,6 +72,7 @@ def test_status_without_a_state_file_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
+@EACH_S3_SERVER  # a real S3-compatible store too (tests/s3_servers.py)
 def test_verify_finds_deleted_and_altered_objects_and_repair_restores_them(
     emulator: Emulator, tmp_path: Path, s3_bucket: str
 ) -> None:

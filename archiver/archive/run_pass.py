@@ -23,17 +23,18 @@ import structlog
 
 from archiver.archive.breaker import OutageBreaker
 from archiver.archive.deletion import DeletionRules, SourceDeletion, delete_proven, settle_intents
-from archiver.archive.forecast import Forecast, advice, forecast, pace_needed
+from archiver.archive.forecast import Forecast, advice, forecast_histogram, pace_needed_histogram
 from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
 from archiver.archive.progress import ProgressReporter
 from archiver.archive.recording import RecordingWork, archive_one
 from archiver.archive.scan import ScanResult, scan_window
-from archiver.archive.tally import Outcome, Tally
+from archiver.archive.tally import Kind, Outcome, Tally
 from archiver.archive.transfer import TwoStagePool
 from archiver.destinations.base import Destination
 from archiver.errors import ArchiverError, AuthError, event_name, exit_code_for, outcome_for
-from archiver.models import Failure, RunSummary, format_time
+from archiver.index_files import IndexWriter
+from archiver.models import MAX_REPORTED_FAILURES, Failure, RunSummary, format_time
 from archiver.ringcentral.client import RingCentralClient
 from archiver.settings import Settings
 from archiver.state import RecordingRow, StateStore
@@ -41,7 +42,9 @@ from archiver.windows import day_slices
 
 log = structlog.get_logger(__name__)
 CAP_WARNING = 0.9  # warn when the recordings RingCentral holds reach this share of its cap
-PACE, BUDGET = "measured_pace", "content_budget"
+# State meta keys: the downloads' measured pace (requests a second), and the content budget last
+# learned from RingCentral (for `status`, which does not log in).
+META_MEASURED_PACE, META_CONTENT_BUDGET = "measured_pace", "content_budget"
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,12 @@ def forecast_backlog(
     """The forecast of the state's backlog at `budget` (slowed to the downloads' measured pace when
     that is slower), and the advice that would prevent a projected loss."""
     per_second, window = budget
-    measured = state.meta_json(PACE)
+    measured = state.meta_json(META_MEASURED_PACE)
     if isinstance(measured, int | float) and 0 < measured < per_second:
         per_second = float(measured)
-    deadlines = list(state.due_deadlines(max_attempts, now))
-    result = forecast(deadlines, now, per_second)
-    needed = pace_needed(deadlines, now, per_second) if result.projected_loss else None
+    backlog = state.due_deadlines(max_attempts, now)  # a histogram: (deadline, how many)
+    result = forecast_histogram(backlog, now, per_second)
+    needed = pace_needed_histogram(backlog, now, per_second) if result.projected_loss else None
     return result, advice(result, needed, window)
 
 
@@ -154,7 +157,7 @@ def run_pass(
         rate_wait.phase_done()
         _note_unreadable(tally, scan, settings)
         budget = content_pace(services)
-        state.set_meta_json(BUDGET, list(budget))  # for `status`, which does not log in
+        state.set_meta_json(META_CONTENT_BUDGET, list(budget))  # for `status`, which does not log in
         result, remedy = forecast_backlog(state, settings.max_attempts, budget, now())
         # Re-proofs (deletion.reprove: one download each) are spent after the whole backlog, so they
         # never push a live recording past its deadline; the forecast says how many there are.
@@ -191,7 +194,7 @@ def run_pass(
     # A day not read stays before the watermark: the next run's window still holds it.
     if scan.complete and not cancel.is_set():
         state.advance_watermark(window[1])
-    _finish(summary, services, settings, breaker.tripped, cancel, started, now())
+    _complete_summary(summary, services, settings, breaker.tripped, cancel, started, now())
     return summary
 
 
@@ -239,7 +242,7 @@ def _delete_at_source(deletion: SourceDeletion, delete_from_source: bool) -> int
     cut-off run left in flight; returns how many recordings RingCentral deleted on our word."""
     if delete_from_source:
         return delete_proven(deletion).deleted
-    if deletion.state.unsettled_intents():
+    if deletion.state.count_unsettled_intents():
         return settle_intents(deletion).deleted
     return 0
 
@@ -278,19 +281,24 @@ def _archive_due(
     on_progress: Callable[[], None],
 ) -> tuple[int, int]:
     """Everything due, in deadline order, through the two pools; returns the recordings abandoned and
-    those submitted."""
+    those submitted. Each recording archived gets its line in the archive's index (index_files.py)."""
+
+    index = IndexWriter(work.destination, work.state, run_id)
+    index.adopt_unlisted()  # what a killed run archived and never listed
 
     late: dict[str, RecordingRow] = {}
     rows: dict[str, RecordingRow] = {}
     lock = threading.Lock()
 
     def record(outcome: Outcome) -> None:
-        if outcome.kind == "late":
+        if outcome.kind is Kind.LATE:
             with lock:
                 late[outcome.recording_id] = rows[outcome.recording_id]
             return
         with lock:
             rows.pop(outcome.recording_id, None)
+        if outcome.kind in (Kind.ARCHIVED, Kind.FOUND_STORED):
+            index.add(outcome.recording_id)
         tally.add(outcome)
         on_progress()
 
@@ -326,15 +334,16 @@ def _archive_due(
         return (0 if finished else pool.active), submitted
     finally:
         pool.close()
+        index.close()
 
 
 def _remember_pace(state: StateStore, requests: int, seconds: float, abandoned: int) -> None:
     """The downloads' own pace, for the next forecast (only from a run long enough to tell)."""
     if requests >= 50 and seconds > 0 and not abandoned:
-        state.set_meta_json(PACE, round(requests / seconds, 4))
+        state.set_meta_json(META_MEASURED_PACE, round(requests / seconds, 4))
 
 
-def _finish(
+def _complete_summary(
     summary: RunSummary,
     services: PassServices,
     settings: Settings,
@@ -346,7 +355,7 @@ def _finish(
     state = services.state
     for row in state.exhausted(settings.max_attempts):
         summary.exhausted += 1
-        if len(summary.failures) < 100:
+        if len(summary.failures) < MAX_REPORTED_FAILURES:
             summary.failures.append(Failure(row.recording_id, row.last_error or "", row.attempts))
     summary.remaining = state.count_due(settings.max_attempts, now)
     pacers = services.client.pacers.values()

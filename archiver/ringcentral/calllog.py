@@ -8,12 +8,63 @@ sidecar, which keeps what RingCentral said about the call.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from archiver.models import parse_time
+
+
+@dataclass(frozen=True)
+class Party:
+    """One party to a call, as `find` and the archive's index know it: its phone number normalised
+    (normalise_number), its extension number and its name; any of them may be empty."""
+
+    number: str
+    extension: str
+    name: str
+
+
+_NON_DIGITS = re.compile(r"\D")
+NANP_DIGITS = 10  # a national US/Canada number, RingCentral's home market: +1 is assumed before it
+
+
+def normalise_number(raw: str) -> str:
+    """A phone number as the digits of its E.164 form, without the '+': `+1 (650) 555-0100` and
+    `6505550100` both become `16505550100`. A number written without '+' is taken as written, except a
+    10-digit one, taken as a North American national number. Not a number at all: ''."""
+    digits = _NON_DIGITS.sub("", raw)
+    if not digits:
+        return ""
+    if not raw.strip().startswith("+") and len(digits) == NANP_DIGITS:
+        return "1" + digits
+    return digits
+
+
+def _party(raw: object) -> Party | None:
+    if not isinstance(raw, Mapping):
+        return None
+    party = Party(
+        number=normalise_number(str(raw.get("phoneNumber") or "")),
+        extension=str(raw.get("extensionNumber") or ""),
+        name=str(raw.get("name") or ""),
+    )
+    return party if party.number or party.extension or party.name else None
+
+
+def call_parties(record: Mapping[str, Any]) -> tuple[Party, ...]:
+    """Every party to a call: the record's `from` and `to` and each leg's (a transfer's target is often
+    only on its leg), deduplicated, in order of appearance."""
+    found: dict[Party, None] = {}
+    sources = [record, *(leg for leg in record.get("legs") or [] if isinstance(leg, Mapping))]
+    for source in sources:
+        for side in ("from", "to"):
+            party = _party(source.get(side))
+            if party is not None:
+                found.setdefault(party)
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -38,6 +89,8 @@ class FoundRecording:
     # When the call began (a leg's recording may start later): RingCentral's retention is counted from
     # the call, so the deletion deadline is, to be safe, call start + retention.
     call_start: datetime | None = None
+    # Every party to the call (record and legs), for `find` and the index; empty on rows read back.
+    parties: tuple[Party, ...] = field(default=(), compare=False, repr=False)
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     leg: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
@@ -79,6 +132,7 @@ def recording_from(record: dict[str, Any], leg: dict[str, Any] | None) -> FoundR
         extension_id=str(extension.get("id") or ""),
         on_leg_only=leg is not None
         and not (isinstance(top, dict) and str(top.get("id")) == str(recording["id"])),
+        parties=call_parties(record),
         record=record,
         leg=leg,
     )
@@ -103,3 +157,11 @@ class CallLogPage:
 
     records: int
     recordings: list[FoundRecording]
+
+
+def next_page_uri(page: dict[str, Any]) -> str | None:
+    """The page's navigation.nextPage.uri, or None when there is no next page."""
+    navigation = page.get("navigation")
+    next_page = navigation.get("nextPage") if isinstance(navigation, dict) else None
+    uri = next_page.get("uri") if isinstance(next_page, dict) else None
+    return uri if isinstance(uri, str) and uri else None

@@ -16,7 +16,9 @@ One run at a time per state file: an exclusive OS lock (flock) on `<state>.lock`
 
 from __future__ import annotations
 
+from archiver.state.holds import Holds
 from archiver.state.lock import FileLock, lock_for, prepare_folder
+from archiver.state.parties import Finding
 from archiver.state.recordings import Recordings
 from archiver.state.reports import Reports
 from archiver.state.rows import ARCHIVED, FAILED, LOST, PENDING, RecordingRow, Seen
@@ -25,7 +27,7 @@ from archiver.state.schema import DEFAULT_RETENTION, MIGRATIONS, SCHEMA_VERSION
 from archiver.state.transitions import Transitions, Uploads
 
 
-class StateStore(Recordings, Transitions, Uploads, Runs, Reports):
+class StateStore(Recordings, Transitions, Uploads, Runs, Reports, Finding, Holds):
     """The state, as intention-revealing operations (each family in its own module)."""
 
 

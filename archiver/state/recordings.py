@@ -9,8 +9,11 @@ from typing import Any
 
 from archiver.models import format_time, parse_time
 from archiver.ringcentral.calllog import FoundRecording
+from archiver.state.party_tables import note_parties
 from archiver.state.rows import ARCHIVED, PENDING, RecordingRow, Rows, Seen
 from archiver.state.schema import _FIELDS, DEFAULT_RETENTION, _columns, _now
+
+EXACT_AHEAD = timedelta(hours=1)  # the forecast's histogram is exact this far ahead, by the minute beyond
 
 
 class Recordings(Rows):
@@ -40,8 +43,10 @@ class Recordings(Rows):
                             json.dumps({"record": item.record, "leg": item.leg}),
                         ),
                     )
+                    note_parties(db, item.recording_id, item.parties)  # issue 20: find by party
                     new_in_run += 1
                     continue
+                note_parties(db, item.recording_id, item.parties)  # another record of the call may add some
                 if row["last_seen_run"] != run_id:
                     new_in_run += 1
                     already += row["status"] == ARCHIVED
@@ -79,8 +84,8 @@ class Recordings(Rows):
             after = rows[-1].recording_id
 
     def archived_ids(self, batch: int = 1000) -> Iterator[str]:
-        """Every archived recording's id, in batches."""
-        return self._ids_where("status = 'archived'", batch)
+        """Every archived recording's id, in batches (a range of a partial index each)."""
+        return self._ids_where("status = 'archived'", batch, index="recordings_archived")
 
     def archive_in(
         self, start: datetime, end: datetime, skip_run: str, batch: int = 500
@@ -132,13 +137,16 @@ class Recordings(Rows):
         Read in batches by keyset, so memory stays flat however long the backlog is."""
         stamp = format_time(now)
         for past in (False, True):
-            cursor = ("", "")
-            side = "deadline < ?" if past else "deadline >= ?"
+            # The cursor is the index range's lower bound: (stamp, '') starts the live side at its
+            # first deadline >= now (no id is empty); the past side starts at the beginning and ends
+            # below now. Each batch is then one range of recordings_backlog, never a re-read.
+            cursor, bound = (("", ""), (stamp,)) if past else ((stamp, ""), ())
+            below = "AND deadline < ?" if past else ""
             while True:
                 rows = self._query(
-                    f"SELECT * FROM recordings WHERE {self._DUE} AND {side} "  # noqa: S608 - fixed text
+                    f"SELECT * FROM recordings INDEXED BY recordings_backlog WHERE {self._DUE} {below} "  # noqa: S608
                     "AND (deadline, recording_id) > (?, ?) ORDER BY deadline, recording_id LIMIT ?",
-                    (max_attempts, stamp, stamp, *cursor, batch),
+                    (max_attempts, stamp, *bound, *cursor, batch),
                 )
                 if not rows:
                     break
@@ -146,19 +154,22 @@ class Recordings(Rows):
                     yield self._row(row)
                 cursor = (rows[-1]["deadline"], rows[-1]["recording_id"])
 
-    def due_deadlines(self, max_attempts: int, now: datetime) -> Iterator[datetime]:
-        """The deadlines of the backlog in archive order (for the forecast), without whole rows."""
+    def due_deadlines(self, max_attempts: int, now: datetime) -> list[tuple[datetime, int]]:
+        """The backlog's deadlines for the forecast as a histogram, earliest first: (a deadline, how
+        many recordings have it). Exact for the next hour (where a second decides what is saved);
+        beyond it by the minute, at each minute's earliest deadline (pessimistic by under a minute an
+        hour or more ahead); every passed one in one bucket (all lost). Read from the covering
+        recordings_backlog: its size is the minutes the backlog spans, not its million rows."""
         stamp = format_time(now)
-        with self._lock, self._errors():
-            cursor = self._db.execute(
-                f"SELECT deadline FROM recordings WHERE {self._DUE} ORDER BY deadline",  # noqa: S608
-                (max_attempts, stamp),
-            )
-            rows = cursor.fetchall()
-        for row in rows:
-            yield parse_time(row[0])
+        rows = self._query(
+            "SELECT MIN(deadline), COUNT(*) FROM recordings INDEXED BY recordings_backlog "  # noqa: S608
+            f"WHERE {self._DUE} GROUP BY CASE WHEN deadline <= ? THEN '' WHEN deadline < ? THEN deadline "
+            "ELSE substr(deadline, 1, 16) END ORDER BY 1",
+            (max_attempts, stamp, stamp, format_time(now + EXACT_AHEAD)),
+        )
+        return [(parse_time(row[0]), int(row[1])) for row in rows]
 
     def count_due(self, max_attempts: int, now: datetime) -> int:
-        sql = f"SELECT COUNT(*) FROM recordings WHERE {self._DUE}"  # noqa: S608 - fixed text
+        sql = f"SELECT COUNT(*) FROM recordings INDEXED BY recordings_backlog WHERE {self._DUE}"  # noqa: S608
         row = self._one(sql, (max_attempts, format_time(now)))
         return int(row[0]) if row else 0

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from archiver.models import format_time
 from archiver.ringcentral.calllog import FoundRecording, recording_from
+from archiver.state.indexes import add_walk_indexes_and_tally
+from archiver.state.party_tables import add_find_tables
 
 DEFAULT_RETENTION = timedelta(days=90)
 
@@ -55,8 +57,8 @@ def _v3_columns(db: sqlite3.Connection) -> None:
         )
         """
     )
-    rows = db.execute("SELECT * FROM recordings_v2").fetchall()
-    for row in rows:
+    # issue 22: row by row from SQLite's cursor, never the whole table in memory (3.3 GB at 1M rows)
+    for row in db.execute("SELECT * FROM recordings_v2"):
         source = json.loads(row["source_json"])
         found = recording_from(source["record"], source["leg"])
         db.execute(
@@ -170,6 +172,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     DROP INDEX recordings_start;
     CREATE INDEX recordings_start ON recordings (start_time, recording_id);
     """,
+    # issue 22: an index that orders each walk (verify's, the manifests', the due loop's) and the
+    # recordings counted by triggers (state/indexes.py): no whole-table pass per run, status or scrape
+    add_walk_indexes_and_tally,
+    # issue 20: the parties of each call (find by number, extension, name), filled from the stored
+    # records; which recordings the archive's index lists; legal holds (state/party_tables.py)
+    add_find_tables,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
