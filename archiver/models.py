@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+MAX_REPORTED_FAILURES = 100  # failures a run summary lists by name (the count is always whole)
+
 
 def parse_time(value: str) -> datetime:
     """A RingCentral timestamp (ISO 8601, 'Z' or offset) as an aware UTC datetime."""
@@ -85,5 +87,5 @@ class RunSummary:
         out = {k: v for k, v in self.__dict__.items() if k != "failures"}
         out["seconds"] = round(self.seconds, 3)
         out["rate_wait_seconds"] = round(self.rate_wait_seconds, 3)
-        out["failures"] = [f.__dict__ for f in self.failures[:100]]
+        out["failures"] = [f.__dict__ for f in self.failures[:MAX_REPORTED_FAILURES]]
         return out

@@ -26,6 +26,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from archiver import verify_job
+from archiver.cron import parse_cron
 from archiver.errors import ArchiverError, SettingsError
 from archiver.lifecycle import RunRequest, execute_run
 from archiver.liveness import DEFAULT_STALL_SECONDS, Liveness
@@ -65,7 +66,7 @@ def build_scheduler(
     if verify is not None and settings.verify_schedule:
         scheduler.add_job(
             verify,
-            CronTrigger.from_crontab(settings.verify_schedule, timezone=settings.tz),
+            parse_cron(settings.verify_schedule, settings.tz),
             id=verify_job.JOB_ID,
             name="verify",
             coalesce=True,
@@ -76,7 +77,7 @@ def build_scheduler(
 
 
 def cron_trigger(settings: Settings) -> CronTrigger:
-    trigger = CronTrigger.from_crontab(settings.schedule, timezone=settings.tz)
+    trigger = parse_cron(settings.schedule, settings.tz)
     # from_crontab takes no jitter, and add_job ignores trigger arguments given beside a trigger
     # instance, so the jitter is set on the trigger itself.
     trigger.jitter = int(settings.jitter.total_seconds()) or None
@@ -134,9 +135,7 @@ class _Jobs:
         # shutdown waiting for this very job would deadlock on it.
         now = datetime.now(self.settings.tz)
         if event.job_id == verify_job.JOB_ID and self.settings.verify_schedule:
-            verify_trigger = CronTrigger.from_crontab(
-                self.settings.verify_schedule, timezone=self.settings.tz
-            )
+            verify_trigger = parse_cron(self.settings.verify_schedule, self.settings.tz)
             log.info("next_verify", at=str(verify_trigger.get_next_fire_time(None, now)))
         else:
             log.info("next_run", at=str(self.trigger.get_next_fire_time(None, now)))

@@ -164,7 +164,7 @@ def _default_spool_dir() -> Path:
 
 
 # Documentation groups: the README table and the example TOML list the settings in this order, under
-# these headings (STYLE.md: one schema validates the settings AND generates their documentation).
+# these headings (one schema validates the settings AND generates their documentation, as borgmatic's does).
 RINGCENTRAL = "RingCentral"
 WHERE = "Where recordings go"
 STATE = "State and spool"
@@ -217,12 +217,17 @@ def setting(
 POSITIVE_DURATIONS = (
     "connect_timeout",
     "read_timeout",
+    "request_deadline",
+    "s3_connect_timeout",
+    "s3_read_timeout",
+    "s3_request_deadline",
     "rate_penalty",
     "lookback",
     "exhausted_retry_interval",
     "source_retention",
     "progress_interval",
     "stop_timeout",
+    "state_checkpoint_interval",
 )
 # Durations where zero means something: no settle delay, no jitter, delete as soon as verified, no
 # recording counted at risk before its deadline.
@@ -233,6 +238,10 @@ DURATION_BOUNDS: dict[str, timedelta] = {
     "rate_penalty": timedelta(hours=1),
     "connect_timeout": timedelta(minutes=10),
     "read_timeout": timedelta(hours=1),
+    "request_deadline": timedelta(hours=1),
+    "s3_connect_timeout": timedelta(minutes=10),
+    "s3_read_timeout": timedelta(hours=1),
+    "s3_request_deadline": timedelta(hours=1),
     "lookback": timedelta(days=3650),
     "settle_delay": timedelta(days=7),
     "exhausted_retry_interval": timedelta(days=365),
@@ -242,6 +251,7 @@ DURATION_BOUNDS: dict[str, timedelta] = {
     "jitter": timedelta(days=1),
     "progress_interval": timedelta(days=1),
     "stop_timeout": timedelta(hours=1),
+    "state_checkpoint_interval": timedelta(minutes=10),  # each checkpoint renews the 15-minute S3 lease
 }
 
 
@@ -336,6 +346,15 @@ class Settings(BaseSettings):
         group=RINGCENTRAL,
         description="How long RingCentral may stay silent during a request or download (more than 0).",
     )
+    request_deadline: timedelta = setting(
+        "90s",
+        env="RC_ARCHIVER_REQUEST_DEADLINE",
+        group=RINGCENTRAL,
+        description="How long one request may go unanswered by RingCentral (timeouts, refused "
+        "connections), its retries included, before it counts as failed (more than 0; a second attempt "
+        "is always made): with the outage breaker, a hung RingCentral stops a run (exit 6) in a few of "
+        "these, charging no recording.",
+    )
 
     # -- Where recordings go ----------------------------------------------------------------------
     destination: str | None = setting(
@@ -379,6 +398,22 @@ class Settings(BaseSettings):
         example="/var/lib/rc-archiver/state.db",
         shown_default="$STATE_DIRECTORY/state.db under systemd, else ./rc-archiver-state.db",
         default_factory=_default_state_path,
+    )
+    state_replication: Literal["snapshot", "incremental"] = setting(
+        "snapshot",
+        env="RC_ARCHIVER_STATE_REPLICATION",
+        group=STATE,
+        description="How an `s3://` state is saved: `snapshot` uploads the whole database at each "
+        "checkpoint (one object, at most 5 GB); `incremental` uploads only the 64 KiB chunks that "
+        "changed, then a manifest (no size limit). Either reads a state saved by the other.",
+        example="incremental",
+    )
+    state_checkpoint_interval: timedelta = setting(
+        "60s",
+        env="RC_ARCHIVER_STATE_CHECKPOINT_INTERVAL",
+        group=STATE,
+        description="How often a run saves an `s3://` state (and renews its lease); a run also saves it "
+        f"at its end. More than 0, at most 10m (each renews the run's 15-minute lease). {DURATIONS}",
     )
     spool_dir: Path = setting(
         env="RC_ARCHIVER_SPOOL_DIR",
@@ -446,6 +481,27 @@ class Settings(BaseSettings):
         description="Attempts per S3 request (botocore standard retries), 1-50.",
         ge=1,
         le=50,
+    )
+    s3_connect_timeout: timedelta = setting(
+        "5s",
+        env="RC_ARCHIVER_S3_CONNECT_TIMEOUT",
+        group=WORK,
+        description="How long to wait for a connection to S3 (more than 0).",
+    )
+    s3_read_timeout: timedelta = setting(
+        "20s",
+        env="RC_ARCHIVER_S3_READ_TIMEOUT",
+        group=WORK,
+        description="How long S3 may stay silent on an open connection (more than 0); not a limit on "
+        "a transfer's length.",
+    )
+    s3_request_deadline: timedelta = setting(
+        "40s",
+        env="RC_ARCHIVER_S3_REQUEST_DEADLINE",
+        group=WORK,
+        description="No S3 request is retried once this long has passed since it began: a hung or "
+        "vanished server fails each request within this plus RC_ARCHIVER_S3_READ_TIMEOUT, and the run "
+        "stops with exit 4 about a minute after it went (more than 0).",
     )
     multipart_threshold: int = setting(
         16 * 1024 * 1024,
@@ -563,7 +619,8 @@ class Settings(BaseSettings):
         "0 2 * * *",
         env="RC_ARCHIVER_SCHEDULE",
         group=DAEMON,
-        description="When the daemon runs: a 5-field cron expression in RC_ARCHIVER_TIMEZONE.",
+        description="When the daemon runs: a 5-field cron expression in RC_ARCHIVER_TIMEZONE (6 fields: "
+        "seconds first).",
     )
     jitter: timedelta = setting(
         "0s",
@@ -576,7 +633,7 @@ class Settings(BaseSettings):
         env="RC_ARCHIVER_VERIFY_SCHEDULE",
         group=DAEMON,
         description="When the daemon runs `verify --manifests --sample RC_ARCHIVER_VERIFY_SAMPLE` "
-        "over the last 90 days, never during a run: a 5-field cron expression in "
+        "over the last 90 days, never during a run: a 5-field cron expression (6: seconds first) in "
         'RC_ARCHIVER_TIMEZONE ("" = never). Its result is in /metrics.',
         example="0 12 * * 0",
     )
@@ -592,11 +649,11 @@ class Settings(BaseSettings):
     @field_validator("verify_schedule")
     @classmethod
     def _verify_schedule(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        from archiver.cron import parse_cron
 
         try:
             if value:
-                CronTrigger.from_crontab(value)
+                parse_cron(value)
         except ValueError as exc:
             raise ValueError(f"invalid cron expression {value[:60]!r} ({exc}); e.g. '0 12 * * 0'") from None
         return value
@@ -777,19 +834,12 @@ class Settings(BaseSettings):
     def _destination(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if value.startswith("s3://"):
-            if not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", value):
-                raise ValueError(
-                    "an S3 destination is s3://bucket or s3://bucket/prefix with a valid bucket name"
-                )
-            return value
-        if value.startswith("file://"):
-            if not value[len("file://") :].startswith("/"):
-                raise ValueError(
-                    "a folder destination is an absolute file:// URL, e.g. file:///srv/recordings"
-                )
-            return value
-        raise ValueError("must start with s3:// or file://")
+        from archiver.destinations.registry import url_problem  # the backends' own URL rules
+
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("key_template")
     @classmethod
@@ -800,10 +850,10 @@ class Settings(BaseSettings):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        from archiver.cron import parse_cron
 
         try:
-            CronTrigger.from_crontab(value)
+            parse_cron(value)
         except ValueError as exc:
             raise ValueError(f"invalid cron expression {value[:60]!r} ({exc}); e.g. '0 2 * * *'") from None
         return value

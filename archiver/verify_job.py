@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from archiver.cron import parse_cron
 from archiver.errors import ArchiverError, event_name
 from archiver.lifecycle import new_run_id
 from archiver.logs import bind
@@ -121,7 +122,7 @@ def schedule_interval(trigger: CronTrigger, now: datetime) -> float:
 def register(registry: CollectorRegistry, settings: Settings, now: datetime) -> VerifyGauges:
     interval = None
     if settings.verify_schedule:
-        interval = schedule_interval(CronTrigger.from_crontab(settings.verify_schedule, settings.tz), now)
+        interval = schedule_interval(parse_cron(settings.verify_schedule, settings.tz), now)
     gauges = VerifyGauges(interval, now)
     registry.register(gauges)
     return gauges
@@ -177,6 +178,7 @@ def run_verify(settings: Settings, cancel: threading.Event, gauges: VerifyGauges
             checked=result.checked,
             rehashed=result.rehashed,
             lost=result.lost,
+            late=result.late,
             manifests=result.manifests,
             problems=problems,
             examples=_examples(result),

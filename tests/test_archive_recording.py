@@ -22,7 +22,7 @@ from archiver.archive.breaker import THRESHOLD, OutageBreaker
 from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
 from archiver.archive.recording import RecordingWork, archive_one
-from archiver.archive.tally import Outcome
+from archiver.archive.tally import Kind, Outcome
 from archiver.archive.transfer import Then
 from archiver.destinations.base import Destination
 from archiver.destinations.local import LocalDestination
@@ -129,7 +129,7 @@ def test_recording_is_downloaded_uploaded_given_its_sidecar_and_marked_archived(
         assert isinstance(first, Then)  # the upload is the second pool's job
         assert len(list(rig.spool.iterdir())) == 1  # the verified download waits in the spool
         outcome = run_both_stages(first)
-    assert outcome == Outcome(row.recording_id, "archived", bytes=truth["size"])
+    assert outcome == Outcome(row.recording_id, Kind.ARCHIVED, bytes=truth["size"])
     assert list(rig.spool.iterdir()) == []
     files = folder_files(rig.root)
     key = rig.layout.key_for(row.recording, truth["contentType"])
@@ -176,7 +176,7 @@ def test_recording_already_in_the_destination_is_marked_archived_without_a_downl
     work = again.work()
     with capture_logs() as logs:
         outcomes = [archive_one(work, row) for row in again.rows()]
-    assert outcomes == [Outcome(row.recording_id, "found_stored") for row in rows]
+    assert outcomes == [Outcome(row.recording_id, Kind.FOUND_STORED) for row in rows]
     assert again.downloads() == downloads  # lookups, not downloads
     assert (again.root / sidecar).exists()  # the missing sidecar was written
     assert all(again.state.get(r.recording_id).status == "archived" for r in rows)  # type: ignore[union-attr]
@@ -280,7 +280,7 @@ def test_recording_a_stop_while_waiting_for_the_rate_budget_is_not_charged(
     rows = rig.rows()
     rig.cancel.set()
     outcome = archive_one(rig.work(), rows[0])
-    assert outcome == Outcome(rows[0].recording_id, "stopped")
+    assert outcome == Outcome(rows[0].recording_id, Kind.STOPPED)
     assert rig.downloads() == 0
     after = rig.state.get(rows[0].recording_id)
     assert after is not None and after.attempts == 0

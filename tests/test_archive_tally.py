@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.archive.tally import MAX_REPORTED_FAILURES, Outcome, Progress, Tally
+from archiver.archive.tally import MAX_REPORTED_FAILURES, Kind, Outcome, Progress, Tally
 from archiver.models import Failure
 from archiver.state import Seen
 
@@ -19,16 +19,15 @@ def counters(tally: Tally) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("outcome", "expected"),
     [
-        (Outcome("r1", "archived", bytes=1234), {"archived": 1, "bytes": 1234}),
-        (Outcome("r1", "found_stored"), {"skipped": 1}),
-        (Outcome("r1", "skipped"), {"skipped": 1}),
-        (Outcome("r1", "not_ready", reason="404 CMN-102", attempts=1), {"pending": 1}),
-        (Outcome("r1", "failed", reason="403 on this one", attempts=2), {"failed": 1}),
-        (Outcome("r1", "lost", reason="deleted by RingCentral"), {"lost": 1}),
+        (Outcome("r1", Kind.ARCHIVED, bytes=1234), {"archived": 1, "bytes": 1234}),
+        (Outcome("r1", Kind.FOUND_STORED), {"skipped": 1}),
+        (Outcome("r1", Kind.NOT_READY, reason="404 CMN-102", attempts=1), {"pending": 1}),
+        (Outcome("r1", Kind.FAILED, reason="403 on this one", attempts=2), {"failed": 1}),
+        (Outcome("r1", Kind.LOST, reason="deleted by RingCentral"), {"lost": 1}),
         # A failing world, a stop for a failure no retry fixes, a signal: nothing charged, nothing counted.
-        (Outcome("r1", "outage", reason="connection refused"), {}),
-        (Outcome("r1", "fatal", reason="bucket missing"), {}),
-        (Outcome("r1", "stopped"), {}),
+        (Outcome("r1", Kind.OUTAGE, reason="connection refused"), {}),
+        (Outcome("r1", Kind.FATAL, reason="bucket missing"), {}),
+        (Outcome("r1", Kind.STOPPED), {}),
     ],
     ids=lambda value: value.kind if isinstance(value, Outcome) else "",
 )
@@ -41,8 +40,8 @@ def test_tally_counts_each_outcome_kind(outcome: Outcome, expected: dict[str, in
     assert failures == ([Failure("r1", outcome.reason, outcome.attempts)] if outcome.kind == "failed" else [])
 
 
-@pytest.mark.parametrize("kind", ["failed", "not_ready"])
-def test_tally_an_exhausted_recording_is_not_counted_as_failed_or_pending(kind: str) -> None:
+@pytest.mark.parametrize("kind", [Kind.FAILED, Kind.NOT_READY])
+def test_tally_an_exhausted_recording_is_not_counted_as_failed_or_pending(kind: Kind) -> None:
     tally = Tally("run-1")
     tally.add(Outcome("r1", kind, reason="still 404", attempts=5, exhausted=True))
     summary = tally.summary()
@@ -50,8 +49,8 @@ def test_tally_an_exhausted_recording_is_not_counted_as_failed_or_pending(kind: 
     assert tally.progress().done == 1  # it was worked on all the same
 
 
-@pytest.mark.parametrize("kind", ["failed", "not_ready"])
-def test_tally_a_recording_exhausted_in_this_run_leaves_it_incomplete(kind: str) -> None:
+@pytest.mark.parametrize("kind", [Kind.FAILED, Kind.NOT_READY])
+def test_tally_a_recording_exhausted_in_this_run_leaves_it_incomplete(kind: Kind) -> None:
     """It failed in this run (its last counted attempt, or a slow retry): the run is not complete."""
     tally = Tally("run-1")
     tally.add(Outcome("r1", kind, reason="still 404", attempts=5, exhausted=True))
@@ -62,7 +61,7 @@ def test_tally_exhausted_recordings_this_run_did_not_attempt_leave_it_complete()
     """Exhausted by earlier runs and not due for their slow retry: counted in `exhausted` (run_pass
     reads them from the state), but nothing this run did failed, so it is complete."""
     tally = Tally("run-1")
-    tally.add(Outcome("r2", "archived", bytes=10))
+    tally.add(Outcome("r2", Kind.ARCHIVED, bytes=10))
     summary = tally.summary()
     summary.exhausted = 3
     assert summary.complete and summary.exhausted_in_run == 0
@@ -71,7 +70,7 @@ def test_tally_exhausted_recordings_this_run_did_not_attempt_leave_it_complete()
 def test_tally_failures_are_capped_but_every_one_is_counted() -> None:
     tally = Tally("run-1")
     for n in range(MAX_REPORTED_FAILURES + 25):
-        tally.add(Outcome(f"r{n}", "failed", reason=f"reason {n}", attempts=1))
+        tally.add(Outcome(f"r{n}", Kind.FAILED, reason=f"reason {n}", attempts=1))
     summary = tally.summary()
     assert summary.failed == MAX_REPORTED_FAILURES + 25
     assert len(summary.failures) == MAX_REPORTED_FAILURES
@@ -84,8 +83,8 @@ def test_tally_seen_counts_found_and_already_archived_and_progress_follows() -> 
     tally.seen(Seen(new_in_run=5, already_archived=0))
     tally.taken_up(2)  # leftovers of earlier runs outside this window
     tally.taken_up()
-    tally.add(Outcome("a", "archived", bytes=100))
-    tally.add(Outcome("b", "archived", bytes=50))
+    tally.add(Outcome("a", Kind.ARCHIVED, bytes=100))
+    tally.add(Outcome("b", Kind.ARCHIVED, bytes=50))
     tally.unreadable_day("2026-11-27")
     tally.deleted(7)
     summary = tally.summary()

@@ -26,7 +26,7 @@ import structlog
 from archiver.archive.breaker import DESTINATION, RINGCENTRAL, SPOOL, OutageBreaker
 from archiver.archive.layout import SIDECAR_CONTENT_TYPE, Layout
 from archiver.archive.manifest import ManifestWriter
-from archiver.archive.tally import Outcome
+from archiver.archive.tally import Kind, Outcome
 from archiver.archive.transfer import Then
 from archiver.destinations.base import Destination
 from archiver.errors import (
@@ -67,7 +67,7 @@ class RecordingWork:
 def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False) -> Outcome | Then[Outcome]:
     """The first stage (download pool): decide, download; hand the upload to the second stage.
 
-    With `defer_late`, a recording whose deadline has passed by its turn is handed back ("late")
+    With `defer_late`, a recording whose deadline has passed by its turn is handed back (Kind.LATE)
     without a request: the pass tries it after every live one, so it never takes a live one's turn."""
     recording = row.recording
     bound = log.bind(recording_id=recording.recording_id, call_id=recording.call_id)
@@ -92,9 +92,9 @@ def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False
                 )
                 bound.info("recording_already_archived", key=stored.key)
                 work.breaker.success(DESTINATION)
-                return Outcome(recording.recording_id, "found_stored")
+                return Outcome(recording.recording_id, Kind.FOUND_STORED)
         if defer_late and work.now() >= row.deadline:
-            return Outcome(recording.recording_id, "late")
+            return Outcome(recording.recording_id, Kind.LATE)
         stage = "download"
         path, downloaded = _download(work, row)
     except Exception as exc:  # every failure becomes an outcome: the pool never sees one
@@ -148,7 +148,7 @@ def _store(work: RecordingWork, row: RecordingRow, path: Path, dl: Downloaded) -
         bytes=dl.size,
         resumed=dl.resumed,
     )
-    return Outcome(recording.recording_id, "archived", bytes=dl.size)
+    return Outcome(recording.recording_id, Kind.ARCHIVED, bytes=dl.size)
 
 
 def _write_sidecar(
@@ -188,23 +188,23 @@ def _failed(work: RecordingWork, row: RecordingRow, exc: BaseException, stage: s
     recording_id = row.recording_id
     bound = log.bind(recording_id=recording_id, call_id=row.recording.call_id)
     if isinstance(exc, Cancelled):
-        return Outcome(recording_id, "stopped")
+        return Outcome(recording_id, Kind.STOPPED)
     if isinstance(exc, AuthError | DestinationError) and not isinstance(exc, SpoolError):
         # No retry fixes these (a missing permission, a missing bucket): stop the run, charge nothing.
         work.breaker.stop_with(exc)
-        return Outcome(recording_id, "fatal", reason=str(exc))
+        return Outcome(recording_id, Kind.FATAL, reason=str(exc))
     if isinstance(exc, SpoolError | TransientError):
         world = SPOOL if isinstance(exc, SpoolError) else RINGCENTRAL if stage == "download" else DESTINATION
         bound.warning("recording_deferred", world=world, reason=str(exc))
         work.breaker.failure(world, str(exc))
-        return Outcome(recording_id, "outage", reason=str(exc))
+        return Outcome(recording_id, Kind.OUTAGE, reason=str(exc))
     # The world answered: this recording is the problem.
     work.breaker.success(RINGCENTRAL if stage == "download" else DESTINATION)
     if isinstance(exc, NotReady | PermanentError) and work.now() >= row.deadline:
         reason = f"deleted by RingCentral: its retention ended {row.deadline.isoformat()} ({exc})"
         work.state.mark_lost(recording_id, reason)
         bound.error("recording_lost", reason=reason)
-        return Outcome(recording_id, "lost", reason=reason)
+        return Outcome(recording_id, Kind.LOST, reason=reason)
     if isinstance(exc, RecordingError | ArchiverError):
         reason = str(exc)
         bound.warning(
@@ -220,7 +220,7 @@ def _failed(work: RecordingWork, row: RecordingRow, exc: BaseException, stage: s
         max_attempts=work.max_attempts,
         retry_interval=work.retry_interval,
     )
-    kind = "not_ready" if isinstance(exc, NotReady) else "failed"
+    kind = Kind.NOT_READY if isinstance(exc, NotReady) else Kind.FAILED
     return Outcome(
         recording_id, kind, reason=reason, attempts=attempts, exhausted=attempts >= work.max_attempts
     )

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 
-from archiver.models import Failure, RunSummary
+from archiver.models import MAX_REPORTED_FAILURES, Failure, RunSummary
 from archiver.state import Seen
 
-MAX_REPORTED_FAILURES = 100
+
+class Kind(StrEnum):
+    """What became of one recording in a pass."""
+
+    ARCHIVED = "archived"  # downloaded, uploaded with its sidecar, recorded
+    FOUND_STORED = "found_stored"  # already in the destination, whole: adopted, nothing uploaded
+    NOT_READY = "not_ready"  # RingCentral has no content yet (404 CMN-102): stays pending
+    FAILED = "failed"  # its own failure, counted as an attempt
+    LOST = "lost"  # RingCentral deleted it before we could archive it
+    LATE = "late"  # its deadline passed before its turn: handed back, tried after the live ones
+    OUTAGE = "outage"  # the world failed (the breaker counts it): nothing charged
+    FATAL = "fatal"  # a failure that ends the run (a revoked login): nothing charged
+    STOPPED = "stopped"  # the run was stopping before its turn: still pending
 
 
 @dataclass(frozen=True)
@@ -17,7 +30,7 @@ class Outcome:
     """What became of one recording in this pass."""
 
     recording_id: str
-    kind: str  # archived | found_stored | skipped | not_ready | failed | lost | outage | fatal | stopped
+    kind: Kind
     bytes: int = 0
     reason: str = ""
     attempts: int = 0
@@ -51,18 +64,18 @@ class Tally:
         with self._lock:
             s = self._summary
             self._done += 1
-            if outcome.kind == "archived":
+            if outcome.kind is Kind.ARCHIVED:
                 s.archived += 1
                 s.bytes += outcome.bytes
-            elif outcome.kind in ("found_stored", "skipped"):
+            elif outcome.kind is Kind.FOUND_STORED:
                 s.skipped += 1
-            elif outcome.kind == "lost":
+            elif outcome.kind is Kind.LOST:
                 s.lost += 1
-            elif outcome.kind in ("not_ready", "failed") and outcome.exhausted:
-                # Listed among the summary's failures with the other exhausted ones (run_pass._finish).
+            elif outcome.kind in (Kind.NOT_READY, Kind.FAILED) and outcome.exhausted:
+                # Listed with the other exhausted ones among the failures (run_pass._complete_summary).
                 s.exhausted_in_run += 1
-            elif outcome.kind in ("not_ready", "failed"):
-                if outcome.kind == "not_ready":
+            elif outcome.kind in (Kind.NOT_READY, Kind.FAILED):
+                if outcome.kind is Kind.NOT_READY:
                     s.pending += 1
                 else:
                     s.failed += 1
