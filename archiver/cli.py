@@ -398,8 +398,8 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from archiver.status import open_for_reading, render, status_report
-    from archiver.wiring import state_file
+    from archiver.local_state import open_for_reading, state_file
+    from archiver.status import render, status_report
 
     settings = _settings(args)
     state = open_for_reading(state_file(settings))
@@ -485,8 +485,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from archiver.local_state import state_file
     from archiver.state import lock_for
-    from archiver.wiring import state_file
 
     if not args.recording_ids and not args.all:
         raise SettingsError("retry: name recording ids, or pass --all", hint="rc-archiver retry --help")
@@ -536,8 +536,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def _facts_for_metrics(settings: Settings) -> StateFacts | None:
     """The gauges' view of a local state file, read without the lock (None before the first run)."""
+    from archiver.local_state import is_remote_state
     from archiver.status import state_facts
-    from archiver.wiring import is_remote_state
 
     path = Path(settings.state_path)
     if is_remote_state(settings) or not path.exists():

@@ -32,6 +32,7 @@ from archiver.errors import (
     outcome_for,
 )
 from archiver.heartbeat import Heartbeat
+from archiver.local_state import is_remote_state
 from archiver.logs import bind
 from archiver.metrics import Metrics, StateFacts, push_instance
 from archiver.models import RunSummary
@@ -40,7 +41,7 @@ from archiver.state import StateStore
 from archiver.state.backup import remote_state
 from archiver.status import state_facts
 from archiver.windows import plan_run_window
-from archiver.wiring import is_remote_state, pass_services
+from archiver.wiring import pass_services
 
 log = structlog.get_logger("archiver.run")
 

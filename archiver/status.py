@@ -5,32 +5,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from archiver.archive.forecast import Forecast
 from archiver.archive.run_pass import META_CONTENT_BUDGET, forecast_backlog
-from archiver.errors import SettingsError
 from archiver.metrics import PROGRESS_RUNS, StateFacts, last_progress
 from archiver.models import format_time, parse_time
 from archiver.settings import Settings, format_duration, log_notices
 from archiver.state import RecordingRow, StateStore, lock_for
 
 LISTED = 100  # rows of each list in the report by default (`status --limit N`; 0 lists them all)
-
-
-def open_for_reading(path: Path) -> StateStore:
-    """The state strictly read-only, without the run lock: nothing is created, migrated or switched,
-    not even a -wal or -shm beside it (SQLite WAL lets a reader in beside a running writer, and a
-    reader never waits for it). A state of an older schema is refused (exit 4), never migrated."""
-    if not path.exists():
-        raise SettingsError(
-            f"RC_ARCHIVER_STATE_PATH: no state file at {path}",
-            hint="check RC_ARCHIVER_STATE_PATH: the service's state is in its StateDirectory, read it as "
-            "the service (`sudo rc-archiver-as-service status`; in Kubernetes, deploy/kubernetes/"
-            "rc-archiver-job status); a state file appears with the service's first scheduled run",
-        )
-    return StateStore(path, read_only=True)
 
 
 def backlog_forecast(state: StateStore, settings: Settings, now: datetime) -> tuple[Forecast, str]:

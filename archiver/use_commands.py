@@ -126,8 +126,7 @@ def add_use_commands(
 
 def run_find(args: argparse.Namespace, settings: Settings) -> int:
     from archiver.find import print_found
-    from archiver.status import open_for_reading
-    from archiver.wiring import state_file
+    from archiver.local_state import open_for_reading, state_file
 
     presign = None
     if args.url is not None:
@@ -147,8 +146,7 @@ def run_find(args: argparse.Namespace, settings: Settings) -> int:
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     from archiver.destinations import destination_for
     from archiver.export import export
-    from archiver.status import open_for_reading
-    from archiver.wiring import state_file
+    from archiver.local_state import open_for_reading, state_file
 
     state = open_for_reading(state_file(settings))
     try:
@@ -165,12 +163,12 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 def run_hold(args: argparse.Namespace, settings: Settings) -> int:
     from archiver.destinations import destination_for
     from archiver.hold import place_hold, release_hold, render_holds
+    from archiver.local_state import state_file
     from archiver.state import StateStore, lock_for
-    from archiver.wiring import state_file
 
     path = state_file(settings)
     if args.list:
-        from archiver.status import open_for_reading
+        from archiver.local_state import open_for_reading
 
         state = open_for_reading(path)
         try:

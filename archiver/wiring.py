@@ -20,7 +20,8 @@ import structlog
 
 from archiver.archive.run_pass import PassServices
 from archiver.destinations import Destination, destination_for, s3_client_for
-from archiver.errors import RingCentralUnavailable, SettingsError, SpoolError, TransientError
+from archiver.errors import RingCentralUnavailable, SpoolError, TransientError
+from archiver.local_state import is_remote_state
 from archiver.logs import register_secret
 from archiver.remote_state import S3State
 from archiver.ringcentral.auth import Authenticator
@@ -30,21 +31,6 @@ from archiver.settings import Settings
 from archiver.state import StateStore, lock_for, prepare_folder
 
 log = structlog.get_logger(__name__)
-
-
-def is_remote_state(settings: Settings) -> bool:
-    return settings.state_path.startswith("s3://")
-
-
-def state_file(settings: Settings) -> Path:
-    """The local state file (for commands that read a local state only)."""
-    if is_remote_state(settings):
-        raise SettingsError(
-            "RC_ARCHIVER_STATE_PATH: this command reads a local state file, not an s3:// one",
-            hint="copy it with `rc-archiver state backup FILE`, then run the command with "
-            "RC_ARCHIVER_STATE_PATH=FILE (a copy: nothing it changes reaches the S3 state)",
-        )
-    return Path(settings.state_path)
 
 
 @contextmanager

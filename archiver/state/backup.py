@@ -87,7 +87,7 @@ def _checked(db: sqlite3.Connection, source: str, invalid: type[ArchiverError] =
 
 def backup_state(settings: Settings, target: Path) -> Copied:
     """A consistent copy of the state at `target` (a new file, mode 0600), whatever a run is doing."""
-    from archiver.wiring import is_remote_state
+    from archiver.local_state import is_remote_state
 
     target = target.absolute()
     _free_target(target)
@@ -183,7 +183,7 @@ def _swap(path: Path, staged: Path) -> Path | None:
 
 def restore_state(settings: Settings, backup: Path, wait_lock: float) -> Copied:
     """Put `backup` in place of the state, refused while a run holds the lock (or the S3 lease)."""
-    from archiver.wiring import is_remote_state
+    from archiver.local_state import is_remote_state
 
     backup = backup.absolute()
     if is_remote_state(settings):
@@ -230,7 +230,8 @@ def _restore_remote(settings: Settings, backup: Path, wait_lock: float) -> Copie
 
 def migrate_state(settings: Settings, wait_lock: float) -> Copied:
     """Migrate the state to this version's schema now (a snapshot first), under the run lock."""
-    from archiver.wiring import held_state, is_remote_state
+    from archiver.local_state import is_remote_state
+    from archiver.wiring import held_state
 
     if not is_remote_state(settings) and not Path(settings.state_path).is_file():
         raise SettingsError(
