@@ -353,7 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from archiver.archive.plan import Planned, plan_pass
+    from archiver.archive.plan import plan_pass, render_plan, render_planned
     from archiver.lifecycle import RunRequest
     from archiver.logs import bind
     from archiver.windows import plan_run_window
@@ -366,34 +366,11 @@ def _dry_run(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     _install_signal_handlers(cancel)
 
-    def show(item: Planned) -> None:
-        print(f"would archive {item.recording_id}  {item.start:%Y-%m-%d %H:%M}  -> {item.key}")
-
     with pass_services(settings, args.wait_lock, cancel) as services:
         watermark = services.state.watermark()
         window = plan_run_window(datetime.now(UTC), watermark, args.since, args.until, settings)
-        plan = plan_pass(services, settings, window, cancel, show)
-    for recording_id in plan.would_delete:
-        print(f"would delete at the source {recording_id}")
-    print(
-        f"{plan.would_archive} recording(s) would be archived; sizes are unknown until download "
-        "(the call log does not carry them); nothing was downloaded or written"
-    )
-    if settings.delete_from_source:
-        print(f"{len(plan.would_delete)} recording(s) would be deleted at RingCentral after verification")
-        if plan.would_reprove:
-            print(
-                f"{plan.would_reprove} archived recording(s) adopted from the destination or migrated would "
-                "first be downloaded again to re-prove their sha256 (one Heavy request each)"
-            )
-    forecast = plan.forecast.as_dict()
-    print(
-        f"forecast: backlog {forecast['backlog']}, clears at {forecast['clears_at']}, "
-        f"projected loss {forecast['projected_loss']}"
-        + (f", first loss at {forecast['first_loss_at']}" if forecast["first_loss_at"] else "")
-    )
-    if plan.advice:
-        print(f"to prevent the loss: {plan.advice}")
+        plan = plan_pass(services, settings, window, cancel, lambda item: print(render_planned(item)))
+    print(render_plan(plan, settings.delete_from_source))
     return EXIT_OK if not plan.days_unreadable else EXIT_INCOMPLETE
 
 
@@ -414,7 +391,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from archiver.lifecycle import RunRequest
     from archiver.logs import bind
-    from archiver.verify import verify
+    from archiver.verify import render_verify, verify
     from archiver.windows import plan_window, verify_until
     from archiver.wiring import pass_services
 
@@ -442,32 +419,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             args.manifests,
             all_deleted=everything_deleted,
         )
-    for recording_id, why in result.missing:
-        print(f"missing  {recording_id}  {why}")
-    for recording_id, why in result.corrupt:
-        print(f"corrupt  {recording_id}  {why}")
-    for why in result.chain_breaks:
-        print(f"chain    {why}")
-    for recording_id in result.unlisted:
-        print(f"unlisted {recording_id}  archived, but no manifest lists it")
-    for recording_id in result.deletions_unlisted:
-        print(f"unlisted {recording_id}  deleted at the source, but no manifest lists the deletion")
-    for recording_id, why in result.only_copy:
-        print(f"ONLY COPY {recording_id}  {why}")
-    for key, why in result.holds_lost:
-        print(f"hold lost {key}  {why}")
-    repaired = " (queued for the next run)" if args.repair and (result.missing or result.corrupt) else ""
-    print(
-        f"checked {result.checked}, missing {len(result.missing)}, corrupt {len(result.corrupt)}, "
-        f"re-hashed {result.rehashed}, lost {result.lost}, call-log days unreadable {result.scan_errors}"
-        + (f", listed late {result.late} (the next run archives them)" if result.late else "")
-        + (
-            f", manifests {result.manifests}, chain breaks {len(result.chain_breaks)}"
-            if args.manifests
-            else ""
-        )
-        + repaired
-    )
+    print(render_verify(result, args.manifests, args.repair))
     return EXIT_OK if result.ok else EXIT_INCOMPLETE
 
 

@@ -233,3 +233,28 @@ def _check_manifests(services: PassServices, result: VerifyResult) -> None:
     if walked.ok:
         result.unlisted = [rid for rid in state.archived_ids() if rid not in walked.listed]
         result.deletions_unlisted = [rid for rid in state.deleted_ids() if rid not in walked.deleted]
+
+
+def render_verify(result: VerifyResult, manifests: bool, repair: bool) -> str:
+    """What `rc-archiver verify` prints: a line per problem, then the counts."""
+    lines = [f"missing  {recording_id}  {why}" for recording_id, why in result.missing]
+    lines += [f"corrupt  {recording_id}  {why}" for recording_id, why in result.corrupt]
+    lines += [f"chain    {why}" for why in result.chain_breaks]
+    lines += [
+        f"unlisted {recording_id}  archived, but no manifest lists it" for recording_id in result.unlisted
+    ]
+    lines += [
+        f"unlisted {recording_id}  deleted at the source, but no manifest lists the deletion"
+        for recording_id in result.deletions_unlisted
+    ]
+    lines += [f"ONLY COPY {recording_id}  {why}" for recording_id, why in result.only_copy]
+    lines += [f"hold lost {key}  {why}" for key, why in result.holds_lost]
+    repaired = " (queued for the next run)" if repair and (result.missing or result.corrupt) else ""
+    lines.append(
+        f"checked {result.checked}, missing {len(result.missing)}, corrupt {len(result.corrupt)}, "
+        f"re-hashed {result.rehashed}, lost {result.lost}, call-log days unreadable {result.scan_errors}"
+        + (f", listed late {result.late} (the next run archives them)" if result.late else "")
+        + (f", manifests {result.manifests}, chain breaks {len(result.chain_breaks)}" if manifests else "")
+        + repaired
+    )
+    return "\n".join(lines)

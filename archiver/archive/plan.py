@@ -72,3 +72,35 @@ def plan_pass(
         would_delete, would_reprove = result.would_delete, result.would_reprove
     forecast, advice = forecast_backlog(state, settings.max_attempts, content_pace(services), now())
     return Plan(count, would_delete, would_reprove, forecast, advice, scan.days_unreadable)
+
+
+def render_planned(item: Planned) -> str:
+    """One line of the dry run, printed as the plan is made."""
+    return f"would archive {item.recording_id}  {item.start:%Y-%m-%d %H:%M}  -> {item.key}"
+
+
+def render_plan(plan: Plan, delete_from_source: bool) -> str:
+    """The dry run's closing report: deletions, totals, re-proofs and the forecast."""
+    lines = [f"would delete at the source {recording_id}" for recording_id in plan.would_delete]
+    lines.append(
+        f"{plan.would_archive} recording(s) would be archived; sizes are unknown until download "
+        "(the call log does not carry them); nothing was downloaded or written"
+    )
+    if delete_from_source:
+        lines.append(
+            f"{len(plan.would_delete)} recording(s) would be deleted at RingCentral after verification"
+        )
+        if plan.would_reprove:
+            lines.append(
+                f"{plan.would_reprove} archived recording(s) adopted from the destination or migrated would "
+                "first be downloaded again to re-prove their sha256 (one Heavy request each)"
+            )
+    forecast = plan.forecast.as_dict()
+    lines.append(
+        f"forecast: backlog {forecast['backlog']}, clears at {forecast['clears_at']}, "
+        f"projected loss {forecast['projected_loss']}"
+        + (f", first loss at {forecast['first_loss_at']}" if forecast["first_loss_at"] else "")
+    )
+    if plan.advice:
+        lines.append(f"to prevent the loss: {plan.advice}")
+    return "\n".join(lines)
