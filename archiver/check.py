@@ -183,33 +183,10 @@ def check_state_file(path: Path) -> str:
 
 def _check_remote_state(settings: Settings) -> str:
     """The state bucket is reachable, and whether a state object or a live lease is there."""
-    import time
-
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from archiver.destinations import s3_client_for
     from archiver.remote_state import S3State
 
-    client = s3_client_for(settings)
-    # Only its names are used (bucket, key, lease key): no lease is taken and nothing is downloaded.
-    remote = S3State(settings.state_path, client, settings.spool_dir)
-    try:
-        client.head_bucket(Bucket=remote.bucket)
-        found = client.list_objects_v2(Bucket=remote.bucket, Prefix=remote.key)
-    except (ClientError, BotoCoreError) as exc:
-        raise StateError(
-            f"cannot reach the state bucket {remote.bucket}: {type(exc).__name__}",
-            hint="create the bucket or fix RC_ARCHIVER_STATE_PATH and the AWS credentials",
-        ) from None
-    keys = {item["Key"] for item in found.get("Contents", [])}
-    # Either form counts: the single object, or the incremental form's manifest (archiver/state_forms.py).
-    saved = remote.key in keys or remote.key + ".manifest" in keys
-    detail = f"{settings.state_path} " + ("exists" if saved else "will be created by the first run")
-    if remote.lease_key in keys:
-        lease = json.loads(client.get_object(Bucket=remote.bucket, Key=remote.lease_key)["Body"].read())
-        remaining = float(lease.get("expires_at", 0)) - time.time()
-        detail += f"; leased by {lease.get('owner')} for {int(remaining)} s more" if remaining > 0 else ""
-    return detail
+    return S3State(settings.state_path, s3_client_for(settings), settings.spool_dir).describe()
 
 
 # -- RingCentral ----------------------------------------------------------------------------------

@@ -85,6 +85,20 @@ class S3State:
     def check_bucket(self) -> None:
         self._lease.check_bucket()
 
+    def describe(self) -> str:
+        """For `rc-archiver check`: the bucket is there, whether a state is saved (either form) and who
+        leases it. Takes no lease, downloads nothing."""
+        self.check_bucket()
+        try:
+            found = self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._where.error(exc, "listing the state") from None
+        keys = {item["Key"] for item in found.get("Contents", [])}
+        saved = self.key in keys or self.key + ".manifest" in keys  # the single object, or the manifest
+        detail = f"{self.url} " + ("exists" if saved else "will be created by the first run")
+        holder = self._lease.holder() if self.lease_key in keys else None
+        return detail + (f"; leased by {holder[0]} for {int(holder[1])} s more" if holder else "")
+
     def acquire(self, wait_seconds: float = 0.0) -> None:
         """Check the bucket, then take the lease (its PUT proves the bucket writable)."""
         self._lease.acquire(wait_seconds)

@@ -117,6 +117,24 @@ class S3Lease:
         )
         self._etag = renewed["ETag"]
 
+    def holder(self) -> tuple[str, float] | None:
+        """Who holds the lease and for how many seconds more (None: nobody, or it has expired); reads
+        the lease object, takes nothing."""
+        try:
+            lease = json.loads(
+                self._client.get_object(Bucket=self._where.bucket, Key=self.key)["Body"].read()
+            )
+        except ClientError as exc:
+            if error_code(exc) in MISSING:
+                return None
+            raise self._where.error(exc, "reading the lease") from None
+        except BotoCoreError as exc:
+            raise self._where.error(exc, "reading the lease") from None
+        except ValueError:
+            return None
+        remaining = float(lease.get("expires_at", 0)) - self._clock()
+        return (str(lease.get("owner")), remaining) if remaining > 0 else None
+
     def is_mine(self, to_spare: float) -> bool:
         """The lease object names this run and will not expire for `to_spare` seconds: no other
         writer can have started meanwhile (it would need the lease expired)."""

@@ -176,3 +176,27 @@ def test_a_failed_run_reports_the_s3_states_gauges_from_a_copy(
             ("rc_archiver_last_success_timestamp_seconds", 'rc_archiver_recordings{status="archived"}')
         ):
             assert line in text, line
+
+
+def test_describe_names_either_form_and_the_lease_holder_without_taking_anything(
+    s3_bucket: str, tmp_path: Path
+) -> None:
+    """What `check` says of an S3-hosted state: saved in either form (the single object or the
+    incremental form's manifest), who leases it, and a missing bucket as one StateError."""
+    client = make_s3_client(1)
+    url = f"s3://{s3_bucket}/s/state.db"
+    looker = S3State(url, client, tmp_path)
+    assert looker.describe() == f"{url} will be created by the first run"
+    client.put_object(Bucket=s3_bucket, Key="s/state.db.manifest", Body=b"{}")
+    assert looker.describe() == f"{url} exists"
+    writer = S3State(url, client, tmp_path / "writer")
+    writer.acquire()
+    try:
+        described = looker.describe()
+        assert described.startswith(f"{url} exists; leased by ") and " s more" in described
+    finally:
+        writer.release()
+    assert looker.describe() == f"{url} exists"  # released: nobody holds it
+    assert client.list_objects_v2(Bucket=s3_bucket, Prefix="s/")["KeyCount"] == 1  # describe took nothing
+    with pytest.raises(StateError, match="does not exist"):
+        S3State(f"s3://{s3_bucket}-typo/state.db", client, tmp_path).describe()
