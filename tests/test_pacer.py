@@ -154,3 +154,31 @@ def test_pacer_groups_count_the_reply_in_the_named_group() -> None:
     )
     with pytest.raises(Cancelled):  # the one media slot is taken by the reply just counted
         media.acquire(stopped())
+
+
+def test_pacer_groups_count_requests_still_in_flight_when_a_kind_moves_to_a_new_group() -> None:
+    """Four downloads go out under heavy; the first reply names the media group (limit 10, 9 left).
+    The other three are still in flight, and RingCentral counts them in media: the media pacer must
+    hold their slots, or it sends nine more on top of them and draws a 429."""
+    clock = FakeClock()
+    heavy = RatePacer("heavy", 10, 1.0, clock=clock)
+    groups = RateGroups({"heavy": heavy})
+    for _ in range(4):
+        groups.pacer_for("content").acquire()
+    reply = {**MEDIA, "X-Rate-Limit-Limit": "10", "X-Rate-Limit-Window": "1", "X-Rate-Limit-Remaining": "9"}
+    media = groups.settle("content", heavy, reply)
+    sent = 0
+    while True:
+        try:
+            media.acquire(stopped())
+        except Cancelled:
+            break
+        sent += 1
+    assert sent == 10 - 1 - 3  # the reply counted, the three in flight held, the rest of the budget
+    # The three replies arrive; a window later the whole budget is there again.
+    for _ in range(3):
+        groups.settle("content", heavy, {**reply, "X-Rate-Limit-Remaining": "0"})
+    clock.now += 1.1
+    for _ in range(sent):
+        media.release(None)
+    media.acquire(stopped())  # the held slots have expired: sending again at once

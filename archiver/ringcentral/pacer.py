@@ -108,6 +108,19 @@ class RatePacer:
                 self._learn(headers, now)
             self._cond.notify_all()
 
+    @property
+    def in_flight(self) -> int:
+        with self._cond:
+            return self._in_flight
+
+    def reserve(self, requests: int) -> None:
+        """Count `requests` sent now under another pacer that RingCentral counts in this group (sent
+        before it named the group): they hold a slot for one window, so their replies, counted again
+        as they come (count), can only make the pace slower, never trip the limit."""
+        with self._cond:
+            now = self.clock()
+            self._hits.extend([now] * requests)
+
     def count(self, headers: Mapping[str, str]) -> None:
         """Count a reply whose request went out under another group's pacer (before RingCentral
         named this group), and learn from its rate headers."""
@@ -186,7 +199,13 @@ class RateGroups:
                 # Until it says otherwise, a new group is paced like heavy.
                 pacer = RatePacer(named, heavy.limit, heavy.window, self._clock, heavy.penalty)
                 self._pacers[named] = pacer
+            moved = self._routes.get(kind) != named
             self._routes[kind] = named
+        if moved:
+            # Other `kind` requests may still be in flight under `used` (downloads side by side), and
+            # RingCentral counts them in this group: a new pacer that did not know would send its whole
+            # budget on top of them and draw a 429 (seen at 4 downloads, 10 a second).
+            pacer.reserve(used.in_flight)
         pacer.count(headers or {})
         return pacer
 
