@@ -454,3 +454,25 @@ def test_state_schema_4_takes_an_older_versions_records_as_unproven(
     assert [r.recording_id for r in store.unsettled_intents()] == ["r2"]
     store.undelete(["r2"])  # RingCentral still serves it: archived and held at the source again
     assert [r.recording_id for r in store.deletable(datetime.now(UTC))] == ["r1", "r2"]
+
+
+def test_verify_calls_a_recording_late_only_where_the_next_run_rescans_and_no_run_reached_it(
+    tmp_path: Path,
+) -> None:
+    """A call logged only once it ended appears after the run that scanned its start: the next run's
+    lookback rescans it, so verify says `late`, not `missing`. Older than that, or already attempted
+    by a run, it is verify's to report."""
+    from archiver.verify import _late_record
+
+    store = StateStore(tmp_path / "state.db")
+    store.note_found([ref("r1")], "verify-1")
+    row = store.get("r1")
+    assert row is not None and row.status == "pending" and row.attempts == 0
+    start = row.recording.start
+    assert _late_record(row, start - timedelta(hours=1)) is True
+    assert _late_record(row, start + timedelta(seconds=1)) is False  # before what the next run rescans
+    assert _late_record(row, None) is False  # no run has ever scanned: nothing is late
+    store.record_failure("r1", "503", still_pending=True, max_attempts=5, retry_interval=timedelta(hours=1))
+    attempted = store.get("r1")
+    assert attempted is not None and _late_record(attempted, start - timedelta(hours=1)) is False
+    store.close()
