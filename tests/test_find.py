@@ -184,7 +184,7 @@ def test_migration_fills_the_parties_from_the_stored_records(archive: Archive, t
     position = MIGRATIONS.index(add_find_tables)
     assert position == SCHEMA_VERSION - 1, "later migrations: undo them here too"
     db = sqlite3.connect(copy)
-    for table in ("parties", "index_listed", "holds", "held_objects"):
+    for table in ("parties", "index_listed", "index_owed", "holds", "held_objects"):
         db.execute(f"DROP TABLE {table}")
     db.execute("DROP INDEX recordings_call_start")
     db.execute(f"PRAGMA user_version = {position}")

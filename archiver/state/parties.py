@@ -176,16 +176,14 @@ class Finding(Rows):
     # -- the archive's index (index_files.py) -------------------------------------------------------
     def unindexed(self) -> list[str]:
         """Archived recordings no index part lists yet (archived by a run killed before its part)."""
-        rows = self._query(
-            "SELECT r.recording_id FROM recordings r WHERE r.status = 'archived' "
-            "AND NOT EXISTS (SELECT 1 FROM index_listed i WHERE i.recording_id = r.recording_id) "
-            "ORDER BY r.recording_id"
-        )
+        rows = self._query("SELECT recording_id FROM index_owed ORDER BY recording_id")  # its primary key
         return [str(r[0]) for r in rows]
 
     def mark_indexed(self, recording_ids: Iterable[str], part: str) -> None:
+        listed = list(recording_ids)
         with self._tx() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO index_listed (recording_id, part) VALUES (?, ?)",
-                [(r, part) for r in recording_ids],
+                [(r, part) for r in listed],
             )
+            db.executemany("DELETE FROM index_owed WHERE recording_id = ?", [(r,) for r in listed])

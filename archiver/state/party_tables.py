@@ -30,6 +30,9 @@ def add_find_tables(db: sqlite3.Connection) -> None:
     # find by call start (--since/--until alone, export of a day): a keyset walk, never a sort of all rows
     db.execute("CREATE INDEX recordings_call_start ON recordings (retention_start, recording_id)")
     db.execute("CREATE TABLE index_listed (recording_id TEXT PRIMARY KEY, part TEXT NOT NULL) WITHOUT ROWID")
+    # Archived and not yet in an index part (a run killed before its flush): filled by mark_archived,
+    # emptied by mark_indexed, so a run start reads only what is owed, never every archived row.
+    db.execute("CREATE TABLE index_owed (recording_id TEXT PRIMARY KEY) WITHOUT ROWID")
     # What an older version archived is in no index part: `index rebuild` lists it from the sidecars.
     # Marked here (part '') so that runs list only what they archive themselves, never a backlog.
     db.execute(

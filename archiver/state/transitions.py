@@ -21,8 +21,9 @@ class Transitions(Rows):
         sha256: str,
         provenance: str = DOWNLOADED,
     ) -> None:
-        """Archived; not yet listed in a manifest (the manifest writer marks that). `provenance` says
-        where the sha256 came from (schema.DOWNLOADED, ADOPTED...): only proven rows are deletable."""
+        """Archived; not yet listed in a manifest or an index part (their writers mark that).
+        `provenance` says where the sha256 came from (schema.DOWNLOADED, ADOPTED...): only proven rows
+        are deletable."""
         now = _now()
         with self._tx() as db:
             db.execute(
@@ -31,6 +32,7 @@ class Transitions(Rows):
                 "updated_at = ?, manifested = 0, provenance = ? WHERE recording_id = ?",
                 (key, content_type, size, sha256, now, now, provenance, recording_id),
             )
+            db.execute("INSERT OR IGNORE INTO index_owed (recording_id) VALUES (?)", (recording_id,))
 
     def mark_reproved(self, recording_id: str) -> None:
         """A fresh download reproduced the archived sha256 of an adopted or migrated row."""
