@@ -41,6 +41,8 @@ from archiver.ringcentral.client import RingCentralClient
 from archiver.ringcentral.pacer import RatePacer
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+SUBSET_SPEC = json.loads((ROOT / "tests" / "data" / "rc-archiver-subset.openapi.json").read_text())
 MB = 1024 * 1024
 FAST = GroupLimit(100_000, 60.0, 60.0)  # a raised-limit account: tests that are not about pacing
 SINCE = format_time(datetime.now(UTC) - timedelta(days=6))  # the emulator's calls lie within 4 days

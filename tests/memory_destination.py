@@ -1,6 +1,6 @@
 """A destination kept in memory, as a third party would write one: one module, a Backend, and an entry
-point (tests/test_destination_plugins.py installs it). It keeps the Protocol's promises the simple way:
-a put is atomic because a dict assignment is."""
+point (tests/integration/test_destination_plugins.py installs it). It keeps the Protocol's promises
+the simple way: a put is atomic because a dict assignment is."""
 
 from __future__ import annotations
 

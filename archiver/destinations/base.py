@@ -1,6 +1,6 @@
 """The destination interface: seven methods that take paths and streams, and the journal S3 uploads report to.
 
-Every backend keeps the same promises, checked by one contract suite (tests/test_destinations.py):
+Every backend keeps the same promises, checked by one contract suite (tests/integration/test_destinations.py):
 a put is atomic (complete under its key, or absent), metadata and content type come back from stat()
 as they were put, a hostile key is refused before anything is written, probe() touches nothing but its
 own probe object, and recover() removes only what an interrupted writer left behind.

@@ -17,7 +17,7 @@ naming its Backend (or the module that registers it) in the distribution's pypro
     [project.entry-points."rc_archiver.destinations"]
     mem = "my_package.memory:BACKEND"
 
-`tests/test_destination_plugins.py` installs a small in-memory destination that way and runs an
+`tests/integration/test_destination_plugins.py` installs a small in-memory destination that way and runs an
 archive pass into it.
 """
 
