@@ -1,4 +1,5 @@
-"""Fixtures: a real moto S3 server process and the RingCentral emulator, both spoken to over HTTP.
+"""Fixtures: real server processes (moto, SeaweedFS, the Pushgateway; thin wrappers over tests/harness,
+which bench/ shares) and the RingCentral emulator, all spoken to over HTTP.
 
 Plain helpers (functions and constants) live in tests/helpers.py; the names imported from there are
 re-exported so `from tests.conftest import archiver_env` keeps working, but new code imports helpers.
@@ -6,11 +7,10 @@ re-exported so `from tests.conftest import archiver_env` keeps working, but new 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from archiver.emulator import Emulator, FaultOptions
+from tests.harness import servers
 from tests.helpers import (
     AWS_ENV,
     BIN,
@@ -31,7 +32,7 @@ from tests.helpers import (
     s3_objects,
     wait_for_port,
 )
-from tests.s3_servers import new_bucket, start_seaweedfs
+from tests.s3_servers import new_bucket
 
 __all__ = [
     "AWS_ENV",
@@ -73,27 +74,24 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
                 fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
+def _serving(server: contextlib.AbstractContextManager[str]) -> Iterator[str]:
+    """A harness server as a fixture's value; skipped where its program is not installed."""
+    try:
+        with server as url:
+            yield url
+    except servers.Unavailable as missing:
+        pytest.skip(str(missing))
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    yield from _serving(servers.moto_server())
 
 
 @pytest.fixture(scope="session")
 def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real S3-compatible server (SeaweedFS) per test worker; skipped where `weed` is missing."""
-    with start_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as url:
-        yield url
+    yield from _serving(servers.seaweedfs_server(tmp_path_factory.mktemp("seaweedfs")))
 
 
 @pytest.fixture
@@ -165,18 +163,4 @@ def run_archiver(report: Callable[..., tuple[int, str]]) -> Callable[..., tuple[
 @pytest.fixture(scope="session")
 def pushgateway() -> Iterator[str]:
     """A real Prometheus Pushgateway process on a loopback port (Debian: prometheus-pushgateway)."""
-    program = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if program is None:
-        pytest.skip("prometheus-pushgateway is not installed (.ci/run installs it from Debian)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [program, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    yield from _serving(servers.pushgateway_server())

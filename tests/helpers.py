@@ -1,32 +1,28 @@
 """Shared test helpers, in one place: plain functions and constants (fixtures live in conftest.py).
 
-Test modules import from here (or use conftest's fixtures), never from one another.
+Test modules import from here (or use conftest's fixtures), never from one another. What bench/ shares
+with the tests (ports, servers, the archiver as a process) lives in tests/harness/ and is re-exported here.
 
-Processes and ports      BIN, free_port, wait_for_port, run_subprocess, start_run
-The emulator             FAST, make_config, slow_emulator, archiver_env, SINCE
+Processes and ports      BIN, free_port, wait_for_port, run_subprocess, start_run (tests.harness)
+The emulator             FAST, make_config, slow_emulator, archiver_env (tests.harness), SINCE
+An archived folder       archived_folder, ArchivedFolder (an emulator archived once, for read-only tests)
 A RingCentral client     emulator_client, RefusingTransport (a failing world, mounted on a session)
 Logs and summaries       parse_events, events_of, summary_of, error_of
 What was archived        folder_files, audio_by_recording, assert_matches_ground_truth, integrity
-S3 (the moto server)     AWS_ENV, s3_objects, versioned_bucket, versions_per_key
+S3 (the moto server)     AWS_ENV, s3_objects, versioned_bucket, versions_per_key, MemoryJournal
+The daemon as a process  start_daemon, wait_for_event, stop_daemon, scrape (tests.harness)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import queue
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +31,43 @@ import requests
 import requests.adapters
 
 from archiver.emulator import DataOptions, Emulator, EmulatorConfig, GroupLimit
-from archiver.models import format_time
 from archiver.ringcentral.auth import Authenticator
 from archiver.ringcentral.client import RingCentralClient
 from archiver.ringcentral.pacer import RatePacer
+from tests.harness.archiver_process import (
+    SINCE,
+    archiver_env,
+    read_lines,
+    run_subprocess,
+    scrape,
+    start_daemon,
+    start_run,
+    stop_daemon,
+    wait_for_event,
+)
+from tests.harness.ports import free_port, wait_for_port
+from tests.harness.servers import AWS_ENV, BIN
 
-BIN = Path(sys.executable).parent
+__all__ = [  # what tests import from here that lives in tests/harness
+    "AWS_ENV",
+    "BIN",
+    "SINCE",
+    "archiver_env",
+    "free_port",
+    "read_lines",
+    "run_subprocess",
+    "scrape",
+    "start_daemon",
+    "start_run",
+    "stop_daemon",
+    "wait_for_event",
+    "wait_for_port",
+]
+
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 SUBSET_SPEC = json.loads((ROOT / "tests" / "data" / "rc-archiver-subset.openapi.json").read_text())
 MB = 1024 * 1024
 FAST = GroupLimit(100_000, 60.0, 60.0)  # a raised-limit account: tests that are not about pacing
-SINCE = format_time(datetime.now(UTC) - timedelta(days=6))  # the emulator's calls lie within 4 days
 # DataOptions for a call log where every call has exactly one recording, on its record.
 ONE_RECORDING_EACH = {
     "unrecorded_fraction": 0.0,
@@ -54,58 +76,8 @@ ONE_RECORDING_EACH = {
     "transfer_fraction": 0.0,
     "internal_fraction": 0.0,
 }
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
 # `run_archiver`'s signature: (environment, *args) -> (exit code, log events).
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
-
-
-# -- processes and ports ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def run_subprocess(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`rc-archiver ARGS` as a real process, with only ENV and the AWS test variables."""
-    full_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
-    for name in ("AWS_ENDPOINT_URL", *AWS_ENV):
-        if name in os.environ and name not in full_env:
-            full_env[name] = os.environ[name]
-    return subprocess.run(
-        [str(BIN / "rc-archiver"), *args], env=full_env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def start_run(env: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen[str]:
-    """`rc-archiver run --since SINCE ARGS` started in the background (the caller waits, with a timeout)."""
-    full_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
-    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-        if name in os.environ:
-            full_env[name] = os.environ[name]
-    return subprocess.Popen(
-        [str(BIN / "rc-archiver"), "run", "--since", SINCE, *args],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
 
 
 # -- the emulator -----------------------------------------------------------------------------------
@@ -129,26 +101,32 @@ def slow_emulator(factory: Callable[..., Emulator], **data: Any) -> Emulator:
     return factory(data=DataOptions(**options), heavy=GroupLimit(40, 1.0, 1.0))
 
 
-def archiver_env(emulator: Emulator, tmp_path: Path, destination: str, **extra: str) -> dict[str, str]:
-    """The environment of an archiver run against the emulator (values as operators would set them)."""
-    cfg = emulator.config
-    env = {
-        "RC_SERVER_URL": emulator.url,
-        "RC_CLIENT_ID": cfg.client_id,
-        "RC_CLIENT_SECRET": cfg.client_secret,
-        "RC_JWT": cfg.jwt,
-        "RC_ARCHIVER_DESTINATION": destination,
-        "RC_ARCHIVER_STATE_PATH": str(tmp_path / "state" / "state.db"),
-        "RC_ARCHIVER_SPOOL_DIR": str(tmp_path / "spool"),
-        "RC_ARCHIVER_RATE_HEAVY": f"{cfg.heavy.limit}/{cfg.heavy.window}s",
-        "RC_ARCHIVER_RATE_AUTH": f"{cfg.auth.limit}/{cfg.auth.window}s",
-        # The emulator's penalties are scaled down with its windows; RingCentral's is 60 s.
-        "RC_ARCHIVER_RATE_PENALTY": f"{cfg.heavy.penalty}s",
-        "RC_ARCHIVER_SETTLE_DELAY": "0s",
-        "RC_ARCHIVER_LOG_FORMAT": "json",
-    }
-    env.update(extra)
-    return env
+# -- an archived folder ----------------------------------------------------------------------------
+@dataclass
+class ArchivedFolder:
+    """An emulator's call log archived once to a folder, for tests that only read what was archived."""
+
+    emulator: Emulator
+    env: dict[str, str]  # the archiver's environment of that run (reuse it for find, export, verify)
+    root: Path  # the archive
+    state: Path  # the state file
+    archived: set[str]  # every recording id the emulator holds (all archived: the run exited 0)
+
+
+@contextlib.contextmanager
+def archived_folder(folder: Path, data: DataOptions) -> Iterator[ArchivedFolder]:
+    """Start an emulator with DATA, archive all of it to FOLDER/archive with `rc-archiver run`, yield
+    the result, and stop the emulator afterwards."""
+    (folder / "archive").mkdir()
+    emulator = Emulator(make_config(data=data)).start()
+    try:
+        env = archiver_env(emulator, folder, f"file://{folder}/archive")
+        done = run_subprocess(env, "run", "--since", SINCE)
+        assert done.returncode == 0, done.stdout[-2000:]
+        archived = {item["recordingId"] for item in emulator.ground_truth()}
+        yield ArchivedFolder(emulator, env, folder / "archive", Path(env["RC_ARCHIVER_STATE_PATH"]), archived)
+    finally:
+        emulator.stop()
 
 
 # -- a RingCentral client ---------------------------------------------------------------------------
@@ -284,61 +262,22 @@ def versions_per_key(bucket: str) -> dict[str, int]:
     return counts
 
 
-# -- the daemon as a process ----------------------------------------------------------------------
+class MemoryJournal:
+    """The UploadJournal contract in memory (the real one is the archiver's SQLite state)."""
 
+    def __init__(self) -> None:
+        self.started: dict[str, str] = {}
+        self.ended: set[str] = set()
+        self._lock = threading.Lock()
 
-def read_lines(proc: subprocess.Popen[str], out: queue.Queue[str]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        out.put(line)
+    def upload_started(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self.started[upload_id] = key
 
+    def upload_ended(self, upload_id: str) -> None:
+        with self._lock:
+            self.ended.add(upload_id)
 
-def wait_for_event(
-    lines: queue.Queue[str], seen: list[dict[str, Any]], event: str, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        if line.startswith("{"):
-            seen.append(json.loads(line))
-            if seen[-1]["event"] == event:
-                return
-    raise AssertionError(f"no {event} event within {timeout} s; saw {[e['event'] for e in seen]}")
-
-
-def start_daemon(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
-    proc = subprocess.Popen(
-        [str(BIN / "rc-archiver"), "daemon", *args],
-        env={"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=read_lines, args=(proc, lines), daemon=True).start()
-    return proc, lines
-
-
-def stop_daemon(proc: subprocess.Popen[str]) -> int:
-    try:
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
+    def unended_uploads(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(key, uid) for uid, key in self.started.items() if uid not in self.ended]

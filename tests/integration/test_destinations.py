@@ -26,33 +26,12 @@ from archiver.destinations.folder_metadata import META_DIR, XATTR
 from archiver.destinations.local import STAGING, LocalDestination
 from archiver.destinations.s3 import S3Timeouts
 from archiver.errors import DestinationError, SettingsError, TransientError
-from tests.helpers import AWS_ENV
+from tests.helpers import AWS_ENV, MemoryJournal
 from tests.proxy import TcpProxy
 from tests.s3_servers import EACH_S3_SERVER, S3_SERVERS, new_bucket
 
 MiB = 1024 * 1024
 LARGE = 20 * MiB  # above the S3 threshold used here: three 8 MiB parts
-
-
-class MemoryJournal:
-    """The UploadJournal contract in memory (the real one is the lead's SQLite state)."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, str] = {}
-        self.ended: set[str] = set()
-        self._lock = threading.Lock()
-
-    def upload_started(self, key: str, upload_id: str) -> None:
-        with self._lock:
-            self.started[upload_id] = key
-
-    def upload_ended(self, upload_id: str) -> None:
-        with self._lock:
-            self.ended.add(upload_id)
-
-    def unended_uploads(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return [(key, uid) for uid, key in self.started.items() if uid not in self.ended]
 
 
 @dataclass

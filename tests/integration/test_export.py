@@ -7,37 +7,22 @@ import json
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from archiver.emulator import DataOptions, Emulator
+from archiver.emulator import DataOptions
 from archiver.emulator.data import Call
-from tests.helpers import SINCE, archiver_env, make_config, run_subprocess
+from tests.helpers import ArchivedFolder as Archive
+from tests.helpers import archived_folder, run_subprocess
 
 DATA = DataOptions(seed=5, calls=40, days=3, bytes_per_second=40, transfer_fraction=0.3)
 
 
-@dataclass
-class Archive:
-    emulator: Emulator
-    env: dict[str, str]
-    root: Path
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
-    tmp = tmp_path_factory.mktemp("export")
-    (tmp / "archive").mkdir()
-    emulator = Emulator(make_config(data=DATA)).start()
-    try:
-        env = archiver_env(emulator, tmp, f"file://{tmp}/archive")
-        done = run_subprocess(env, "run", "--since", SINCE)
-        assert done.returncode == 0, done.stdout[-2000:]
-        yield Archive(emulator, env, tmp / "archive")
-    finally:
-        emulator.stop()
+    with archived_folder(tmp_path_factory.mktemp("export"), DATA) as archived:
+        yield archived
 
 
 def transferred(archive: Archive) -> Call:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -12,40 +11,24 @@ from typing import Any
 import duckdb
 import pytest
 
-from archiver.emulator import DataOptions, Emulator
+from archiver.emulator import DataOptions
 from archiver.emulator.data import iso
 from archiver.find import find
 from archiver.models import parse_time
 from archiver.state import StateStore
 from archiver.state.parties import Filters
-from tests.helpers import ROOT, SINCE, archiver_env, make_config, run_subprocess
+from tests.helpers import ROOT, SINCE, archived_folder, run_subprocess
+from tests.helpers import ArchivedFolder as Archive
 
 DATA = DataOptions(
     seed=23, calls=70, days=3, bytes_per_second=40, transfer_fraction=0.2, internal_fraction=0.1
 )
 
 
-@dataclass
-class Archive:
-    emulator: Emulator
-    env: dict[str, str]
-    root: Path
-    state: Path
-    archived: set[str]
-
-
 @pytest.fixture
 def archive(tmp_path: Path) -> Iterator[Archive]:
-    (tmp_path / "archive").mkdir()
-    emulator = Emulator(make_config(data=DATA)).start()
-    try:
-        env = archiver_env(emulator, tmp_path, f"file://{tmp_path}/archive")
-        done = run_subprocess(env, "run", "--since", SINCE)
-        assert done.returncode == 0, done.stdout[-2000:]
-        archived = {item["recordingId"] for item in emulator.ground_truth()}
-        yield Archive(emulator, env, tmp_path / "archive", Path(env["RC_ARCHIVER_STATE_PATH"]), archived)
-    finally:
-        emulator.stop()
+    with archived_folder(tmp_path, DATA) as archived:
+        yield archived
 
 
 def query(root: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:

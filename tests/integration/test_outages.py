@@ -26,30 +26,12 @@ from archiver.lifecycle import RunRequest, execute_run
 from archiver.metrics import Metrics
 from archiver.models import format_time
 from archiver.settings import load_settings
-from tests.conftest import AWS_ENV, BIN, archiver_env, run_subprocess, s3_objects
+from tests.helpers import archiver_env, events_of, run_subprocess, s3_objects, start_run
 from tests.proxy import TcpProxy
 
 MB = 1024 * 1024
 SINCE = format_time(datetime.now(UTC) - timedelta(days=6))  # the emulator's calls lie within 4 days
 WAIT = 90.0  # bound on every wait for a run to get somewhere or to end
-
-
-def start_run(env: dict[str, str]) -> subprocess.Popen[str]:
-    full_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
-    for name in ("AWS_ENDPOINT_URL", *AWS_ENV):
-        if name in os.environ and name not in full_env:
-            full_env[name] = os.environ[name]
-    return subprocess.Popen(
-        [str(BIN / "rc-archiver"), "run", "--since", SINCE],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def events_of(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def wait_until(condition: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:

@@ -23,33 +23,13 @@ from botocore.exceptions import EndpointConnectionError
 from archiver.destinations import StorageOptions
 from archiver.destinations.s3 import S3Destination, make_s3_client
 from archiver.errors import TransientError
+from tests.helpers import MemoryJournal
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MiB = 1024 * 1024
 THRESHOLD = 8 * MiB
-
-
-class MemoryJournal:
-    """The UploadJournal contract in memory (the real one is the lead's SQLite state)."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, str] = {}
-        self.ended: list[str] = []
-        self._lock = threading.Lock()
-
-    def upload_started(self, key: str, upload_id: str) -> None:
-        with self._lock:
-            self.started[upload_id] = key
-
-    def upload_ended(self, upload_id: str) -> None:
-        with self._lock:
-            self.ended.append(upload_id)
-
-    def unended_uploads(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return [(key, uid) for uid, key in self.started.items() if uid not in self.ended]
 
 
 class FaultyClient:
