@@ -9,7 +9,9 @@ Two forms of the saved state, chosen by RC_ARCHIVER_STATE_REPLICATION:
 - `snapshot`: `<key>` is always a complete, consistent database (each checkpoint uploads a backup-API
   snapshot whole, so it is bound by S3's 5 GB single-PUT limit);
 - `incremental`: `<key>.manifest` lists content-addressed chunks (archiver/state_replication.py); a
-  checkpoint uploads only the chunks that changed, then the manifest with If-Match.
+  checkpoint reads and uploads only the chunks that changed, then the manifest with If-Match;
+- `auto` (the default): `snapshot` while the state is small, `incremental` for good from 256 MiB
+  (archiver/state_forms.py's form_for).
 Either mode reads either form (the manifest first): a state saved in the other form is adopted, and the
 first checkpoint retires the old form. A backup of an S3 state is the database either form describes,
 and a restore replaces it under the lease in the form the state has, keeping the replaced database
@@ -23,29 +25,26 @@ over archiver/state_replication.py's chunks), and where the state lives and how 
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from archiver.errors import StateError
 from archiver.state import StateStore
-from archiver.state_forms import Incremental, SingleObject
+from archiver.state_forms import Incremental, Replication, ReplicationSetting, SingleObject, form_for
 from archiver.state_lease import S3Lease
 from archiver.state_location import StateLocation
-from archiver.state_replication import consistent_copy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = structlog.get_logger(__name__)
 CHECKPOINT_INTERVAL = 60.0
-Replication = Literal["snapshot", "incremental"]
 SINGLE_PUT_LIMIT = 5 * 1024**3  # S3 refuses a single PUT past 5 GiB
 GARBAGE_LEASE_SPARE = 60.0  # seconds the lease must have left for garbage collection to run
 
@@ -60,7 +59,7 @@ class S3State:
         client: S3Client,
         cache_dir: Path,
         clock: Callable[[], float] = time.time,
-        replication: Replication = "snapshot",
+        replication: ReplicationSetting = "snapshot",
     ) -> None:
         where = StateLocation.parse(url)
         self.url, self.bucket, self.key = url, where.bucket, where.key
@@ -69,7 +68,8 @@ class S3State:
         self._lease = S3Lease(where, client, clock)
         self.lease_key = self._lease.key
         self.local = cache_dir / "state.db"
-        self.replication: Replication = replication
+        self.setting: ReplicationSetting = replication
+        self.replication: Replication = form_for(replication, None, 0)  # the form checkpoints save in
         self._single = SingleObject(where, client)
         self._incremental = Incremental(where, client)
         self._read_form: Replication | None = None  # the form download() found (None: a new state)
@@ -106,6 +106,7 @@ class S3State:
     def release(self) -> None:
         """Stop the checkpoints, collect the garbage chunks (while still the writer), drop the lease."""
         self.stop_checkpoints()
+        self._incremental.close()
         if not self._lease.held:
             return
         self.collect_garbage()
@@ -130,6 +131,9 @@ class S3State:
         fd = os.open(self.local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             self._read_form = self._write_form(out, "downloading the state")
+        self.replication = form_for(self.setting, self._read_form, 0)
+        if self._read_form == self.replication == "incremental":
+            self._incremental.track(self.local)  # a save then reads only the chunks the run changed
         if self._read_form is None:
             self.local.unlink()
             log.info("state_new", url=self.url, replication=self.replication)
@@ -194,31 +198,23 @@ class S3State:
         (`incremental`). The first checkpoint after adopting the other form retires that form."""
         if self._conflict:
             raise self._where.changed_by_another_writer()  # nothing more is saved over another writer's
-        snapshot = self.local.with_name("snapshot.db")
-        snapshot.unlink(missing_ok=True)
+        self.replication = form_for(self.setting, self.replication, store.path.stat().st_size)
         if self.replication == "incremental":
-            try:  # the run's writes go on meanwhile, where store.snapshot() would hold its lock
-                consistent_copy(store.path, snapshot)
-            except sqlite3.Error as exc:
-                raise StateError(
-                    f"the state's working copy {store.path} cannot be read: {exc}",
-                    hint="check the disk of RC_ARCHIVER_SPOOL_DIR; the saved state is unchanged",
-                ) from None
+            chunks, sent = self._incremental.save(store.path)  # the run's writes go on meanwhile
+            if self._read_form == "snapshot":
+                self._single.retire()
         else:
+            snapshot = self.local.with_name("snapshot.db")
+            snapshot.unlink(missing_ok=True)
             store.snapshot(snapshot)
-        try:
-            if self.replication == "incremental":
-                chunks, sent = self._incremental.push(snapshot)
-                if self._read_form == "snapshot":
-                    self._single.retire()
-            else:
+            try:
                 chunks, sent = 1, snapshot.stat().st_size
                 self._single.save(snapshot)
                 if self._read_form == "incremental":
                     self._incremental.retire()
-            self._read_form = self.replication
-        finally:
-            snapshot.unlink(missing_ok=True)
+            finally:
+                snapshot.unlink(missing_ok=True)
+        self._read_form = self.replication
         self._lease.renew()  # with every checkpoint
         log.info("state_checkpointed", url=self.url, replication=self.replication, objects=chunks, bytes=sent)
 

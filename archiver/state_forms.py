@@ -7,23 +7,39 @@ A form that meets another writer's version sets `conflict`: nothing more is save
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from archiver.errors import StateError
 from archiver.state.copies import stamp
+from archiver.state_changes import ChangeTracker, TrackingLost
 from archiver.state_location import CONFLICT, MISSING, StateLocation, error_code
-from archiver.state_replication import ChunkStore, Manifest
+from archiver.state_replication import CHUNK_SIZE, ChunkStore, Manifest, Pushed, consistent_copy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = structlog.get_logger(__name__)
+Replication = Literal["snapshot", "incremental"]  # a form
+ReplicationSetting = Literal["snapshot", "incremental", "auto"]  # RC_ARCHIVER_STATE_REPLICATION
+# `auto` saves incrementally from this size on: a whole-file PUT at every checkpoint costs seconds and
+# hundreds of MB a minute past it, where an incremental checkpoint sends what changed (bench/replication.py).
+AUTO_INCREMENTAL_FROM = 256 * 1024**2
+
+
+def form_for(setting: ReplicationSetting, current: Replication | None, size: int) -> Replication:
+    """The form to save in: the setting's, or for `auto` the incremental form once the state is saved
+    that way (`current`) or its working copy is `size` >= AUTO_INCREMENTAL_FROM bytes; never back, so a
+    state that shrinks (compaction) does not flap between forms."""
+    if setting != "auto":
+        return setting
+    return "incremental" if current == "incremental" or size >= AUTO_INCREMENTAL_FROM else "snapshot"
 
 
 def _short(exc: ClientError | BotoCoreError) -> str:
@@ -123,6 +139,7 @@ class Incremental:
         self.manifest: Manifest | None = None  # as read or last written
         self._etag: str | None = None  # the manifest's, as read or last written
         self._previous_chunks: set[str] = set()  # kept by garbage collection: a reader may hold it
+        self._tracker: ChangeTracker | None = None  # the working copy's changes since the last save
         self.conflict = False
 
     def read_manifest(self, doing: str) -> tuple[Manifest, str] | None:
@@ -166,12 +183,66 @@ class Incremental:
             return True
         return False  # unreachable: the third attempt returns or raises
 
-    def push(self, snapshot: Path) -> tuple[int, int]:
-        """Upload `snapshot` incrementally and switch the manifest to it with If-Match; returns the
-        chunks and bytes uploaded."""
-        known = self.manifest.chunks if self.manifest is not None else []
+    def track(self, database: Path) -> None:
+        """`database` was just written from the manifest read, and nothing has opened it yet: count its
+        changes from here, so that even the run's first save reads only what the run changed."""
+        self._tracker = ChangeTracker(database, CHUNK_SIZE)
         try:
-            pushed = self._chunks.push(snapshot, known)
+            self._tracker.adopt()
+        except (TrackingLost, sqlite3.Error) as exc:  # the first save reads it whole instead
+            log.warning("state_tracking_lost", reason=str(exc))
+            self._tracker.forget()
+
+    def save(self, database: Path) -> tuple[int, int]:
+        """Save the run's live working copy at `database` (open, and written meanwhile): the chunks
+        changed since the last save, read at one committed point, then the manifest with If-Match.
+        Returns the chunks and bytes uploaded."""
+        if self._tracker is None or self._tracker.path != database:
+            self.close()
+            self._tracker = ChangeTracker(database, CHUNK_SIZE)
+        tracker = self._tracker
+        try:
+            capture = tracker.capture()
+            pushed = self._upload(lambda: self._chunks.push_capture(capture, self.manifest))
+        except (TrackingLost, ValueError) as exc:  # proven consistent another way: a copy, read whole
+            log.warning("state_tracking_lost", reason=str(exc))
+            tracker.forget()
+            return self._save_copy(database)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(
+                f"the state's working copy {database} cannot be read: {exc}",
+                hint="check the disk of RC_ARCHIVER_SPOOL_DIR; the saved state is unchanged",
+            ) from None
+        tracker.settle()
+        return pushed.chunks_uploaded, pushed.bytes_uploaded
+
+    def _save_copy(self, database: Path) -> tuple[int, int]:
+        snapshot = database.with_name("snapshot.db")
+        snapshot.unlink(missing_ok=True)
+        try:  # the run's writes go on meanwhile: a read transaction of its own
+            consistent_copy(database, snapshot)
+            return self.push(snapshot)
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"the state's working copy {database} cannot be read: {exc}",
+                hint="check the disk of RC_ARCHIVER_SPOOL_DIR; the saved state is unchanged",
+            ) from None
+        finally:
+            snapshot.unlink(missing_ok=True)
+
+    def push(self, snapshot: Path) -> tuple[int, int]:
+        """Upload the database file `snapshot` (read whole) and switch the manifest to it with If-Match;
+        returns the chunks and bytes uploaded."""
+        known = self.manifest.chunks if self.manifest is not None else []
+        pushed = self._upload(lambda: self._chunks.push(snapshot, known))
+        if self._tracker is not None:
+            self._tracker.forget()  # the saved state is not what its changes were counted from
+        return pushed.chunks_uploaded, pushed.bytes_uploaded
+
+    def _upload(self, push: Callable[[], Pushed]) -> Pushed:
+        """Run `push` (the chunks), then replace the manifest with If-Match on the one read."""
+        try:
+            pushed = push()
             etag = self._chunks.write_manifest(pushed.manifest, self._etag)
         except ClientError as exc:
             if error_code(exc) in CONFLICT:
@@ -183,7 +254,14 @@ class Incremental:
         if self.manifest is not None:
             self._previous_chunks = set(self.manifest.chunks)
         self.manifest, self._etag = pushed.manifest, etag
-        return pushed.chunks_uploaded, pushed.bytes_uploaded
+        log.debug("state_chunks_pushed", read=pushed.chunks_read, uploaded=pushed.chunks_uploaded)
+        return pushed
+
+    def close(self) -> None:
+        """Let the working copy go (the tracker's connections and files)."""
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
 
     def keep_copy(self, database: Path) -> str:
         """Upload `database` (the one about to be replaced) as `<key>.replaced-<stamp>`; returns its URL.

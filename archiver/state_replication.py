@@ -4,13 +4,14 @@ chunks plus one small manifest that lists them.
     <key>.manifest         {"format": 1, "chunk_size": 65536, "size": N, "chunks": [digest, ...]}
     <key>.chunks/<digest>  a 64 KiB piece of the file, zlib-compressed, named by the SHA-256 of its bytes
 
-A checkpoint uploads only the chunks whose digest the previous manifest does not list (so the bytes
-sent grow with what changed, not with the file), then replaces the manifest with If-Match on the ETag
-it read: the manifest is the one mutable object, so it carries the conflict detection. No object is
-ever larger than a chunk or the manifest, so S3's 5 GB single-PUT limit never applies. A chunk is never
-overwritten with other bytes (its name is its content), so a reader holding an older manifest still
-finds every chunk it needs until garbage collection, which keeps the current and the previous
-manifest's chunks.
+A checkpoint reads and hashes only the chunks that changed since the last one (archiver/state_changes.py
+knows which from the WAL, and reads them at one committed point of the live database), uploads those
+whose digest the previous manifest does not list (so the work and the bytes sent grow with what changed,
+not with the file), then replaces the manifest with If-Match on the ETag it read: the manifest is the
+one mutable object, so it carries the conflict detection. No object is ever larger than a chunk or the
+manifest, so S3's 5 GB single-PUT limit never applies. A chunk is never overwritten with other bytes
+(its name is its content), so a reader holding an older manifest still finds every chunk it needs until
+garbage collection, which keeps the current and the previous manifest's chunks.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import structlog
 from botocore.exceptions import ClientError
+
+from archiver.state_changes import Capture
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -70,6 +73,7 @@ class Pushed:
     """What one checkpoint sent: the new manifest, and the chunks and bytes it had to upload."""
 
     manifest: Manifest
+    chunks_read: int = 0  # read and hashed: all of them for a file, the changed ones for a capture
     chunks_uploaded: int = 0
     bytes_uploaded: int = 0
     _futures: list[Future[int]] = field(default_factory=list, repr=False)
@@ -97,6 +101,10 @@ def consistent_copy(database: Path, target: Path) -> None:
     except BaseException:
         target.unlink(missing_ok=True)
         raise
+
+
+def chunk_count(size: int) -> int:
+    return -(-size // CHUNK_SIZE)
 
 
 def pieces(source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -127,18 +135,38 @@ class ChunkStore:
         return Manifest.from_bytes(reply["Body"].read()), reply["ETag"]
 
     def push(self, path: Path, known: Iterable[str]) -> Pushed:
-        """Upload the chunks of `path` that `known` does not list; returns the manifest describing it.
-        At most PARALLEL*2 chunks are held in memory at once, whatever the file's size."""
-        have = set(known)
-        digests: list[str] = []
-        pushed = Pushed(Manifest(size=path.stat().st_size, chunks=digests))
-        with (
-            ThreadPoolExecutor(PARALLEL, thread_name_prefix="state-chunk") as pool,
-            path.open("rb") as source,
-        ):
-            for piece in pieces(source):
+        """Upload the chunks of the file at `path` that `known` does not list; returns the manifest
+        describing it. At most PARALLEL*2 chunks are held in memory at once, whatever the file's size."""
+        with path.open("rb") as source:
+            return self._push(path.stat().st_size, [], enumerate(pieces(source)), set(known))
+
+    def push_capture(self, capture: Capture, previous: Manifest | None) -> Pushed:
+        """Upload the chunks of a live database's capture (archiver/state_changes.py) that differ from
+        `previous` (the manifest the capture's changes are counted from): only the changed chunks are
+        read and hashed, the others keep their digests."""
+        count = chunk_count(capture.size)
+        if previous is None or previous.chunk_size != CHUNK_SIZE or capture.changed is None:
+            return self._push(capture.size, [], ((i, capture.read_chunk(i)) for i in range(count)), set())
+        base = previous.chunks
+        needed = set(capture.changed) | set(range(len(base), count))
+        if capture.size != previous.size:  # the last chunk, before and after, changed length
+            needed |= {count - 1, len(base) - 1}
+        changed = ((i, capture.read_chunk(i)) for i in sorted(needed) if 0 <= i < count)
+        return self._push(capture.size, base, changed, set(base))
+
+    def _push(
+        self, size: int, base: list[str], changed: Iterable[tuple[int, bytes]], have: set[str]
+    ) -> Pushed:
+        """The manifest of a `size`-byte database whose chunks are `base`'s but for `changed` (index,
+        bytes); uploads the changed chunks whose digest `have` does not list yet."""
+        count = chunk_count(size)
+        digests = base[:count] + [""] * (count - min(count, len(base)))
+        pushed = Pushed(Manifest(size=size, chunks=digests))
+        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="state-chunk") as pool:
+            for index, piece in changed:
                 digest = _digest(piece)
-                digests.append(digest)
+                digests[index] = digest
+                pushed.chunks_read += 1
                 if digest in have:
                     continue
                 have.add(digest)  # a file of many identical (e.g. empty) pages sends one
@@ -151,6 +179,8 @@ class ChunkStore:
             for future in pushed._futures:
                 future.result()  # the first failure is raised: the manifest is then not written
         pushed._futures.clear()
+        if "" in digests:  # a chunk neither unchanged nor read: never describe such a file
+            raise ValueError(f"chunk {digests.index('')} of {count} was not read")
         return pushed
 
     def _put_chunk(self, digest: str, body: bytes) -> int:

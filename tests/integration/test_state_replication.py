@@ -1,11 +1,13 @@
 """The S3-hosted state replicated incrementally (RC_ARCHIVER_STATE_REPLICATION=incremental), against a
 moto server: runs carried over, a kill -9 mid-run, the adoption of a single-object state (both ways),
-and the bytes a checkpoint sends growing with the changes, not with the file."""
+the bytes a checkpoint sends growing with the changes, not with the file, and the chunks it reads too
+(the WAL's changed pages, read at one committed point beside a busy writer)."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import threading
@@ -14,12 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
+from structlog.testing import capture_logs
 
+from archiver import state_forms
 from archiver.destinations.s3 import make_s3_client
 from archiver.emulator import Emulator
 from archiver.remote_state import S3State
 from archiver.state import StateStore
-from archiver.state_replication import Manifest
+from archiver.state_changes import ChangeTracker
+from archiver.state_forms import Incremental
+from archiver.state_location import StateLocation
+from archiver.state_replication import CHUNK_SIZE, Manifest, chunk_count
 from tests.helpers import SINCE, archiver_env, events_of, run_subprocess, slow_emulator, start_run
 
 KEY = "state/state.db"
@@ -332,3 +340,199 @@ def test_a_backup_read_beside_a_run_starts_over_when_its_chunks_are_collected(
     assert copy.execute("SELECT DISTINCT body FROM filler").fetchall() == [(b"new" * 600,)]
     db.close()
     store.close()
+
+
+def _busy_writer(path: Path, stop: threading.Event) -> threading.Thread:
+    """A run's writes, fast: rows inserted, changed and deleted, a rolled-back transaction now
+    and then, a VACUUM (every page rewritten, the file shrunk) once in a while; `totals` always agrees
+    with the table in every committed state."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB, gen INT)")
+    db.execute("CREATE TABLE totals (rows INT, gens INT)")
+    with db:
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO t (body, gen) VALUES (?, 0)", ((os.urandom(2000),) for _ in range(2000)))
+        db.execute("INSERT INTO totals VALUES (2000, 0)")
+    rnd = random.Random(7)
+
+    def write() -> None:
+        gen = 0
+        while not stop.is_set():
+            gen += 1
+            db.execute("BEGIN IMMEDIATE")
+            for _ in range(rnd.randint(1, 4)):
+                db.execute(
+                    "INSERT INTO t (body, gen) VALUES (?, ?)", (os.urandom(rnd.randint(10, 3000)), gen)
+                )
+            for _ in range(rnd.randint(0, 3)):
+                db.execute(
+                    "UPDATE t SET gen = ?, body = ? WHERE id = ?",
+                    (gen, os.urandom(500), rnd.randint(1, 2000 + gen * 3)),
+                )
+            if rnd.random() < 0.1:
+                db.execute("DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 5)")
+            db.execute("UPDATE totals SET rows = (SELECT count(*) FROM t), gens = (SELECT sum(gen) FROM t)")
+            db.execute("ROLLBACK" if rnd.random() < 0.05 else "COMMIT")
+            if rnd.random() < 0.005:
+                db.execute("VACUUM")
+            time.sleep(0.0005)  # (a run's writes have network waits between them)
+        db.close()
+
+    return threading.Thread(target=write, daemon=True)
+
+
+def test_a_capture_beside_a_busy_writer_is_one_committed_point_with_every_changed_chunk(
+    tmp_path: Path,
+) -> None:
+    """What makes a checkpoint cost what changed: the chunks the WAL names since the last push, read at
+    one committed point while the writer goes on. Each capture is checked twice: the file built from the
+    last one's chunks and this one's changed chunks is byte for byte the file read whole at this point,
+    and it is a consistent database (the writer's totals agree with its table)."""
+    path = tmp_path / "live.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    stop = threading.Event()
+    thread = _busy_writer(path, stop)
+    thread.start()
+    tracker = ChangeTracker(path, CHUNK_SIZE)
+    rebuilt: list[bytes] = []
+    partial = 0
+    try:
+        for n in range(15):
+            time.sleep(0.02 * (n % 4))
+            capture = tracker.capture()
+            count = chunk_count(capture.size)
+            whole = [capture.read_chunk(i) for i in range(count)]
+            if capture.changed is None:
+                assert n == 0  # only the first capture, with nothing to count from, reads everything
+                rebuilt = whole
+            else:
+                changed = (
+                    set(capture.changed) | set(range(len(rebuilt), count)) | {count - 1, len(rebuilt) - 1}
+                )
+                rebuilt = [capture.read_chunk(i) if i in changed else rebuilt[i] for i in range(count)]
+                partial += len(changed) < count
+            assert rebuilt == whole, f"capture {n}: a changed chunk was not named"
+            copy = tmp_path / f"copy-{n}.db"
+            copy.write_bytes(b"".join(rebuilt))
+            db = sqlite3.connect(copy)
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert (
+                db.execute("SELECT rows, gens FROM totals").fetchone()
+                == db.execute("SELECT count(*), sum(gen) FROM t").fetchone()
+            )
+            db.close()
+            copy.unlink()
+            tracker.settle()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        tracker.close()
+        writer.close()
+    assert partial > 7  # most captures read only part of the file
+
+
+def test_a_run_after_a_download_reads_only_the_chunks_it_changed(tmp_path: Path, s3_bucket: str) -> None:
+    """The run's first checkpoint counts from the downloaded manifest: a few changed rows are a few
+    chunks read, hashed and sent, not the file; and what it saved is the database as changed."""
+    url = f"s3://{s3_bucket}/{KEY}"
+    first = S3State(url, make_s3_client(4), tmp_path / "pod-1", replication="incremental")
+    first.acquire()
+    path = first.download()
+    store = StateStore(path)
+    filler = sqlite3.connect(path, isolation_level=None)
+    filler.execute("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB)")
+    with filler:
+        filler.execute("BEGIN")
+        filler.executemany("INSERT INTO filler (body) VALUES (?)", ((os.urandom(2000),) for _ in range(ROWS)))
+    filler.close()
+    first.checkpoint(store)
+    store.close()
+    first.release()
+
+    second = S3State(url, make_s3_client(4), tmp_path / "pod-2", replication="incremental")
+    second.acquire()
+    path = second.download()
+    store = StateStore(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    for row in (1, 3000, 5999):  # rows spread over the file
+        db.execute("UPDATE filler SET body = ? WHERE id = ?", (b"changed" * 100, row))
+    db.close()
+    with capture_logs() as logs:
+        second.checkpoint(store)
+    (pushed,) = [e for e in logs if e["event"] == "state_chunks_pushed"]
+    total = chunk_count(path.stat().st_size)
+    assert total > 150 and pushed["read"] <= 12  # its changed chunks (and page 1's), of ~190
+    store.close()
+    second.release()
+    copy = saved_state(s3_bucket, tmp_path, "copy.db")
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    changed = copy.execute("SELECT id FROM filler WHERE body = ?", (b"changed" * 100,)).fetchall()
+    assert changed == [(1,), (3000,), (5999,)]
+
+
+def test_a_database_whose_changes_cannot_be_counted_is_saved_from_a_whole_copy(
+    tmp_path: Path, s3_bucket: str
+) -> None:
+    """Not in WAL mode (a rollback journal names no pages): the save says so and falls back to a
+    consistent copy read whole, as before."""
+    path = tmp_path / "rollback.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    db.executemany("INSERT INTO t (body) VALUES (?)", ((os.urandom(1000),) for _ in range(500)))
+    db.close()
+    form = Incremental(StateLocation.parse(f"s3://{s3_bucket}/{KEY}"), make_s3_client(1))
+    with capture_logs() as logs:
+        form.save(path)
+    form.close()
+    assert any(e["event"] == "state_tracking_lost" for e in logs)
+    assert not path.with_name("snapshot.db").exists()  # the copy is scratch
+    copy = saved_state(s3_bucket, tmp_path, "copy.db")
+    assert copy.execute("SELECT count(*) FROM t").fetchone()[0] == 500
+
+
+def test_auto_saves_a_small_state_whole_then_in_chunks_for_good_once_it_is_large(
+    tmp_path: Path, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default: one plain object while small (a state `aws s3 cp` can fetch), chunks past the
+    threshold (a whole-file PUT a minute would grow with the state, and stop at 5 GB), and never back."""
+    monkeypatch.setattr(state_forms, "AUTO_INCREMENTAL_FROM", 4 * 1024**2)  # 256 MiB in production
+    url = f"s3://{s3_bucket}/{KEY}"
+    remote = S3State(url, make_s3_client(4), tmp_path / "pod-1", replication="auto")
+    remote.acquire()
+    path = remote.download()
+    store = StateStore(path)
+    remote.checkpoint(store)
+    assert keys_of(s3_bucket) == {KEY, KEY + ".lease"}  # small: one object
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB)")
+    with db:
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO filler (body) VALUES (?)", ((os.urandom(2000),) for _ in range(ROWS)))
+    remote.checkpoint(store)  # 12 MB: past the threshold
+    keys = keys_of(s3_bucket)
+    assert KEY not in keys and KEY + ".manifest" in keys
+    store.close()
+    remote.release()
+
+    remote = S3State(url, make_s3_client(4), tmp_path / "pod-2", replication="auto")
+    remote.acquire()
+    path = remote.download()
+    store = StateStore(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TABLE filler")
+    db.execute("VACUUM")  # small again
+    pages, page_size = (
+        db.execute("PRAGMA page_count").fetchone()[0],
+        db.execute("PRAGMA page_size").fetchone()[0],
+    )
+    assert pages * page_size < 4 * 1024**2
+    db.close()
+    remote.checkpoint(store)
+    store.close()
+    remote.release()
+    keys = keys_of(s3_bucket)
+    assert KEY not in keys and KEY + ".manifest" in keys  # still chunks: no flapping
+    copy = saved_state(s3_bucket, tmp_path, "copy.db")
+    assert copy.execute("SELECT count(*) FROM sqlite_master WHERE name = 'filler'").fetchone()[0] == 0
