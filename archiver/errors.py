@@ -122,13 +122,13 @@ EXIT_CODES: tuple[tuple[type[ArchiverError], int, str], ...] = (
 
 
 # What each exit code means, written once: archiver/exit_codes_docs.py renders the CLI epilog (at
-# run time), README.md's and deploy/README.md's tables (`python -m archiver.exit_codes_docs --write`;
+# run time) and docs/reference/exit-codes.md's table (`python -m archiver.exit_codes_docs --write`;
 # a test fails on drift) from it and EXIT_CODES. Every code EXIT_CODES names needs an entry.
 @dataclass(frozen=True)
 class ExitCodeText:
     short: str  # the CLI epilog: a few words
-    meaning: str  # the README: what happened
-    action: str  # deploy/README.md: what an operator does about it
+    meaning: str  # the reference table: what happened
+    action: str  # the reference table: what an operator does about it
     outcomes: tuple[str, ...] = ()  # run_summary outcomes of a code no error class gives (0 and 1)
 
 

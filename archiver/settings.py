@@ -6,7 +6,7 @@ $CREDENTIALS_DIRECTORY (credentials `rc_client_secret`, `rc_jwt`), never from th
 tends to end up in version control. Every invalid setting is reported at once, by its variable name,
 when the settings are loaded: before any lock, login or download.
 
-Each field carries its own documentation (description, group, example): the README's settings table
+Each field carries its own documentation (description, group, example): docs/reference/settings.md's table
 and config/rc-archiver.example.toml are generated from it by archiver/settings_docs.py.
 """
 
@@ -163,7 +163,7 @@ def _default_spool_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"rc-archiver-spool-{os.getuid()}"
 
 
-# Documentation groups: the README table and the example TOML list the settings in this order, under
+# Documentation groups: docs/reference/settings.md and the example TOML list the settings in this order, under
 # these headings (one schema validates the settings AND generates their documentation, as borgmatic's does).
 RINGCENTRAL = "RingCentral"
 WHERE = "Where recordings go"
@@ -259,7 +259,7 @@ class Settings(BaseSettings):
     """Every setting, with its environment variable as the alias (the names users depend on).
 
     Each field's `description` is its documentation: `python -m archiver.settings_docs --write`
-    regenerates the README's settings table and config/rc-archiver.example.toml from this model.
+    regenerates docs/reference/settings.md's table and config/rc-archiver.example.toml from this model.
     """
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, validate_default=True)
@@ -399,13 +399,15 @@ class Settings(BaseSettings):
         shown_default="$STATE_DIRECTORY/state.db under systemd, else ./rc-archiver-state.db",
         default_factory=_default_state_path,
     )
-    state_replication: Literal["snapshot", "incremental"] = setting(
-        "snapshot",
+    state_replication: Literal["snapshot", "incremental", "auto"] = setting(
+        "auto",
         env="RC_ARCHIVER_STATE_REPLICATION",
         group=STATE,
         description="How an `s3://` state is saved: `snapshot` uploads the whole database at each "
         "checkpoint (one object, at most 5 GB); `incremental` uploads only the 64 KiB chunks that "
-        "changed, then a manifest (no size limit). Either reads a state saved by the other.",
+        "changed, then a manifest (no size limit); `auto` is `snapshot` until the state reaches 256 MiB "
+        "(or is already saved incrementally), then `incremental` for good. Either reads a state saved by "
+        "the other.",
         example="incremental",
     )
     state_checkpoint_interval: timedelta = setting(
