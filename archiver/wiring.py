@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 import structlog
 
-from archiver.archive.run_pass import PassServices
+from archiver.archive.context import PassContext
 from archiver.destinations import Destination, destination_for, s3_client_for
 from archiver.errors import RingCentralUnavailable, SpoolError, TransientError
 from archiver.local_state import is_remote_state
@@ -73,6 +73,7 @@ def held_state(settings: Settings, wait_lock: float) -> Iterator[StateStore]:
                 yield store
             finally:
                 remote.stop_checkpoints()
+                store.mark_clean_shutdown()  # or every next run would quick_check the whole file
                 remote.checkpoint(store)  # on every path out: what the run recorded is kept
         finally:
             store.close()
@@ -172,8 +173,9 @@ def pass_services(
     wait_lock: float,
     cancel: threading.Event,
     on_progress: Callable[[], None] | None = None,
-) -> Iterator[PassServices]:
-    """Lock, state, destination, login, client and spool for one command; all released on the way out."""
+) -> Iterator[PassContext]:
+    """Lock, state, destination, login, client and spool for one command, in the one PassContext a
+    pass receives (stopped by `cancel`); all released on the way out."""
     settings.require("client_id", "client_secret", "jwt", "destination")
     with held_state(settings, wait_lock) as state, _session_for(settings) as session:
         destination: Destination = destination_for(settings, journal=state)
@@ -185,7 +187,14 @@ def pass_services(
             leftovers = clear_spool(spool)
             if leftovers:
                 log.info("spool_cleared", files=leftovers)
-            yield PassServices(client, destination, state, spool)
+            yield PassContext(
+                settings=settings,
+                client=client,
+                destination=destination,
+                state=state,
+                spool=spool,
+                cancel=cancel,
+            )
         finally:
             auth.revoke()
 

@@ -27,18 +27,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from archiver.find import describe, find
 from archiver.index_files import encode, index_row
-from archiver.models import format_time
+from archiver.models import Recording, format_time
 from archiver.ringcentral.calllog import Party, normalise_number
 from archiver.state import StateStore
+from archiver.state.columns import RECORDING_COLUMNS, insert_sql, values
 from archiver.state.parties import Filters
 from archiver.state.party_tables import note_parties
 
-COLUMNS = (
-    "recording_id, call_id, session_id, telephony_session_id, start_time, retention_start, duration, "
-    "direction, from_number, to_number, from_name, to_name, extension_id, recording_type, on_leg_only, "
-    "content_uri, deadline, status, key, content_type, size, sha256, first_seen, updated_at, archived_at, "
-    "manifested, provenance, source_json"
+# The recording's own columns come from models.Recording (state/columns.py); these are an archived row's.
+ARCHIVED_COLUMNS = (
+    "status",
+    "key",
+    "content_type",
+    "size",
+    "sha256",
+    "first_seen",
+    "updated_at",
+    "archived_at",
+    "manifested",
+    "provenance",
 )
+RETENTION = timedelta(days=90)
+INSERT = insert_sql((*RECORDING_COLUMNS, *ARCHIVED_COLUMNS))
 
 
 def number(rng: random.Random) -> str:
@@ -57,14 +67,41 @@ def build(path: Path, count: int, seed: int = 7) -> list[str]:
             rows, parties = [], []
             for i in range(first, min(first + batch, count)):
                 caller, callee, target = number(rng), number(rng), number(rng)
-                when = format_time(start + timedelta(seconds=i * 7))
+                at = start + timedelta(seconds=i * 7)
+                when = format_time(at)
                 recording_id = f"{10_000_000 + i}008"
                 key = f"2026/01/01/{recording_id}.mp3"
-                rows.append(
-                    (recording_id, f"call{i}", str(i), f"s-{i}", when, when, 120, "Inbound", caller, callee,
-                     "Ada Lovelace", "Alan Turing", "101", "Automatic", 0, "https://m/x", when, "archived",
-                     key, "audio/mpeg", 480_000, "0" * 64, when, when, when, 1, "downloaded", "{}")
-                )  # fmt: skip
+                recording = Recording(
+                    recording_id=recording_id,
+                    content_uri="https://m/x",
+                    recording_type="Automatic",
+                    call_id=f"call{i}",
+                    session_id=str(i),
+                    telephony_session_id=f"s-{i}",
+                    start=at,
+                    duration=120,
+                    direction="Inbound",
+                    from_number=caller,
+                    to_number=callee,
+                    from_name="Ada Lovelace",
+                    to_name="Alan Turing",
+                    extension_id="101",
+                    on_leg_only=False,
+                    retention_start=at,
+                )
+                archived = (
+                    "archived",
+                    key,
+                    "audio/mpeg",
+                    480_000,
+                    "0" * 64,
+                    when,
+                    when,
+                    when,
+                    1,
+                    "downloaded",
+                )
+                rows.append((*values(recording, RETENTION), *archived))
                 parties.append(
                     (recording_id, [
                         Party(normalise_number(caller), "", "Ada Lovelace"),
@@ -74,10 +111,7 @@ def build(path: Path, count: int, seed: int = 7) -> list[str]:
                 )  # fmt: skip
                 if i % (count // 5 or 1) == 0:
                     samples.append(caller)
-            db.executemany(
-                f"INSERT INTO recordings ({COLUMNS}) VALUES ({', '.join('?' * 28)})",  # noqa: S608
-                rows,
-            )
+            db.executemany(INSERT, rows)
             for recording_id, people in parties:
                 note_parties(db, recording_id, people)
     state.close()

@@ -10,7 +10,9 @@ at the source), 3.5% pending (the newest calls: the due backlog), 0.5% failed (a
 
 The operations are the state's share of each command (the SQL and Python over the state, not the
 network): what the issue measured grew with the state, the rest does not.
-Run it against another checkout with PYTHONPATH=/that/checkout to compare (the API is the same).
+Run it against another checkout with PYTHONPATH=/that/checkout (and that checkout as the working
+directory) to compare; `--migrate OLDER.db` times this checkout's migration of a copy of a state an
+older checkout built (its peak RSS and the bytes a recording after), e.g. schema 6 -> 7 at 1M.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def build(path: Path, size: int, batch: int = 5000) -> float:
         for i in range(first, min(first + batch, size)):
             start = oldest + step * i
             found.extend(recordings_in(_record(f"r{i:08d}", start)))
-        run = SCAN if found[0].start >= NOW - RETENTION else "backfill"
+        run = SCAN if found[0].recording.start >= NOW - RETENTION else "backfill"
         with store.batch():
             _transitions(store, found, first, run, pending_from)
     store.close()
@@ -130,6 +132,8 @@ def build(path: Path, size: int, batch: int = 5000) -> float:
 
 def _transitions(store: Any, found: list[Any], first: int, run: str, pending_from: int) -> None:
     """One batch: seen in the call log, then the issue's mix of outcomes."""
+    from archiver.models import ArchivedObject
+
     store.note_found(found, run, RETENTION)
     archived = []
     for i, item in enumerate(found, start=first):
@@ -142,7 +146,7 @@ def _transitions(store: Any, found: list[Any], first: int, run: str, pending_fro
         elif i % 250 == 3:  # 0.4% lost
             store.mark_lost(rid, "deadline passed before it was archived")
         else:
-            store.mark_archived(rid, f"2026/{rid}.mp3", "audio/mpeg", 1_000_000, "ab" * 32)
+            store.mark_archived(rid, ArchivedObject(f"2026/{rid}.mp3", "audio/mpeg", 1_000_000, "ab" * 32))
             archived.append(rid)
     store.mark_manifested(archived)
     gone = archived[::33]  # 3% deleted at the source
@@ -244,6 +248,22 @@ def op_deletable(path: Path) -> object:
     return f"{count} rows"
 
 
+def op_compact(path: Path) -> object:
+    """`state compact` a year on: every archived recording's raw record dropped, then VACUUM."""
+    store = _store(path)
+    done = store.compact(NOW + timedelta(days=365))
+    store.close()
+    return f"{done.records} records; {done.file_bytes_after / _count(path):.0f} B a recording after"
+
+
+def _count(path: Path) -> int:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM recordings").fetchone()[0])
+    finally:
+        db.close()
+
+
 def op_retention(path: Path) -> object:
     store = _store(path)
     store.apply_retention(RETENTION + timedelta(days=1))
@@ -262,6 +282,7 @@ OPERATIONS: dict[str, Callable[[Path], object]] = {
     "verify 90 days (seen_in + archive_in)": op_verify_walk,
     "deletion pass (deletable walk)": op_deletable,
     "retention change (x2)": op_retention,
+    "state compact (a year on)": op_compact,
 }
 
 
@@ -295,8 +316,9 @@ def schema_2_file(path: Path, size: int) -> None:
     rows = []
     for i in range(size):
         found = recordings_in(_record(f"r{i:08d}", NOW - timedelta(days=DAYS) + timedelta(seconds=i)))[0]
+        rec = found.recording
         rows.append(
-            (found.recording_id, found.call_id, stamp, found.content_uri, "archived", stamp, stamp,
+            (rec.recording_id, rec.call_id, stamp, rec.content_uri, "archived", stamp, stamp,
              json.dumps({"record": found.record, "leg": found.leg}))
         )  # fmt: skip
         if len(rows) == 5000 or i == size - 1:
@@ -312,10 +334,23 @@ def schema_2_file(path: Path, size: int) -> None:
 
 def op_migrate(path: Path) -> object:
     _store(path).close()
-    return "schema 2 -> current"
+    return "-> current schema"
 
 
 OPERATIONS["migration from schema 2"] = op_migrate
+
+
+def _measure_migration(older: Path, folder: Path) -> None:
+    """The migration of a copy of `older` to this checkout's schema: time, peak RSS, bytes a recording."""
+    target = folder / f"migrating-{older.name}"
+    shutil.copyfile(older, target)
+    try:
+        seconds, rss, _ = measure("migration from schema 2", target)
+        per = target.stat().st_size / _count(target)
+        print(f"migration of {older}: {seconds:.1f} s, {rss:.0f} MB peak RSS, {per:.0f} B a recording after")
+    finally:
+        for leftover in folder.glob(f"{target.name}*"):
+            leftover.unlink()
 
 
 def slope(points: list[tuple[int, float]]) -> str:
@@ -335,8 +370,17 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("/tmp/rc-archiver-scale"))
     parser.add_argument("--only", nargs="*", help="operation names (a prefix) to run")
     parser.add_argument("--migration-max", type=int, default=100_000, help="largest schema-2 migration")
+    parser.add_argument(
+        "--migrate",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="older state files (e.g. built by an older checkout): time the migration of a copy of each",
+    )
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
+    for older in args.migrate:
+        _measure_migration(older, args.folder)
     results: dict[str, list[tuple[int, float, float, object]]] = {}
     for size in args.sizes:
         path = args.folder / f"state-{size}.db"
@@ -349,7 +393,7 @@ def main() -> None:
             if args.only and not any(name.startswith(o) for o in args.only):
                 continue
             target = path
-            if name.startswith("retention"):
+            if name.startswith(("retention", "state compact")):
                 target = args.folder / f"copy-{size}.db"
                 shutil.copyfile(path, target)
             if name.startswith("migration"):

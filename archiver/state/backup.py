@@ -4,6 +4,7 @@ backup   a consistent copy (SQLite's online backup API), safe while a run writes
 restore  a backup checked (integrity, an rc-archiver state, a schema this version knows) and put in
          place of the state under the run lock, the replaced state kept as `<state>.replaced-<stamp>`
 migrate  the schema migration a run would do (with its snapshot first), without the run
+compact  drop the raw call-log records the archive's sidecars keep (state/compaction.py)
 
 A PATH that is no valid state is a usage error (exit 2: nothing was touched); a backup of a newer
 schema is exit 4, as the state itself would be; a run holding the lock is exit 5.
@@ -15,6 +16,7 @@ import hashlib
 import os
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -23,6 +25,7 @@ from archiver.errors import ArchiverError, SettingsError, StateError
 from archiver.remote_state import S3State
 from archiver.settings import Settings
 from archiver.state import schema
+from archiver.state.compaction import Compacted
 from archiver.state.copies import beside, copy_database, describe, open_read_only, stamp
 from archiver.state.lock import lock_for, prepare_folder
 
@@ -242,3 +245,27 @@ def migrate_state(settings: Settings, wait_lock: float) -> Copied:
         snapshot = state.pre_migration_snapshot
         version = state.schema_version
     return Copied(settings.state_path, version, str(snapshot) if snapshot else None)
+
+
+def compact_state(
+    settings: Settings, wait_lock: float, grace: timedelta, dry_run: bool, vacuum: bool
+) -> Compacted:
+    """`state compact` under the run lock (or the S3 lease); a dry run of a local state reads it only."""
+    from archiver.local_state import is_remote_state
+    from archiver.state import StateStore
+    from archiver.wiring import held_state
+
+    now = datetime.now(UTC)
+    if dry_run and not is_remote_state(settings):
+        path = Path(settings.state_path)
+        if not path.is_file():
+            raise SettingsError(
+                f"RC_ARCHIVER_STATE_PATH: no state file at {path}", hint="check RC_ARCHIVER_STATE_PATH"
+            )
+        store = StateStore(path, read_only=True)
+        try:
+            return store.compact(now, grace, dry_run=True)
+        finally:
+            store.close()
+    with held_state(settings, wait_lock) as state:
+        return state.compact(now, grace, dry_run=dry_run, vacuum=vacuum)

@@ -1,4 +1,5 @@
-"""The SQLite connection under the state: transactions, error mapping, migrations, meta values.
+"""The SQLite connection under the state: transactions, error mapping, meta values (bringing an older
+file to this schema is state/upgrade.py's job).
 
 Every SQLite failure surfaces as a StateError with the fix, never as a traceback.
 """
@@ -19,8 +20,8 @@ import structlog
 
 from archiver.errors import StateError
 from archiver.models import format_time, parse_time
-from archiver.state import schema
-from archiver.state.copies import beside, copy_database, open_read_only
+from archiver.state import upgrade
+from archiver.state.copies import copy_database, open_read_only
 from archiver.state.lock import _unusable
 
 log = structlog.get_logger(__name__)
@@ -93,10 +94,12 @@ class Database:
                 # OS crash can lose the last few, and those steps are redone idempotently.
                 self._db.execute("PRAGMA synchronous=NORMAL")
             if read_only:
-                self._require_current_schema()
+                upgrade.require_current_schema(self._db, path)
             else:
                 checked = _quick_check_when_due(self._db)
-                self._migrate()
+                self.pre_migration_snapshot = upgrade.migrate(self._db, path, self._tx, self._lock)
+                if self.pre_migration_snapshot is not None:
+                    upgrade.vacuum_when_mostly_free(self._db, self.vacuum)
                 if checked:  # (or a new file: its first check is due in a week)
                     self._mark(CHECKED_AT, _stamp())
                 self._mark(OPEN_SINCE, _stamp())  # cleared by close(): its absence is a clean shutdown
@@ -110,10 +113,15 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            if not self._read_only:
-                with suppress(sqlite3.Error):  # a state already broken says so at its next open
-                    self._db.execute("DELETE FROM writer_marks WHERE name = ?", (OPEN_SINCE,))
+            self.mark_clean_shutdown()
             self._db.close()
+
+    def mark_clean_shutdown(self) -> None:
+        """This writer has written its last: a copy saved from here on (the S3-hosted state's final
+        checkpoint) opens as a clean shutdown's, without the whole-file quick_check a crash's gets."""
+        if not self._read_only:
+            with self._lock, suppress(sqlite3.Error):  # a state already broken says so at its next open
+                self._db.execute("DELETE FROM writer_marks WHERE name = ?", (OPEN_SINCE,))
 
     def _mark(self, name: str, value: str) -> None:
         with self._tx() as db:
@@ -149,66 +157,14 @@ class Database:
         rows = self._query(sql, params)
         return rows[0] if rows else None
 
-    def _refuse_newer(self, version: int) -> None:
-        known = schema.SCHEMA_VERSION
-        if version > known:
-            raise StateError(
-                f"state file {self.path} has schema {version}; this version knows up to {known}",
-                hint="run the rc-archiver version that wrote it (or a newer one); to go back to this "
-                "version, restore the snapshot the upgrade left beside the state: `rc-archiver state "
-                f"restore {self.path}.pre-migration-v{known}-...`",
-            )
-
-    def _require_current_schema(self) -> None:
-        """A reader never migrates: a state of another schema is refused, with what to do."""
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        self._refuse_newer(version)
-        if version < schema.SCHEMA_VERSION:
-            raise StateError(
-                f"state file {self.path} has schema {version}; this version reads schema "
-                f"{schema.SCHEMA_VERSION} only, and this command never migrates",
-                hint="the next scheduled run of this version migrates it (after a snapshot beside it); to "
-                "migrate now, `rc-archiver state migrate --wait-lock 600` (it queues behind a running run); "
-                "or use the version that wrote it",
-            )
-
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        self._refuse_newer(version)
-        if 0 < version < schema.SCHEMA_VERSION:  # 0 is a new, empty file: nothing to keep
-            self.pre_migration_snapshot = self._snapshot_before_migration(version)
-        for number in range(version, schema.SCHEMA_VERSION):
-            with self._tx() as db:
-                step = schema.MIGRATIONS[number]
-                if callable(step):
-                    step(db)
-                else:
-                    for statement in step.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number + 1}")
-
-    def _snapshot_before_migration(self, version: int) -> Path:
-        """The state as the older version left it, beside it: what a rollback restores."""
-        target = beside(self.path, f"pre-migration-v{version}")
-        try:
-            with self._lock:
-                copy_database(self._db, target)
-        except OSError as exc:
-            raise StateError(
-                f"state file {self.path}: cannot write the snapshot {target} before migrating: "
-                f"{exc.strerror}",
-                hint="free space in the state's folder (the snapshot is about the state's size); nothing "
-                "was migrated",
-            ) from None
-        log.info(
-            "state_snapshot_before_migration",
-            snapshot=str(target),
-            schema_from=version,
-            schema_to=schema.SCHEMA_VERSION,
-            rollback=f"stop rc-archiver, install the older version, `rc-archiver state restore {target}`",
-        )
-        return target
+    def vacuum(self) -> None:
+        """Give the file's free pages back to the file system: SQLite rewrites the whole database (flat
+        memory; free disk about its size; a kill during it loses nothing), then the WAL is emptied."""
+        with self._lock, self._errors():
+            free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        log.info("state_vacuumed", freed_pages=free)
 
     @property
     def schema_version(self) -> int:

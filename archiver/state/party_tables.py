@@ -11,20 +11,28 @@ import sqlite3
 from collections.abc import Iterable
 
 from archiver.ringcentral.calllog import Party, call_parties
+from archiver.state.migrating import Chunked
 
 
-def add_find_tables(db: sqlite3.Connection) -> None:
-    """Migration (issue 20): the parties table and its indexes, filled from every row's stored record;
-    the index's bookkeeping (which recordings an index part lists); legal holds and their objects."""
+def _prepare(db: sqlite3.Connection) -> None:
     db.execute(
         "CREATE TABLE parties (recording_id TEXT NOT NULL, number_rev TEXT NOT NULL, "
         "extension TEXT NOT NULL, name TEXT NOT NULL, "
         "PRIMARY KEY (recording_id, number_rev, extension, name)) WITHOUT ROWID"
     )
-    # Row by row from SQLite's cursor: the stored records of a large state do not fit in memory at once.
-    for recording_id, source_json in db.execute("SELECT recording_id, source_json FROM recordings"):
+
+
+def _copy(db: sqlite3.Connection, low: int, high: int) -> None:
+    """The parties of one batch of rows, from their stored records (a batch re-copied only adds)."""
+    rows = db.execute(
+        "SELECT recording_id, source_json FROM recordings WHERE rowid > ? AND rowid <= ?", (low, high)
+    ).fetchall()
+    for recording_id, source_json in rows:
         record = json.loads(source_json).get("record") or {}
         note_parties(db, recording_id, call_parties(record))
+
+
+def _finish(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX parties_number ON parties (number_rev, recording_id)")
     db.execute("CREATE INDEX parties_extension ON parties (extension, recording_id)")
     # find by call start (--since/--until alone, export of a day): a keyset walk, never a sort of all rows
@@ -48,6 +56,12 @@ def add_find_tables(db: sqlite3.Connection) -> None:
         "PRIMARY KEY (hold_id, key)) WITHOUT ROWID"
     )
     db.execute("CREATE INDEX held_objects_key ON held_objects (key)")
+
+
+# Migration (issue 20): the parties table and its indexes, filled from every row's stored record, in
+# resumable batches (migrating.py); the index's bookkeeping (which recordings an index part lists);
+# legal holds and their objects.
+add_find_tables = Chunked("recordings", _prepare, _copy, _finish)
 
 
 def note_parties(db: sqlite3.Connection, recording_id: str, parties: Iterable[Party]) -> None:

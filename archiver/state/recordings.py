@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from archiver.models import format_time, parse_time
-from archiver.ringcentral.calllog import FoundRecording
+from archiver.ringcentral.calllog import Found
+from archiver.state.columns import RECORDING_COLUMNS, insert_sql, values
 from archiver.state.party_tables import note_parties
 from archiver.state.rows import ARCHIVED, PENDING, RecordingRow, Rows, Seen
-from archiver.state.schema import _FIELDS, DEFAULT_RETENTION, _columns, _now
+from archiver.state.schema import DEFAULT_RETENTION, _now
+from archiver.state.sources import note_source, source_of
 
 EXACT_AHEAD = timedelta(hours=1)  # the forecast's histogram is exact this far ahead, by the minute beyond
+# A new row: the recording's columns (state/columns.py), then the row's own; the raw call-log record
+# goes to recording_sources (state/sources.py), out of the row every walk reads.
+_NEW_ROW = insert_sql((*RECORDING_COLUMNS, "status", "first_seen", "updated_at", "last_seen_run"))
 
 
 class Recordings(Rows):
     # -- recordings seen in the call log ------------------------------------------------------------
     def note_found(
-        self, found: Iterable[FoundRecording], run_id: str, retention: timedelta = DEFAULT_RETENTION
+        self, found: Iterable[Found], run_id: str, retention: timedelta = DEFAULT_RETENTION
     ) -> Seen:
         """Record recordings seen in the call log (one transaction) and mark them seen by `run_id`."""
         now = _now()
@@ -32,17 +36,16 @@ class Recordings(Rows):
                 ).fetchone()
                 if row is None:
                     db.execute(
-                        f"INSERT INTO recordings ({_FIELDS}, status, first_seen, updated_at, last_seen_run, "  # noqa: S608
-                        "source_json) VALUES (" + ", ".join("?" * 22) + ")",
+                        _NEW_ROW,
                         (
-                            *_columns(item, retention),
+                            *values(item.recording, retention),
                             PENDING,
                             now,
                             now,
                             run_id,
-                            json.dumps({"record": item.record, "leg": item.leg}),
                         ),
                     )
+                    note_source(db, item.recording_id, item.record, item.leg)
                     note_parties(db, item.recording_id, item.parties)  # issue 20: find by party
                     new_in_run += 1
                     continue
@@ -61,10 +64,10 @@ class Recordings(Rows):
         return rows[0] if rows else None
 
     def source_of(self, recording_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The raw call-log record (and leg) a recording came from: for its sidecar only."""
-        row = self._one("SELECT source_json FROM recordings WHERE recording_id = ?", (recording_id,))
-        source = json.loads(row[0]) if row else {}
-        return source.get("record") or {}, source.get("leg")
+        """The raw call-log record (and leg) a recording came from: for its sidecar only (({}, None)
+        once `state compact` dropped it: the sidecar has it)."""
+        with self._lock, self._errors():
+            return source_of(self._db, recording_id)
 
     def seen_in(self, run_id: str, batch: int = 500) -> Iterator[RecordingRow]:
         """Every recording the pass `run_id` saw in the call log, in batches (flat memory)."""

@@ -44,6 +44,8 @@ def test_s3_state_is_used_and_carried_between_runs(
     assert summary["archived"] == 0 and summary["failed"] == 0 and summary["exit_code"] == 0
     assert emulator.stats.snapshot()["downloads"] == downloads
     assert any(e["event"] == "state_downloaded" for e in events_of(second.stdout))
+    # The first run ended cleanly: its saved state is not taken for a crash's (a whole-file quick_check).
+    assert not any(e["event"] == "state_quick_check_ok" for e in events_of(second.stdout))
 
 
 def test_a_live_lease_makes_a_second_run_exit_5(emulator: Emulator, tmp_path: Path, s3_bucket: str) -> None:

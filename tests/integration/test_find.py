@@ -10,46 +10,31 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from archiver.emulator import DataOptions, Emulator
+from archiver.emulator import DataOptions
 from archiver.emulator.data import Call, Party, iso
 from archiver.find import find
 from archiver.models import parse_time
 from archiver.state import MIGRATIONS, SCHEMA_VERSION, StateStore
 from archiver.state.parties import Filters
 from archiver.state.party_tables import add_find_tables
-from tests.helpers import SINCE, archiver_env, make_config, run_subprocess
+from tests.helpers import ArchivedFolder as Archive
+from tests.helpers import archived_folder, run_subprocess
+from tests.integration.older_states import back_to_schema_6
 
 DATA = DataOptions(
     seed=11, calls=80, days=3, bytes_per_second=40, transfer_fraction=0.2, internal_fraction=0.1
 )
 
 
-@dataclass
-class Archive:
-    emulator: Emulator
-    env: dict[str, str]
-    state: Path
-    archived: set[str]
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
-    tmp = tmp_path_factory.mktemp("find")
-    (tmp / "archive").mkdir()
-    emulator = Emulator(make_config(data=DATA)).start()
-    try:
-        env = archiver_env(emulator, tmp, f"file://{tmp}/archive")
-        done = run_subprocess(env, "run", "--since", SINCE)
-        assert done.returncode == 0, done.stdout[-2000:]
-        archived = {item["recordingId"] for item in emulator.ground_truth()}
-        yield Archive(emulator, env, Path(env["RC_ARCHIVER_STATE_PATH"]), archived)
-    finally:
-        emulator.stop()
+    with archived_folder(tmp_path_factory.mktemp("find"), DATA) as archived:
+        yield archived
 
 
 def _parties(call: Call) -> list[Party]:
@@ -182,7 +167,8 @@ def test_migration_fills_the_parties_from_the_stored_records(archive: Archive, t
     state.snapshot(copy)
     state.close()
     position = MIGRATIONS.index(add_find_tables)
-    assert position == SCHEMA_VERSION - 1, "later migrations: undo them here too"
+    assert position == SCHEMA_VERSION - 2, "later migrations: undo them here too"
+    back_to_schema_6(copy)  # schema 7: the raw records back in the rows
     db = sqlite3.connect(copy)
     for table in ("parties", "index_listed", "index_owed", "holds", "held_objects"):
         db.execute(f"DROP TABLE {table}")
@@ -196,7 +182,7 @@ def test_migration_fills_the_parties_from_the_stored_records(archive: Archive, t
     finally:
         migrated.close()
     _, target = transfer_target(archive)
-    moved = Archive(archive.emulator, archive.env, copy, archive.archived)
+    moved = replace(archive, state=copy)
     assert found(moved, Filters(number=target.phone_number)) == found(
         archive, Filters(number=target.phone_number)
     )

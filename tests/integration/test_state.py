@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import LockHeld, StateError
-from archiver.ringcentral.calllog import FoundRecording, recordings_in
+from archiver.models import ArchivedObject
+from archiver.ringcentral.calllog import Found, recordings_in
 from archiver.state import SCHEMA_VERSION, FileLock, StateStore
 
 
@@ -40,7 +41,7 @@ def record(recording_id: str, leg_recording: str | None = None) -> dict[str, obj
     return out
 
 
-def ref(recording_id: str) -> FoundRecording:
+def ref(recording_id: str) -> Found:
     return recordings_in(record(recording_id))[0]
 
 
@@ -60,7 +61,7 @@ def test_state_transitions_are_committed(tmp_path: Path) -> None:
     assert (seen.new_in_run, seen.already_archived) == (1, 0)
     assert store.record_failure("r1", "HTTP 503") == 1
     assert [r.recording_id for r in store.due(5, NOW)] == ["r1"]
-    store.mark_archived("r1", "k/r1.mp3", "audio/mpeg", 10, "ab" * 32)
+    store.mark_archived("r1", ArchivedObject("k/r1.mp3", "audio/mpeg", 10, "ab" * 32))
     seen = store.note_found([ref("r1")], "run-2")
     assert (seen.new_in_run, seen.already_archived) == (1, 1)
     store.close()
@@ -91,7 +92,9 @@ def test_state_due_is_earliest_deadline_first_and_past_deadlines_last(tmp_path: 
     for day, recording_id in [(20, "late"), (3, "past"), (10, "early"), (15, "middle")]:
         found = recordings_in(record(recording_id))[0]
         start = datetime(2026, 8, day, tzinfo=UTC)
-        store.note_found([replace(found, start=start)], "run-1")
+        store.note_found(
+            [replace(found, recording=replace(found.recording, start=start, retention_start=start))], "run-1"
+        )
     now = datetime(2026, 11, 5, tzinfo=UTC)  # 3 August + 90 days has passed
     assert [r.recording_id for r in store.due(5, now, batch=1)] == ["early", "middle", "late", "past"]
     assert [(d.day, n) for d, n in store.due_deadlines(5, now)] == [(1, 1), (8, 1), (13, 1), (18, 1)]
@@ -122,7 +125,7 @@ def test_state_lost_and_deleted_are_counted_and_never_due(tmp_path: Path) -> Non
     store = StateStore(tmp_path / "state.db")
     store.note_found([ref("r1"), ref("r2")], "run-1")
     store.mark_lost("r1", "deleted by RingCentral")
-    store.mark_archived("r2", "k/r2.mp3", "audio/mpeg", 10, "ab" * 32)
+    store.mark_archived("r2", ArchivedObject("k/r2.mp3", "audio/mpeg", 10, "ab" * 32))
     assert [r.recording_id for r in store.deletable(datetime.now(UTC))] == ["r2"]
     store.mark_deleted(["r2"], datetime.now(UTC), "us")
     counts = store.counts(5)
@@ -143,7 +146,7 @@ def test_state_upload_journal_lists_what_never_ended(tmp_path: Path) -> None:
 def test_state_archived_but_unlisted_rows_are_owed_to_a_manifest(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
     store.note_found([ref("r1")], "run-1")
-    store.mark_archived("r1", "k/r1.mp3", "audio/mpeg", 10, "ab" * 32)
+    store.mark_archived("r1", ArchivedObject("k/r1.mp3", "audio/mpeg", 10, "ab" * 32))
     assert [r.recording_id for r in store.unmanifested()] == ["r1"]
     store.mark_manifested(["r1"])
     assert store.unmanifested() == []
@@ -258,8 +261,9 @@ def test_state_migrates_a_schema_2_file_into_columns(tmp_path: Path) -> None:
     source = json.dumps({"record": record("r1", leg_recording="r2"), "leg": None})
     db.execute(
         "INSERT INTO recordings (recording_id, call_id, start_time, content_uri, status, attempts, key, "
-        "first_seen, updated_at, source_json) VALUES ('r1', 'call-r1', '2026-11-27T10:00:00.000Z', "
-        "'http://media/r1/content', 'archived', 2, 'k/r1.mp3', 'x', 'x', ?)",
+        "content_type, size, sha256, first_seen, updated_at, source_json) VALUES ('r1', 'call-r1', "
+        "'2026-11-27T10:00:00.000Z', 'http://media/r1/content', 'archived', 2, 'k/r1.mp3', 'audio/mpeg', 10, "
+        "'ab', 'x', 'x', ?)",  # an archived row as every version wrote it: its object's four facts together
         (source,),
     )
     db.execute("PRAGMA user_version = 2")
@@ -276,8 +280,8 @@ def test_state_migrates_a_schema_2_file_into_columns(tmp_path: Path) -> None:
 def test_state_provenance_says_where_each_archived_sha256_came_from(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
     store.note_found([ref("r1"), ref("r2")], "run-1")
-    store.mark_archived("r1", "k/r1.mp3", "audio/mpeg", 10, "ab" * 32)
-    store.mark_archived("r2", "k/r2.mp3", "audio/mpeg", 10, "cd" * 32, "adopted")
+    store.mark_archived("r1", ArchivedObject("k/r1.mp3", "audio/mpeg", 10, "ab" * 32))
+    store.mark_archived("r2", ArchivedObject("k/r2.mp3", "audio/mpeg", 10, "cd" * 32), "adopted")
     rows = {r.recording_id: r for r in store.deletable(datetime.now(UTC))}
     assert (rows["r1"].provenance, rows["r1"].proven) == ("downloaded", True)
     assert (rows["r2"].provenance, rows["r2"].proven) == ("adopted", False)
@@ -291,7 +295,7 @@ def test_state_deletion_intent_is_journaled_settled_and_never_deletable_meanwhil
     store = StateStore(tmp_path / "state.db")
     store.note_found([ref("r1"), ref("r2"), ref("r3")], "run-1")
     for rid in ("r1", "r2", "r3"):
-        store.mark_archived(rid, f"k/{rid}.mp3", "audio/mpeg", 10, "ab" * 32)
+        store.mark_archived(rid, ArchivedObject(f"k/{rid}.mp3", "audio/mpeg", 10, "ab" * 32))
     store.mark_manifested(["r1", "r2", "r3"])
     store.intend_deletion(["r1", "r2"], "run-2")
     assert [r.recording_id for r in store.unsettled_intents()] == ["r1", "r2"]
@@ -313,7 +317,7 @@ def test_state_deletion_and_verify_walks_are_ordered_by_an_index(tmp_path: Path,
     store = StateStore(tmp_path / "state.db")
     store.note_found([ref(f"r{n}") for n in range(5)], "run-1")
     for n in range(5):
-        store.mark_archived(f"r{n}", f"k/r{n}.mp3", "audio/mpeg", 10, "ab" * 32)
+        store.mark_archived(f"r{n}", ArchivedObject(f"k/r{n}.mp3", "audio/mpeg", 10, "ab" * 32))
     store.mark_deleted(["r1", "r3"], datetime.now(UTC), "us")
     sent: list[str] = []
     store._db.set_trace_callback(sent.append)
@@ -422,18 +426,14 @@ def test_state_schema_4_takes_an_older_versions_records_as_unproven(
     import archiver.state.schema as state_module
 
     path = tmp_path / "state.db"
-    import archiver.state.recordings as recordings_module
     from archiver.state.database import Database
+    from tests.integration.older_states import schema_2_file
 
     monkeypatch.setattr(state_module, "MIGRATIONS", state_module.MIGRATIONS[:3])
     monkeypatch.setattr(state_module, "SCHEMA_VERSION", 3)
-    # schema 3 had no parties table (issue 20's migration fills it from the stored records) and no
-    # writer marks (issue 22's)
-    monkeypatch.setattr(recordings_module, "note_parties", lambda *args: None)
-    monkeypatch.setattr(Database, "_mark", lambda *args: None)
-    store = StateStore(path)
-    store.note_found([ref("r1"), ref("r2"), ref("r3")], "run-1")
-    store.close()
+    monkeypatch.setattr(Database, "_mark", lambda *args: None)  # no writer marks before issue 22
+    schema_2_file(path, 3, ids=("r3", "r1", "r2"))  # as that version wrote it; migrated to schema 3
+    StateStore(path).close()
     db = sqlite3.connect(path)
     db.execute(
         "UPDATE recordings SET status = 'archived', key = 'k', size = 10, sha256 = 'ab', content_type = "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from archiver.errors import StateError
+from archiver.models import ArchivedObject
 from archiver.ringcentral.calllog import recordings_in
 from archiver.state import SCHEMA_VERSION, StateStore
 from archiver.state.database import CHECKED_AT, OPEN_SINCE
@@ -32,7 +34,7 @@ def _store(path: Path, size: int = 60) -> StateStore:
     for i in range(size):
         item = recordings_in(record(f"r{i:04d}"))[0]
         start = NOW - timedelta(days=100) + timedelta(hours=i * 12)
-        found.append(item.__class__(**{**item.__dict__, "start": start, "call_start": start}))
+        found.append(replace(item, recording=replace(item.recording, start=start, retention_start=start)))
     store.note_found(found, "scan-1")
     for i, item in enumerate(found):
         if i % 10 == 1:
@@ -42,7 +44,7 @@ def _store(path: Path, size: int = 60) -> StateStore:
         elif i % 10 == 3:
             continue  # pending
         else:
-            store.mark_archived(item.recording_id, f"k/{i}", "audio/mpeg", 10, "ab" * 32)
+            store.mark_archived(item.recording_id, ArchivedObject(f"k/{i}", "audio/mpeg", 10, "ab" * 32))
     archived = [f.recording_id for i, f in enumerate(found) if i % 10 not in (1, 2, 3)]
     store.mark_deleted(archived[::7], NOW, "us")
     store.intend_deletion(archived[1::9], "run-9")
@@ -138,7 +140,9 @@ def test_scale_the_tally_stays_equal_to_a_full_count_through_every_transition(tm
     steps: list[Callable[[], object]] = [
         lambda: store.record_failure("r0013", "again", max_attempts=2),
         lambda: store.record_failure("r0013", "again", max_attempts=2),  # exhausted now
-        lambda: store.mark_archived("r0011", "k", "audio/mpeg", 1, "cd" * 32, provenance="adopted"),
+        lambda: store.mark_archived(
+            "r0011", ArchivedObject("k", "audio/mpeg", 1, "cd" * 32), provenance="adopted"
+        ),
         lambda: store.mark_reproved("r0011"),
         lambda: store.mark_deleted(["r0011", "r0004"], NOW, "source"),
         lambda: store.undelete(["r0004"]),
