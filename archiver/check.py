@@ -36,7 +36,7 @@ from archiver.errors import (
     StateError,
     exit_code_for,
 )
-from archiver.ringcentral.calllog import FoundRecording
+from archiver.models import Recording
 from archiver.ringcentral.client import RingCentralClient, make_session
 from archiver.settings import ENV_NAMES, Settings
 from archiver.wiring import connect, log_in
@@ -216,7 +216,7 @@ def _check_ringcentral(settings: Settings, report: CheckReport) -> None:
             report.checks.append(CheckLine("call log", False, "skipped: no login", exit_code=line.exit_code))
             return
         report.checks.append(_attempt("scope", lambda: _check_scope(client, settings, report.facts)))
-        found: list[FoundRecording] = []
+        found: list[Recording] = []
         report.checks.append(_attempt("call log", lambda: _check_call_log(client, report.facts, found)))
         report.checks.append(_attempt("recording", lambda: _check_recording(client, report.facts, found)))
     finally:
@@ -240,12 +240,12 @@ def _check_scope(client: RingCentralClient, settings: Settings, facts: dict[str,
     return f"token scope has {', '.join(wanted)}"
 
 
-def _check_call_log(client: RingCentralClient, facts: dict[str, Any], found: list[FoundRecording]) -> str:
+def _check_call_log(client: RingCentralClient, facts: dict[str, Any], found: list[Recording]) -> str:
     now = datetime.now(UTC)
     since = now - timedelta(days=1)
     try:
         unfiltered = {
-            r.recording_id: r
+            r.recording_id: r.recording
             for p in client.call_log_pages(since, now, "call-log check")
             for r in p.recordings
         }
@@ -274,7 +274,7 @@ def _check_call_log(client: RingCentralClient, facts: dict[str, Any], found: lis
     )
 
 
-def _check_recording(client: RingCentralClient, facts: dict[str, Any], found: list[FoundRecording]) -> str:
+def _check_recording(client: RingCentralClient, facts: dict[str, Any], found: list[Recording]) -> str:
     if not found:
         return "skipped: no recording in the last 24 h to fetch"
     recording = found[0]

@@ -19,11 +19,11 @@ from types import FrameType
 import structlog
 
 from archiver import __version__
+from archiver.cli_args import add_wait_lock, percent, positive, timestamp
 from archiver.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiverError, SettingsError, event_name, exit_code_for
 from archiver.exit_codes_docs import epilog as exit_codes_epilog
 from archiver.logs import configure_logging
 from archiver.metrics import StateFacts
-from archiver.models import parse_time
 from archiver.settings import Settings, load_settings, log_notices
 from archiver.state import StateStore
 
@@ -38,43 +38,6 @@ EPILOG = f"""\
 {exit_codes_epilog()}
 documentation: {PROJECT_URL}
 """
-
-
-def _timestamp(value: str) -> datetime:
-    try:
-        return parse_time(value if "T" in value or " " in value else value + "T00:00:00Z")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not 0 <= seconds < 7 * 86400:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 604800 seconds, not {value}")
-    return seconds
-
-
-def _percent(value: str) -> float:
-    try:
-        percent = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a percentage: {value!r}") from None
-    if not 0 <= percent <= 100:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 100, not {value}")
-    return percent
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return number
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,17 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         "first) and logs one run_summary event.",
         "rc-archiver run\nrc-archiver run --since 2026-01-01 --until 2026-03-31   # a resumable backfill",
     )
-    run.add_argument(
-        "--since", type=_timestamp, help="window start, ISO 8601 (default: watermark - lookback)"
-    )
-    run.add_argument("--until", type=_timestamp, help="window end, ISO 8601 (default: now - settle delay)")
-    run.add_argument(
-        "--wait-lock",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another run to release the state (default: exit 5 at once)",
-    )
+    run.add_argument("--since", type=timestamp, help="window start, ISO 8601 (default: watermark - lookback)")
+    run.add_argument("--until", type=timestamp, help="window end, ISO 8601 (default: now - settle delay)")
+    add_wait_lock(run, "another run")
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -157,11 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a sample in full; with --manifests walks the manifests' hash chain. Exit 1 if anything is wrong.",
         "rc-archiver verify --since 2026-11-01 --sample 5\nrc-archiver verify --manifests --repair",
     )
-    verify.add_argument("--since", type=_timestamp, help="range start (default: 90 days ago)")
-    verify.add_argument("--until", type=_timestamp, help="range end (default: now - settle delay)")
+    verify.add_argument("--since", type=timestamp, help="range start (default: 90 days ago)")
+    verify.add_argument("--until", type=timestamp, help="range end (default: now - settle delay)")
     verify.add_argument(
         "--sample",
-        type=_percent,
+        type=percent,
         default=0.0,
         metavar="PERCENT",
         help="re-read this share of the objects in full and re-hash them (0-100; 100 = all)",
@@ -174,9 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="walk the manifest hash chain; report the first break and archived recordings no manifest lists",
     )
-    verify.add_argument(
-        "--wait-lock", type=_seconds, default=0.0, metavar="SECONDS", help="wait this long for the state lock"
-    )
+    add_wait_lock(verify)
     verify.add_argument(
         "--bundle",
         type=Path,
@@ -204,24 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("recording_ids", nargs="*", metavar="RECORDING_ID", help="recordings to retry")
     retry.add_argument("--all", action="store_true", help="every recording that is not archived")
-    retry.add_argument(
-        "--wait-lock",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for a running run to release the state (default: exit 5 at once)",
-    )
+    add_wait_lock(retry)
 
     state = _command(
         commands,
         "state",
-        "back up, restore or migrate the state (local file or S3 object)",
+        "back up, restore, migrate or compact the state (local file or S3 object)",
         "backup: a consistent copy (SQLite's online backup), safe while a run writes. restore: a checked "
         "backup put in place of the state under the run lock; the replaced state is kept beside it as "
-        "<state>.replaced-<time>. migrate: this version's schema migration now, after a snapshot.",
+        "<state>.replaced-<time>. migrate: this version's schema migration now, after a snapshot (an "
+        "interrupted one resumes where it stopped). compact: drop the raw call-log records of recordings "
+        "archived and gone from RingCentral (their sidecars keep them), then VACUUM.",
         "rc-archiver state backup /var/backups/rc-archiver/state-$(date +%F).db\n"
         "rc-archiver state restore /var/backups/rc-archiver/state-2026-11-27.db\n"
-        "rc-archiver state migrate --wait-lock 600",
+        "rc-archiver state migrate --wait-lock 600\n"
+        "rc-archiver state compact --dry-run",
     )
     state_commands = state.add_subparsers(
         dest="state_command", required=True, parser_class=_Parser, metavar="ACTION"
@@ -231,16 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore = state_commands.add_parser("restore", help="put the backup PATH in place of the state")
     restore.add_argument("path", type=Path, metavar="PATH", help="a file written by `state backup`")
     migrate = state_commands.add_parser("migrate", help="migrate the state to this version's schema now")
-    for action in (backup, restore, migrate):
+    compact = _compact_parser(state_commands)
+    for action in (backup, restore, migrate, compact):
         action.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML settings file")
-    for action in (restore, migrate):
-        action.add_argument(
-            "--wait-lock",
-            type=_seconds,
-            default=0.0,
-            metavar="SECONDS",
-            help="wait this long for a running run to release the state (default: exit 5 at once)",
-        )
+    for action in (restore, migrate, compact):
+        add_wait_lock(action)
 
     daemon = _command(
         commands,
@@ -271,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Needs no RingCentral account; run it twice to see that nothing is archived twice.",
         "rc-archiver demo --calls 100 --output /tmp/demo",
     )
-    demo.add_argument("--calls", type=_positive, default=300, help="how many synthetic calls (default 300)")
+    demo.add_argument("--calls", type=positive, default=300, help="how many synthetic calls (default 300)")
     demo.add_argument(
         "--output",
         type=Path,
@@ -290,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete for")
     from archiver.use_commands import add_use_commands  # find, export, hold, index (issue 20)
 
-    add_use_commands(commands, _command, _timestamp)
+    add_use_commands(commands, _command, timestamp)
     return parser
 
 
@@ -366,10 +311,10 @@ def _dry_run(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     _install_signal_handlers(cancel)
 
-    with pass_services(settings, args.wait_lock, cancel) as services:
-        watermark = services.state.watermark()
+    with pass_services(settings, args.wait_lock, cancel) as ctx:
+        watermark = ctx.state.watermark()
         window = plan_run_window(datetime.now(UTC), watermark, args.since, args.until, settings)
-        plan = plan_pass(services, settings, window, cancel, lambda item: print(render_planned(item)))
+        plan = plan_pass(ctx, window=window, emit=lambda item: print(render_planned(item)))
     print(render_plan(plan, settings.delete_from_source))
     return EXIT_OK if not plan.days_unreadable else EXIT_INCOMPLETE
 
@@ -412,7 +357,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         everything_deleted = args.since is None and args.until is None  # their archive is the only copy
         result = verify(
             services,
-            settings,
             window,
             args.sample,
             args.repair,
@@ -469,10 +413,56 @@ def cmd_state(args: argparse.Namespace) -> int:
         copied = restore_state(settings, args.path, args.wait_lock)
         kept = f"; the replaced state is kept as {copied.kept}" if copied.kept else ""
         print(f"restored {args.path} (schema {copied.schema}) as {copied.path}{kept}")
+    elif args.state_command == "compact":
+        return _compact(settings, args)
     else:
         copied = migrate_state(settings, args.wait_lock)
         before = f"; the state before it is kept as {copied.kept}" if copied.kept else " (it was already)"
         print(f"{copied.path} is at schema {copied.schema}{before}")
+    return EXIT_OK
+
+
+def _compact_parser(state_commands: argparse._SubParsersAction[_Parser]) -> argparse.ArgumentParser:
+    compact = state_commands.add_parser(
+        "compact", help="drop the raw call-log records the archive's sidecars keep (see --dry-run)"
+    )
+    compact.add_argument("--dry-run", action="store_true", help="say what it would free; change nothing")
+    compact.add_argument(
+        "--grace",
+        type=_days,
+        default=30,
+        metavar="DAYS",
+        help="keep the records of recordings whose deletion deadline passed less than DAYS ago (30)",
+    )
+    compact.add_argument(
+        "--no-vacuum", action="store_true", help="leave the freed pages inside the file (for new recordings)"
+    )
+    return compact
+
+
+def _days(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days")
+    return int(value)
+
+
+def _compact(settings: Settings, args: argparse.Namespace) -> int:
+    from archiver.state.backup import compact_state
+
+    done = compact_state(
+        settings, args.wait_lock, timedelta(days=args.grace), args.dry_run, vacuum=not args.no_vacuum
+    )
+    mb = done.record_bytes / 1e6
+    if args.dry_run:
+        print(
+            f"would drop {done.records} raw call-log record(s), {mb:.1f} MB of the state's "
+            f"{done.file_bytes_before / 1e6:.1f} MB"
+        )
+    else:
+        print(
+            f"dropped {done.records} raw call-log record(s) ({mb:.1f} MB); the state is "
+            f"{done.file_bytes_after / 1e6:.1f} MB (was {done.file_bytes_before / 1e6:.1f} MB)"
+        )
     return EXIT_OK
 
 

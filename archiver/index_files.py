@@ -3,8 +3,9 @@
 One JSON line per archived recording (recording_id, call_id, start_time, duration, direction,
 from_number, to_number, numbers: every party number of the call in E.164, extension_numbers, key, size,
 sha256, content_type, archived_at, ...), gzip-compressed, Hive-partitioned by the call's date (UTC), so
-Athena, Trino, Spark or DuckDB read the same files (deploy/athena/recordings.sql, README "Using the
-archive"). Numbers are personal data: give the index prefix the access the recordings have.
+Athena, Trino, Spark or DuckDB read the same files (deploy/athena/recordings.sql,
+docs/how-to/find-hold-export.md). Numbers are personal data: give the index prefix the access the
+recordings have.
 
 Written as the run goes, like the manifests: a part every BATCH recordings or INTERVAL seconds, each
 written atomically under a new key and never rewritten. The state records which recordings a part
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,12 +29,13 @@ from typing import Any
 import structlog
 
 from archiver.archive.layout import MANIFEST_PREFIX, Layout
+from archiver.archive.parts import PartWriter
 from archiver.destinations.base import Destination
 from archiver.destinations.listing import list_keys
-from archiver.destinations.s3 import PROBE_PREFIX
+from archiver.destinations.s3_errors import PROBE_PREFIX
 from archiver.errors import ArchiverError
 from archiver.find import describe
-from archiver.models import parse_time
+from archiver.models import ArchivedObject, parse_time
 from archiver.ringcentral.calllog import call_parties, recording_from
 from archiver.state import ARCHIVED, RecordingRow, StateStore
 
@@ -83,7 +84,7 @@ def encode(rows: Iterable[dict[str, Any]]) -> bytes:
     return gzip.compress(text.encode(), mtime=0)
 
 
-class IndexWriter:
+class IndexWriter(PartWriter[str]):
     """The index parts of one run: recordings added as they are archived, written in batches."""
 
     def __init__(
@@ -95,23 +96,10 @@ class IndexWriter:
         interval: float = INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(batch, interval, clock)
         self._destination = destination
         self._state = state
         self._run_id = run_id
-        self._batch = batch
-        self._interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._owed: list[str] = []
-        self._part = 0
-        self._last_flush = clock()
-        self.written = 0
-
-    def add(self, recording_id: str) -> None:
-        with self._lock:
-            self._owed.append(recording_id)
-            if len(self._owed) >= self._batch or self._clock() - self._last_flush >= self._interval:
-                self._flush_locked()
 
     def adopt_unlisted(self) -> int:
         """List what earlier runs archived and no index part lists (a run killed before its flush)."""
@@ -120,13 +108,7 @@ class IndexWriter:
             self.add(recording_id)
         return len(owed)
 
-    def close(self) -> None:
-        with self._lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        self._last_flush = self._clock()
-        owed, self._owed = self._owed, []
+    def _write(self, owed: list[str]) -> list[str]:
         by_date: dict[str, list[dict[str, Any]]] = {}
         for recording_id in dict.fromkeys(owed):
             row = self._state.get(recording_id)
@@ -146,6 +128,7 @@ class IndexWriter:
             self._state.mark_indexed([r["recording_id"] for r in rows], key)
             self.written += len(rows)
             log.info("index_part_written", key=key, rows=len(rows))
+        return []  # a part refused stays owed in the state, not here: the next run lists it
 
 
 # -- rebuild from the sidecars --------------------------------------------------------------------
@@ -165,6 +148,9 @@ def row_from_sidecar(sidecar: dict[str, Any]) -> dict[str, Any] | None:
     record = sidecar.get("call_log_record")
     if not isinstance(record, dict) or not sidecar.get("recording_id") or not sidecar.get("key"):
         return None
+    content_type, size, sha256 = sidecar.get("content_type"), sidecar.get("size"), sidecar.get("sha256")
+    if not (isinstance(content_type, str) and isinstance(size, int) and isinstance(sha256, str)):
+        return None  # ours always name the object whole
     leg = sidecar.get("call_log_leg") if isinstance(sidecar.get("call_log_leg"), dict) else None
     recording = recording_from(record, leg)
     row = RecordingRow(
@@ -172,10 +158,7 @@ def row_from_sidecar(sidecar: dict[str, Any]) -> dict[str, Any] | None:
         status=ARCHIVED,
         attempts=0,
         last_error=None,
-        key=str(sidecar["key"]),
-        content_type=sidecar.get("content_type"),
-        size=sidecar.get("size"),
-        sha256=sidecar.get("sha256"),
+        archived=ArchivedObject(str(sidecar["key"]), content_type, size, sha256),
         deadline=recording.start,
         archived_at=parse_time(str(sidecar["archived_at"])) if sidecar.get("archived_at") else None,
     )

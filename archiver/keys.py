@@ -21,23 +21,15 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
 from archiver.errors import SettingsError
+from archiver.models import Recording, placeholder_names
 
-PLACEHOLDERS = frozenset(
-    {
-        "recording_id",
-        "call_id",
-        "session_id",
-        "telephony_session_id",
-        "start",
-        "direction",
-        "from_number",
-        "to_number",
-        "from_name",
-        "to_name",
-        "extension_id",
-        "ext",
-    }
-)
+
+def placeholders_of(recording: type[Recording]) -> frozenset[str]:
+    """What a key template may name: the recording's fields marked so (models.Recording), and {ext}."""
+    return frozenset({*placeholder_names(recording), "ext"})
+
+
+PLACEHOLDERS = placeholders_of(Recording)
 MAX_SEGMENT = 80
 MAX_KEY = 900  # S3 allows 1024 bytes; leave room for a prefix
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]+")

@@ -120,15 +120,15 @@ def execute_run(
     passed: RunSummary | None = None  # the pass's summary, once it has one
     try:
         request.check(datetime.now(UTC))
-        with pass_services(settings, request.wait_lock, cancel, on_progress) as services:
-            state = services.state
+        with pass_services(settings, request.wait_lock, cancel, on_progress) as ctx:
+            state = ctx.state
             window = plan_run_window(
                 datetime.now(UTC), state.watermark(), request.since, request.until, settings
             )
             state.begin_run(run_id)
             try:
                 summary = passed = run_pass(
-                    services, settings, run_id, window, cancel, on_progress, bar_stream
+                    ctx, run_id=run_id, window=window, on_progress=on_progress, bar_stream=bar_stream
                 )
                 conclude(summary)
             except ArchiverError as exc:  # the state itself failed mid-run
@@ -138,9 +138,9 @@ def execute_run(
         summary = failed_before_the_pass(run_id, exc, passed)
     except BaseException as exc:  # a bug: still one summary, one failed ping, then the traceback
         summary = failed_before_the_pass(run_id, ArchiverError(f"unexpected {type(exc).__name__}: {exc}"))
-        _finish(summary, settings, metrics, heartbeat, facts_read)
+        _report_the_run(summary, settings, metrics, heartbeat, facts_read)
         raise
-    _finish(summary, settings, metrics, heartbeat, facts_read)
+    _report_the_run(summary, settings, metrics, heartbeat, facts_read)
     return summary
 
 
@@ -189,7 +189,7 @@ def read_state_gauges(settings: Settings, metrics: Metrics) -> bool:
     return False
 
 
-def _finish(
+def _report_the_run(
     summary: RunSummary, settings: Settings, metrics: Metrics, heartbeat: Heartbeat, facts_read: bool
 ) -> None:
     """On every path out: the summary, the metrics file or push (with the state's gauges, whatever the
@@ -198,7 +198,7 @@ def _finish(
         read_state_gauges(settings, metrics)
     log_run_summary(summary)  # the run's closing line, after any warning about its gauges
     # After the state's facts: this run's outcome and exit code win over the last one it recorded.
-    metrics.record_run(summary.as_dict())
+    metrics.record_run(summary)
     if summary.error:
         metrics.mark_failed()
     else:  # the daemon keeps its metrics across runs: a run that did not fail is up again

@@ -39,7 +39,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from archiver import __version__
-from archiver.models import parse_time
+from archiver.models import RunSummary, parse_time
 
 if TYPE_CHECKING:
     from archiver.settings import Settings
@@ -279,25 +279,26 @@ class Metrics:
         """The state could not be read for this report: `rc_archiver_state_read` says 0."""
         self._state.unread()
 
-    def record_run(self, summary: Mapping[str, Any]) -> None:
-        """Add one run's run_summary (archived, failed, lost, deleted, bytes, rate_limited,
-        rate_wait_seconds, seconds) to the counters, missing keys counting 0; its outcome and
-        exit_code, when given, become the last run's."""
-        self.archived.inc(summary.get("archived", 0))
-        self.failed.inc(summary.get("failed", 0))
-        self.lost.inc(summary.get("lost", 0))
-        self.deleted.inc(summary.get("deleted", 0))
-        self.bytes.inc(summary.get("bytes", 0))
-        self.rate_limited.inc(summary.get("rate_limited", 0))
-        self.rate_wait.inc(summary.get("rate_wait_seconds", 0.0))
-        self.last_run_rate_limited.set(summary.get("rate_limited", 0))
-        self.last_run_archived.set(summary.get("archived", 0))
-        self.last_run_failed.set(summary.get("failed", 0))
-        self.last_run_bytes.set(summary.get("bytes", 0))
-        self.last_run_rate_wait.set(summary.get("rate_wait_seconds", 0.0))
-        self.last_run_scan_failures.set(summary.get("days_unreadable", 0))
-        self.run_duration.set(summary.get("seconds", 0.0))
-        self._state.note_run(summary.get("outcome"), summary.get("exit_code"))
+    def record_run(self, summary: RunSummary) -> None:
+        """Add one run's summary (archived, failed, lost, deleted, bytes, rate_limited,
+        rate_wait_seconds, seconds) to the counters; its outcome and exit code, once the run has an
+        outcome (lifecycle.conclude or the error that ended it), become the last run's."""
+        self.archived.inc(summary.archived)
+        self.failed.inc(summary.failed)
+        self.lost.inc(summary.lost)
+        self.deleted.inc(summary.deleted)
+        self.bytes.inc(summary.bytes)
+        self.rate_limited.inc(summary.rate_limited)
+        self.rate_wait.inc(summary.rate_wait_seconds)
+        self.last_run_rate_limited.set(summary.rate_limited)
+        self.last_run_archived.set(summary.archived)
+        self.last_run_failed.set(summary.failed)
+        self.last_run_bytes.set(summary.bytes)
+        self.last_run_rate_wait.set(summary.rate_wait_seconds)
+        self.last_run_scan_failures.set(summary.days_unreadable)
+        self.run_duration.set(summary.seconds)
+        if summary.outcome:
+            self._state.note_run(summary.outcome, summary.exit_code)
 
     def mark_failed(self) -> None:
         """The run these metrics describe failed (exit 2 and above): `rc_archiver_up` says 0."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,18 +12,93 @@ MAX_REPORTED_FAILURES = 100  # failures a run summary lists by name (the count i
 def parse_time(value: str) -> datetime:
     """A RingCentral timestamp (ISO 8601, 'Z' or offset) as an aware UTC datetime."""
     text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
+    if text.endswith("z"):  # Python 3.11's fromisoformat reads 'Z' itself, not 'z'
+        text = text[:-1] + "Z"
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC)
+    # Already UTC (every time the state stores): no conversion; the state reads them by the million.
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def format_time(value: datetime) -> str:
     """UTC with milliseconds and a 'Z': the form RingCentral accepts even when not URL-encoded."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+# -- a recording's fields, declared once ---------------------------------------------------------------
+# Every other list of them is derived from `Recording` below: the state's columns and row mapping
+# (state/columns.py), the key template's placeholders (keys.py), the key's values and the sidecar's fields
+# (archive/layout.py). A field's metadata says where it goes beyond its column; a field without any goes
+# everywhere, under its own name.
+STORED_AS = "stored_as"  # its state column and sidecar field, when not the field's own name
+PLACEHOLDER = "placeholder"  # the key template may name it: {<field name>}
+SIDECAR = "sidecar"  # the sidecar written beside the audio carries it
+
+
+def roles(*, stored_as: str | None = None, placeholder: bool = True, sidecar: bool = True) -> dict[str, Any]:
+    """The metadata of a `Recording` field stored under another name, or kept out of the key or the
+    sidecar: `field(metadata=roles(...))`."""
+    return {STORED_AS: stored_as, PLACEHOLDER: placeholder, SIDECAR: sidecar}
+
+
+def stored_name(recording_field: Field[Any]) -> str:
+    """The state column (and sidecar field) of a Recording field."""
+    return str(recording_field.metadata.get(STORED_AS) or recording_field.name)
+
+
+def placeholder_names(cls: type[Recording]) -> tuple[str, ...]:
+    """The fields of `cls` the key template may name, by field name."""
+    return tuple(f.name for f in fields(cls) if f.metadata.get(PLACEHOLDER, True))
+
+
+def sidecar_fields(cls: type[Recording]) -> tuple[Field[Any], ...]:
+    """The fields of `cls` the sidecar carries (under their stored names)."""
+    return tuple(f for f in fields(cls) if f.metadata.get(SIDECAR, True))
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording as the call log describes it: what the archive keys, stores and remembers.
+
+    Built only by ringcentral/calllog.py (from the call log) and by the state (from its row), so always
+    whole. What only the call log has (the raw record and leg, every party) travels beside it
+    (calllog.Found). Adding a call-log field: a field here (with `field(metadata=roles(...))` if it
+    keeps out of the key or the sidecar, or is stored under another name) and a migration adding its column.
+    Types a column can hold: str, int, bool, datetime (state/columns.py encodes them).
+    """
+
+    recording_id: str
+    content_uri: str = field(metadata=roles(placeholder=False, sidecar=False))
+    recording_type: str = field(metadata=roles(placeholder=False))
+    call_id: str
+    session_id: str
+    telephony_session_id: str
+    start: datetime = field(metadata=roles(stored_as="start_time"))  # {start:<strftime>} in the key
+    duration: int = field(metadata=roles(placeholder=False))
+    direction: str
+    from_number: str = field(metadata=roles(sidecar=False))  # the sidecar has the raw `from` and `to`
+    to_number: str = field(metadata=roles(sidecar=False))
+    from_name: str = field(metadata=roles(sidecar=False))
+    to_name: str = field(metadata=roles(sidecar=False))
+    extension_id: str = field(metadata=roles(sidecar=False))
+    # The record's own `recording` is another one (or absent): this one exists only on a leg.
+    on_leg_only: bool = field(metadata=roles(placeholder=False, sidecar=False))
+    # What the deletion deadline is counted from: the earlier of the call's and the recording's start
+    # (a leg's recording may start later, and RingCentral counts retention from the call).
+    retention_start: datetime = field(metadata=roles(placeholder=False, sidecar=False))
+
+
+@dataclass(frozen=True)
+class ArchivedObject:
+    """A recording's audio as stored in the destination: what the download produced, what "already
+    stored?" found, what the sidecar, the state and the manifest record."""
+
+    key: str
+    content_type: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)

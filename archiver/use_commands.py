@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from archiver.cli_args import add_wait_lock
 from archiver.errors import EXIT_INCOMPLETE, EXIT_OK, SettingsError
 from archiver.settings import Settings
 from archiver.state.parties import Filters
@@ -109,9 +110,7 @@ def add_use_commands(
     hold.add_argument("--release", action="store_true", help="lift the hold on the matches")
     hold.add_argument("--hold-id", type=int, help="with --release: only this hold's claim (see --list)")
     hold.add_argument("--list", action="store_true", help="the holds in force")
-    hold.add_argument(
-        "--wait-lock", type=float, default=0.0, metavar="SECONDS", help="wait this long for a running run"
-    )
+    add_wait_lock(hold)
 
     index = command(
         commands,

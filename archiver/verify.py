@@ -31,11 +31,11 @@ from itertools import chain
 import structlog
 
 from archiver.archive.breaker import OutageBreaker
+from archiver.archive.context import PassContext
 from archiver.archive.deletion import at_source
 from archiver.archive.layout import META_SHA256, Layout
 from archiver.archive.manifest import HEAD, walk_chain
 from archiver.archive.proof import HEAD_BYTES, audio_head_ok, plausible
-from archiver.archive.run_pass import PassServices
 from archiver.archive.scan import scan_window
 from archiver.hold import holds_lost
 from archiver.settings import Settings
@@ -76,7 +76,7 @@ class VerifyResult:
         )
 
 
-def _rehash(services: PassServices, key: str) -> tuple[str, bytes]:
+def _rehash(services: PassContext, key: str) -> tuple[str, bytes]:
     """The object's sha256 and its first bytes, read back in full."""
     digest, head = hashlib.sha256(), b""
     with services.destination.open(key) as stream:
@@ -88,7 +88,7 @@ def _rehash(services: PassServices, key: str) -> tuple[str, bytes]:
 
 
 def _check_one(
-    services: PassServices, layout: Layout, row: RecordingRow, rehash: bool
+    services: PassContext, layout: Layout, row: RecordingRow, rehash: bool
 ) -> tuple[str, str] | None:
     """('missing' | 'corrupt', why) for a recording whose archive is not intact, else None; with
     `rehash` the object is read back in full and hashed."""
@@ -98,7 +98,7 @@ def _check_one(
         found = layout.find_stored(services.destination, row.recording)
         if found is None:
             return "missing", "not in the destination"
-        key, size, sha256 = found.key, found.size, found.sha256
+        key, size, sha256 = found.archived.key, found.archived.size, found.archived.sha256
     why = plausible(row) if row.status == "archived" else ""
     if why:
         return "corrupt", why
@@ -127,8 +127,7 @@ def _check_one(
 
 
 def verify(
-    services: PassServices,
-    settings: Settings,
+    services: PassContext,
     window: tuple[datetime, datetime],
     sample_percent: float,
     repair: bool,
@@ -141,12 +140,18 @@ def verify(
     source, whatever `window` says (the default when no range was asked for)."""
     rng = rng or random.Random()
     cancel = cancel or threading.Event()  # set: the scan stops and the walk ends early (a stopping daemon)
-    state, layout, result = services.state, Layout(settings.key_template, settings.tz), VerifyResult()
+    settings, state, layout, result = services.settings, services.state, services.layout, VerifyResult()
     scan_id = f"verify-{rng.getrandbits(32):08x}"
     scan = scan_window(
-        services.client, state, day_slices(*window, settings.tz), scan_id, settings.source_retention,
-        cancel, OutageBreaker(cancel), lambda seen: None, mark_done=False,
-    )  # fmt: skip
+        day_slices(*window, settings.tz),
+        client=services.client,
+        state=state,
+        run_id=scan_id,
+        retention=settings.source_retention,
+        cancel=cancel,
+        breaker=OutageBreaker(cancel),
+        mark_done=False,
+    )
     result.scan_errors = scan.days_unreadable
     rows = chain(state.seen_in(scan_id), state.archive_in(*window, skip_run=scan_id))
     if all_deleted:
@@ -201,7 +206,7 @@ def _late_record(row: RecordingRow, rescanned_from: datetime | None) -> bool:
 
 
 def _damaged_after_deletion(
-    services: PassServices, row: RecordingRow, repair: bool, result: VerifyResult
+    services: PassContext, row: RecordingRow, repair: bool, result: VerifyResult
 ) -> None:
     """A damaged archive of a recording recorded as deleted at the source, or with a DELETE in flight:
     RingCentral may still serve it (a deletion recorded wrongly by an older version, a DELETE that
@@ -226,7 +231,7 @@ def _damaged_after_deletion(
     log.error("archive_only_copy_damaged", recording_id=row.recording_id, key=row.key, error=why)
 
 
-def _check_manifests(services: PassServices, result: VerifyResult) -> None:
+def _check_manifests(services: PassContext, result: VerifyResult) -> None:
     state = services.state
     walked = walk_chain(services.destination, state.meta_json(HEAD))
     result.manifests, result.chain_breaks = walked.parts, walked.breaks

@@ -159,7 +159,6 @@ def run_verify(settings: Settings, cancel: threading.Event, gauges: VerifyGauges
             window = plan_window(now, None, now - RANGE, until, settings.lookback, settings.settle_delay)
             result = verify(
                 services,
-                settings,
                 window,
                 settings.verify_sample,
                 repair=False,

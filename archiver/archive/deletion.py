@@ -21,56 +21,25 @@ breaker) sends no further DELETE. It runs after the pass's archiving, inside the
 from __future__ import annotations
 
 import tempfile
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
 import structlog
 
-from archiver.archive.layout import Layout
+from archiver.archive.context import PassContext
 from archiver.archive.manifest import ManifestWriter
 from archiver.archive.proof import LockRequirement, prove
-from archiver.destinations.base import Destination
+from archiver.destinations.registry import backend_for
 from archiver.errors import ArchiverError, AuthError, Cancelled, NotReady, RecordingError
 from archiver.models import format_time
 from archiver.ringcentral.client import MAX_DELETE, RingCentralClient
-from archiver.settings import Settings
-from archiver.state import RecordingRow, StateStore
+from archiver.state import RecordingRow
 from archiver.state.schema import BY_MIGRATED, BY_SOURCE, BY_US
 
 log = structlog.get_logger(__name__)
 BATCH = MAX_DELETE  # ids per DELETE: RingCentral's limit
-
-
-@dataclass(frozen=True)
-class DeletionRules:
-    """What the settings say about deleting at the source."""
-
-    delete_after: timedelta
-    lock: LockRequirement
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DeletionRules:
-        return cls(settings.delete_after, LockRequirement.from_settings(settings))
-
-
-@dataclass(frozen=True)
-class SourceDeletion:
-    """Everything one deletion phase works with."""
-
-    client: RingCentralClient
-    destination: Destination
-    state: StateStore
-    layout: Layout
-    manifest: ManifestWriter
-    spool: Path
-    rules: DeletionRules
-    run_id: str
-    now: Callable[[], datetime]
-    cancel: threading.Event
 
 
 @dataclass
@@ -102,8 +71,10 @@ def at_source(client: RingCentralClient, row: RecordingRow) -> bool | None:
 class _Deleter:
     """The deletion calls, the journal around them, and their record in the state and the manifest."""
 
-    def __init__(self, ctx: SourceDeletion, result: DeletionResult) -> None:
-        self.ctx, self.result = ctx, result
+    def __init__(
+        self, ctx: PassContext, *, run_id: str, manifest: ManifestWriter, result: DeletionResult
+    ) -> None:
+        self.ctx, self.run_id, self.manifest, self.result = ctx, run_id, manifest, result
 
     def record(self, rows: Sequence[RecordingRow], by: str, how: str) -> None:
         """RingCentral's word that `rows` are gone: the state first, then the manifest."""
@@ -112,19 +83,17 @@ class _Deleter:
         ctx, when = self.ctx, self.ctx.now()
         ctx.state.mark_deleted([row.recording_id for row in rows], when, by)
         for row in rows:
-            ctx.manifest.add(
+            self.manifest.add(
                 ctx.layout.manifest_entry(
                     "deleted",
                     row.recording_id,
-                    row.key,
-                    row.size,
-                    row.sha256,
+                    row.archived,
                     by=by,
                     how=how,
                     deleted_at=format_time(when),
                 )
             )
-        ctx.manifest.flush()  # a refused part stays owed: the state's `manifested` column says so
+        self.manifest.flush()  # a refused part stays owed: the state's `manifested` column says so
         if by == BY_US:
             self.result.deleted += len(rows)
             log.info("recordings_deleted_at_source", recordings=len(rows), how=how)
@@ -164,12 +133,10 @@ class _Deleter:
         ctx, ids = self.ctx, [row.recording_id for row in rows]
         if ctx.cancel.is_set():
             return False
-        ctx.state.intend_deletion(ids, ctx.run_id)
+        ctx.state.intend_deletion(ids, self.run_id)
         for row in rows:
-            ctx.manifest.add(
-                ctx.layout.manifest_entry("delete_intent", row.recording_id, row.key, row.size, row.sha256)
-            )
-        if not ctx.manifest.flush():
+            self.manifest.add(ctx.layout.manifest_entry("delete_intent", row.recording_id, row.archived))
+        if not self.manifest.flush():
             ctx.state.clear_intent(ids)
             return self._stop("the manifest could not be written, so the intent to delete is not on record")
         try:
@@ -231,7 +198,7 @@ class _Deleter:
         return False
 
 
-def reprove(ctx: SourceDeletion, row: RecordingRow, result: DeletionResult) -> bool:
+def reprove(ctx: PassContext, row: RecordingRow, result: DeletionResult) -> bool:
     """Download an adopted or migrated recording again; True when it reproduces the archived sha256
     (the row becomes proven). A mismatch is queued to be archived again and reported."""
     try:
@@ -265,21 +232,27 @@ def reprove(ctx: SourceDeletion, row: RecordingRow, result: DeletionResult) -> b
     return False
 
 
-def settle_intents(ctx: SourceDeletion) -> DeletionResult:
+def settle_intents(ctx: PassContext, *, run_id: str, manifest: ManifestWriter) -> DeletionResult:
     """Only settle what a cut-off run left (every run does, deletion on or off)."""
     result = DeletionResult()
-    _Deleter(ctx, result).settle_intents()
+    _Deleter(ctx, run_id=run_id, manifest=manifest, result=result).settle_intents()
     return result
 
 
-def delete_proven(ctx: SourceDeletion, dry_run: bool = False) -> DeletionResult:
-    """The deletion phase (this module's docstring); a dry run reads and proves but sends nothing."""
+def delete_proven(
+    ctx: PassContext, *, run_id: str, manifest: ManifestWriter, dry_run: bool = False
+) -> DeletionResult:
+    """The deletion phase (this module's docstring) of run `run_id`, its intents and deletions listed
+    by `manifest`; a dry run reads and proves but sends nothing (and never flushes the manifest)."""
     result = DeletionResult()
-    deleter = _Deleter(ctx, result)
+    deleter = _Deleter(ctx, run_id=run_id, manifest=manifest, result=result)
     if not dry_run:
         deleter.settle_intents()
+    lock = LockRequirement.from_settings(ctx.settings)
+    if lock.required and not _keeps_locks(ctx):
+        return result
     batch: list[RecordingRow] = []
-    for row in ctx.state.deletable(ctx.now() - ctx.rules.delete_after):
+    for row in ctx.state.deletable(ctx.now() - ctx.settings.delete_after):
         if ctx.cancel.is_set():
             break
         if row.deadline <= ctx.now():
@@ -292,7 +265,7 @@ def delete_proven(ctx: SourceDeletion, dry_run: bool = False) -> DeletionResult:
             if not reprove(ctx, row, result):
                 continue
         try:
-            why = prove(ctx.destination, ctx.layout, row, ctx.rules.lock, ctx.now())
+            why = prove(ctx.destination, ctx.layout, row, lock, ctx.now())
         except Exception as exc:  # any failure to read back (botocore's too) is a reason not to delete
             why = f"reading the archive back failed: {type(exc).__name__}: {exc}"
         if why:
@@ -307,6 +280,22 @@ def delete_proven(ctx: SourceDeletion, dry_run: bool = False) -> DeletionResult:
     if batch and not ctx.cancel.is_set():
         _send(deleter, batch, result, dry_run)
     return result
+
+
+def _keeps_locks(ctx: PassContext) -> bool:
+    """Whether the destination can show the Object Lock the settings require before a deletion: the
+    backend's capability (registry.Backend.proves_retention), asked instead of guessing from settings
+    or a URL. One that cannot (a folder) would fail every recording's proof: say so once, delete none."""
+    backend = backend_for(ctx.settings.destination or "")
+    if backend.proves_retention:
+        return True
+    log.error(
+        "deletion_refused",
+        error=f"RC_ARCHIVER_S3_OBJECT_LOCK_MODE or RC_ARCHIVER_S3_LEGAL_HOLD asks for an Object Lock that "
+        f"a {backend.scheme}:// destination cannot keep: nothing is deleted at the source",
+        fix="archive to an S3 bucket with Object Lock enabled, or unset the Object Lock settings",
+    )
+    return False
 
 
 def _send(deleter: _Deleter, batch: list[RecordingRow], result: DeletionResult, dry_run: bool) -> bool:

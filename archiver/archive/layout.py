@@ -20,8 +20,15 @@ from zoneinfo import ZoneInfo
 from archiver import __version__
 from archiver.destinations.base import Destination, StoredObject
 from archiver.keys import EXTENSIONS, extension_for, render_key, sidecar_key
-from archiver.models import format_time
-from archiver.ringcentral.calllog import FoundRecording, parties_of
+from archiver.models import (
+    ArchivedObject,
+    Recording,
+    format_time,
+    placeholder_names,
+    sidecar_fields,
+    stored_name,
+)
+from archiver.ringcentral.calllog import parties_of
 
 MANIFEST_PREFIX = "_manifests/"
 META_RECORDING_ID, META_CALL_ID, META_SHA256 = "recording-id", "call-id", "sha256"
@@ -35,27 +42,26 @@ _TYPE_OF_EXTENSION = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 class Stored:
     """A recording the destination already holds intact, and whether its sidecar is still to write."""
 
-    key: str
-    size: int
-    sha256: str
-    content_type: str
+    archived: ArchivedObject
     sidecar_missing: bool
 
 
-def _key_values(recording: FoundRecording, ext: str) -> dict[str, object]:
+def key_values(recording: Recording, ext: str) -> dict[str, object]:
+    """The values of the key template's placeholders: the recording's own (models.Recording says which)
+    and the extension; {start} is rendered from the local start time, not from this."""
+    return {**{name: getattr(recording, name) for name in placeholder_names(type(recording))}, "ext": ext}
+
+
+def _sidecar_values(recording: Recording) -> dict[str, object]:
+    """The recording's fields the sidecar carries, under their stored names, as the state writes them."""
     return {
-        "recording_id": recording.recording_id,
-        "call_id": recording.call_id,
-        "session_id": recording.session_id,
-        "telephony_session_id": recording.telephony_session_id,
-        "direction": recording.direction,
-        "from_number": recording.from_number,
-        "to_number": recording.to_number,
-        "from_name": recording.from_name,
-        "to_name": recording.to_name,
-        "extension_id": recording.extension_id,
-        "ext": ext,
+        stored_name(item): _json_value(getattr(recording, item.name))
+        for item in sidecar_fields(type(recording))
     }
+
+
+def _json_value(value: object) -> object:
+    return format_time(value) if isinstance(value, datetime) else value
 
 
 class Layout:
@@ -64,14 +70,14 @@ class Layout:
         self.timezone = timezone
 
     # -- keys ---------------------------------------------------------------------------------------
-    def key_for(self, recording: FoundRecording, content_type: str) -> str:
+    def key_for(self, recording: Recording, content_type: str) -> str:
         return self._key(recording, extension_for(content_type))
 
-    def _key(self, recording: FoundRecording, ext: str) -> str:
+    def _key(self, recording: Recording, ext: str) -> str:
         local_start = recording.start.astimezone(self.timezone)
-        return render_key(self.template, _key_values(recording, ext), local_start)
+        return render_key(self.template, key_values(recording, ext), local_start)
 
-    def candidate_keys(self, recording: FoundRecording) -> list[str]:
+    def candidate_keys(self, recording: Recording) -> list[str]:
         """Where this recording may be stored: its extension is only known after the download (the
         template ends in `.{ext}`, settings make sure)."""
         return [self._key(recording, ext) for ext in sorted(EXTENSIONS, key=lambda e: (e == "bin", e))]
@@ -80,7 +86,7 @@ class Layout:
 
     # -- what is written ----------------------------------------------------------------------------
     @staticmethod
-    def object_metadata(recording: FoundRecording, sha256: str) -> dict[str, str]:
+    def object_metadata(recording: Recording, sha256: str) -> dict[str, str]:
         return {
             META_RECORDING_ID: recording.recording_id,
             META_CALL_ID: recording.call_id,
@@ -89,30 +95,20 @@ class Layout:
 
     @staticmethod
     def sidecar(
-        recording: FoundRecording,
+        recording: Recording,
         source: tuple[Mapping[str, Any], Mapping[str, Any] | None],
-        key: str,
-        content_type: str,
-        size: int,
-        sha256: str,
+        archived: ArchivedObject,
         archived_at: datetime,
     ) -> bytes:
         """The JSON written beside each recording: enough to understand it without RingCentral."""
         record, leg = source
         party_from, party_to = parties_of(record, leg)
         doc = {
-            "recording_id": recording.recording_id,
-            "call_id": recording.call_id,
-            "session_id": recording.session_id,
-            "telephony_session_id": recording.telephony_session_id,
-            "recording_type": recording.recording_type,
-            "content_type": content_type,
-            "size": size,
-            "sha256": sha256,
-            "key": key,
-            "start_time": format_time(recording.start),
-            "duration": recording.duration,
-            "direction": recording.direction,
+            **_sidecar_values(recording),
+            "content_type": archived.content_type,
+            "size": archived.size,
+            "sha256": archived.sha256,
+            "key": archived.key,
             "from": party_from,
             "to": party_to,
             "archived_at": format_time(archived_at),
@@ -124,16 +120,17 @@ class Layout:
 
     @staticmethod
     def manifest_entry(
-        event: str, recording_id: str, key: str | None, size: int | None, sha256: str | None, **extra: Any
+        event: str, recording_id: str, archived: ArchivedObject | None, **extra: Any
     ) -> dict[str, Any]:
         """One manifest line: `archived`, `found_stored` (already in the destination), `delete_intent`
-        (a DELETE about to be sent) or `deleted` (at the source, with `by`)."""
+        (a DELETE about to be sent) or `deleted` (at the source, with `by`). It names the object's key,
+        size and sha256 (not its content type: the sidecar has it)."""
         return {
             "event": event,
             "recording_id": recording_id,
-            "key": key,
-            "size": size,
-            "sha256": sha256,
+            "key": archived.key if archived else None,
+            "size": archived.size if archived else None,
+            "sha256": archived.sha256 if archived else None,
             **extra,
         }
 
@@ -155,7 +152,7 @@ class Layout:
             return None
         return data if isinstance(data, dict) else None
 
-    def find_stored(self, destination: Destination, recording: FoundRecording) -> Stored | None:
+    def find_stored(self, destination: Destination, recording: Recording) -> Stored | None:
         """Where the destination already holds this recording intact, by key, size and sha256.
 
         Accepted: a non-empty object of an audio type with a sidecar naming this recording with the
@@ -201,8 +198,8 @@ class Layout:
                 content_type = str(sidecar.get("content_type") or fallback_type)
                 if not content_type.lower().startswith("audio/"):
                     return None
-                return Stored(key, stored.size, sha, content_type, sidecar_missing=False)
+                return Stored(ArchivedObject(key, content_type, stored.size, sha), sidecar_missing=False)
             return None
         if meta_sha and stored.metadata.get(META_RECORDING_ID) == recording_id:
-            return Stored(key, stored.size, meta_sha, fallback_type, sidecar_missing=True)
+            return Stored(ArchivedObject(key, fallback_type, stored.size, meta_sha), sidecar_missing=True)
         return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import structlog
 
 from archiver.archive.layout import MANIFEST_CONTENT_TYPE, Layout
+from archiver.archive.parts import PartWriter
 from archiver.destinations.base import Destination
 from archiver.errors import ArchiverError
 from archiver.models import format_time, parse_time
@@ -37,7 +37,9 @@ HEAD = "manifest_head"
 VERSION = 1
 
 
-class ManifestWriter:
+class ManifestWriter(PartWriter[dict[str, Any]]):
+    """The manifest parts of one run: a line per recording archived, found stored or deleted."""
+
     def __init__(
         self,
         destination: Destination,
@@ -48,25 +50,11 @@ class ManifestWriter:
         interval: float = INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(batch, interval, clock)
         self._destination = destination
         self._state = state
         self._layout = layout
         self._run_id = run_id
-        self._batch = batch
-        self._interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._lines: list[dict[str, Any]] = []
-        self._part = 0
-        self._last_flush = clock()
-        self.written = 0
-
-    def add(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self._lines.append(entry)
-            due = len(self._lines) >= self._batch or self._clock() - self._last_flush >= self._interval
-            if due:
-                self._flush_locked()
 
     def adopt_unlisted(self) -> int:
         """List what a killed run marked archived (or deleted at the source) but never wrote into a
@@ -77,9 +65,7 @@ class ManifestWriter:
                 self._layout.manifest_entry(
                     "archived",
                     row.recording_id,
-                    row.key,
-                    row.size,
-                    row.sha256,
+                    row.archived,
                     call_id=row.recording.call_id,
                     start_time=row.recording.start.isoformat(),
                     adopted=True,
@@ -90,9 +76,7 @@ class ManifestWriter:
                     self._layout.manifest_entry(
                         "deleted",
                         row.recording_id,
-                        row.key,
-                        row.size,
-                        row.sha256,
+                        row.archived,
                         by=row.deleted_by,
                         deleted_at=format_time(row.deleted_at),
                         adopted=True,
@@ -100,21 +84,7 @@ class ManifestWriter:
                 )
         return len(rows)
 
-    def flush(self) -> bool:
-        """Write the lines so far now (the deletion journal needs its intent on record before a
-        DELETE is sent); False when the destination refused the part (the lines stay owed)."""
-        with self._lock:
-            self._flush_locked()
-            return not self._lines
-
-    def close(self) -> None:
-        with self._lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        self._last_flush = self._clock()
-        if not self._lines:
-            return
+    def _write(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         head = self._state.meta_json(HEAD)
         self._part += 1
         key = self._layout.manifest_key(self._run_id, self._part)
@@ -125,19 +95,19 @@ class ManifestWriter:
             "written_at": format_time(datetime.now(UTC)),
             "previous": {"key": head["key"], "sha256": head["sha256"]} if head else None,
         }
-        body = "".join(json.dumps(line, sort_keys=True) + "\n" for line in [header, *self._lines]).encode()
+        body = "".join(json.dumps(line, sort_keys=True) + "\n" for line in [header, *lines]).encode()
         try:
             self._destination.put(key, body, content_type=MANIFEST_CONTENT_TYPE)
         except ArchiverError as exc:
             # The recordings are archived; their lines stay owed (not marked listed) for the next run.
             self._part -= 1
             log.warning("manifest_deferred", key=key, reason=str(exc))
-            return
+            return lines
         self._state.set_meta_json(HEAD, {"key": key, "sha256": hashlib.sha256(body).hexdigest()})
-        self._state.mark_manifested(sorted({str(line["recording_id"]) for line in self._lines}))
-        self.written += len(self._lines)
-        log.info("manifest_written", key=key, lines=len(self._lines))
-        self._lines = []
+        self._state.mark_manifested(sorted({str(line["recording_id"]) for line in lines}))
+        self.written += len(lines)
+        log.info("manifest_written", key=key, lines=len(lines))
+        return []
 
 
 @dataclass

@@ -7,16 +7,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from archiver.archive.breaker import OutageBreaker
+from archiver.archive.context import PassContext
 from archiver.archive.deletion import delete_proven
 from archiver.archive.forecast import Forecast
-from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
-from archiver.archive.run_pass import PassServices, content_pace, forecast_backlog, source_deletion
+from archiver.archive.run_pass import content_pace, forecast_backlog
 from archiver.archive.scan import scan_window
-from archiver.settings import Settings
 from archiver.windows import day_slices
 
 
@@ -39,25 +38,27 @@ class Plan:
 
 
 def plan_pass(
-    services: PassServices,
-    settings: Settings,
-    window: tuple[datetime, datetime],
-    cancel: threading.Event,
-    emit: Callable[[Planned], None],
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ctx: PassContext, *, window: tuple[datetime, datetime], emit: Callable[[Planned], None]
 ) -> Plan:
     """Scan into the scan cache, then emit each recording a run would archive, in the run's order."""
-    state, layout = services.state, Layout(settings.key_template, settings.tz)
-    run_id = f"dry-run-{now():%Y%m%dT%H%M%S}"
+    settings, state, layout = ctx.settings, ctx.state, ctx.layout
+    run_id = f"dry-run-{ctx.now():%Y%m%dT%H%M%S}"
     scan = scan_window(
-        services.client, state, day_slices(*window, settings.tz), run_id, settings.source_retention, cancel,
-        OutageBreaker(threading.Event()), lambda seen: None, mark_done=False,
-    )  # fmt: skip
+        day_slices(*window, settings.tz),
+        client=ctx.client,
+        state=state,
+        run_id=run_id,
+        retention=settings.source_retention,
+        cancel=ctx.cancel,
+        # Its own stop event: a failing day is counted (days_unreadable), never a reason to stop the plan.
+        breaker=OutageBreaker(threading.Event()),
+        mark_done=False,
+    )
     count = 0
-    for row in state.due(settings.max_attempts, now()):
-        if cancel.is_set():
+    for row in state.due(settings.max_attempts, ctx.now()):
+        if ctx.cancel.is_set():
             break
-        if not row.force_upload and layout.find_stored(services.destination, row.recording) is not None:
+        if not row.force_upload and layout.find_stored(ctx.destination, row.recording) is not None:
             continue
         count += 1
         key = layout.candidate_keys(row.recording)[0]
@@ -66,11 +67,10 @@ def plan_pass(
     would_reprove = 0
     if settings.delete_from_source:
         # Verification reads objects back but writes nothing; the manifest writer is never flushed.
-        manifest = ManifestWriter(services.destination, state, layout, run_id)
-        deletion = source_deletion(services, settings, run_id, layout, manifest, cancel, now)
-        result = delete_proven(deletion, dry_run=True)
+        manifest = ManifestWriter(ctx.destination, state, layout, run_id)
+        result = delete_proven(ctx, run_id=run_id, manifest=manifest, dry_run=True)
         would_delete, would_reprove = result.would_delete, result.would_reprove
-    forecast, advice = forecast_backlog(state, settings.max_attempts, content_pace(services), now())
+    forecast, advice = forecast_backlog(state, settings.max_attempts, content_pace(ctx.client), ctx.now())
     return Plan(count, would_delete, would_reprove, forecast, advice, scan.days_unreadable)
 
 

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
 import structlog
 
 from archiver.archive.breaker import DESTINATION, RINGCENTRAL, SPOOL, OutageBreaker
-from archiver.archive.layout import SIDECAR_CONTENT_TYPE, Layout
+from archiver.archive.context import PassContext
+from archiver.archive.layout import SIDECAR_CONTENT_TYPE
 from archiver.archive.manifest import ManifestWriter
 from archiver.archive.tally import Kind, Outcome
 from archiver.archive.transfer import Then
-from archiver.destinations.base import Destination
 from archiver.errors import (
     ArchiverError,
     AuthError,
@@ -40,187 +38,165 @@ from archiver.errors import (
     SpoolError,
     TransientError,
 )
-from archiver.ringcentral.client import Downloaded, RingCentralClient
-from archiver.state import RecordingRow, StateStore
+from archiver.models import ArchivedObject
+from archiver.ringcentral.client import Downloaded
+from archiver.state import RecordingRow
 from archiver.state.schema import ADOPTED, DOWNLOADED
 
 log = structlog.get_logger(__name__)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
-@dataclass(frozen=True)
-class RecordingWork:
-    """The collaborators one recording needs, shared by every recording of a pass."""
+@dataclass(frozen=True, kw_only=True)
+class RecordingArchiver:
+    """Archives one recording at a time (this module's docstring), for every recording of a pass: the
+    pass's context, and the run's manifest writer and outage breaker."""
 
-    client: RingCentralClient
-    destination: Destination
-    state: StateStore
-    layout: Layout
+    ctx: PassContext
     manifest: ManifestWriter
     breaker: OutageBreaker
-    spool: Path
-    max_attempts: int
-    retry_interval: timedelta
-    now: Callable[[], datetime]
 
+    def archive_one(self, row: RecordingRow, *, defer_late: bool = False) -> Outcome | Then[Outcome]:
+        """The first stage (download pool): decide, download; hand the upload to the second stage.
 
-def archive_one(work: RecordingWork, row: RecordingRow, defer_late: bool = False) -> Outcome | Then[Outcome]:
-    """The first stage (download pool): decide, download; hand the upload to the second stage.
+        With `defer_late`, a recording whose deadline has passed by its turn is handed back (Kind.LATE)
+        without a request: the pass tries it after every live one, so it never takes a live one's turn."""
+        recording = row.recording
+        bound = log.bind(recording_id=recording.recording_id, call_id=recording.call_id)
+        stage = "lookup"  # asking the destination: its failures are the destination's, not RingCentral's
+        try:
+            if not row.force_upload:
+                stored = self.ctx.layout.find_stored(self.ctx.destination, recording)
+                if stored is not None:
+                    if stored.sidecar_missing:  # killed between the audio and the sidecar: finish the job
+                        self._write_sidecar(row, stored.archived)
+                    # Adopted: its sha256 is the destination's word, not our download's; deleting it at the
+                    # source needs a fresh download first (deletion.reprove).
+                    self._mark_archived(row, stored.archived, "found_stored", ADOPTED)
+                    bound.info("recording_already_archived", key=stored.archived.key)
+                    self.breaker.success(DESTINATION)
+                    return Outcome(recording.recording_id, Kind.FOUND_STORED)
+            if defer_late and self.ctx.now() >= row.deadline:
+                return Outcome(recording.recording_id, Kind.LATE)
+            stage = "download"
+            path, downloaded = self._download(row)
+        except Exception as exc:  # every failure becomes an outcome: the pool never sees one
+            return self._failed(row, exc, stage)
+        self.breaker.success(RINGCENTRAL)
+        return Then(lambda: self._store(row, path, downloaded), lambda: path.unlink(missing_ok=True))
 
-    With `defer_late`, a recording whose deadline has passed by its turn is handed back (Kind.LATE)
-    without a request: the pass tries it after every live one, so it never takes a live one's turn."""
-    recording = row.recording
-    bound = log.bind(recording_id=recording.recording_id, call_id=recording.call_id)
-    stage = "lookup"  # asking the destination: its failures are the destination's, not RingCentral's
-    try:
-        if not row.force_upload:
-            stored = work.layout.find_stored(work.destination, recording)
-            if stored is not None:
-                if stored.sidecar_missing:  # killed between the audio and the sidecar: finish the job
-                    _write_sidecar(work, row, stored.key, stored.content_type, stored.size, stored.sha256)
-                # Adopted: its sha256 is the destination's word, not our download's; deleting it at the
-                # source needs a fresh download first (deletion.reprove).
-                _mark_archived(
-                    work,
-                    row,
-                    stored.key,
-                    stored.content_type,
-                    stored.size,
-                    stored.sha256,
-                    "found_stored",
-                    ADOPTED,
-                )
-                bound.info("recording_already_archived", key=stored.key)
-                work.breaker.success(DESTINATION)
-                return Outcome(recording.recording_id, Kind.FOUND_STORED)
-        if defer_late and work.now() >= row.deadline:
-            return Outcome(recording.recording_id, Kind.LATE)
-        stage = "download"
-        path, downloaded = _download(work, row)
-    except Exception as exc:  # every failure becomes an outcome: the pool never sees one
-        return _failed(work, row, exc, stage)
-    work.breaker.success(RINGCENTRAL)
-    return Then(lambda: _store(work, row, path, downloaded), lambda: path.unlink(missing_ok=True))
+    def _download(self, row: RecordingRow) -> tuple[Path, Downloaded]:
+        try:
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the file outlives this block on success
+                # The id comes from the call log: only its safe characters go into a file name.
+                dir=self.ctx.spool,
+                prefix=f"{_SAFE_NAME.sub('_', row.recording_id[:40])}-",
+                suffix=".part",
+                delete=False,
+            )
+        except OSError as exc:
+            raise SpoolError(f"cannot create a spool file in {self.ctx.spool}: {exc.strerror}") from None
+        path = Path(handle.name)
+        try:
+            with handle:
+                downloaded = self.ctx.client.download(row.recording.content_uri, cast(BinaryIO, handle))
+        except BaseException:
+            path.unlink(missing_ok=True)  # a partial download is never uploaded
+            raise
+        return path, downloaded
 
-
-def _download(work: RecordingWork, row: RecordingRow) -> tuple[Path, Downloaded]:
-    try:
-        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the file outlives this block on success
-            # The id comes from the call log: only its safe characters go into a file name.
-            dir=work.spool,
-            prefix=f"{_SAFE_NAME.sub('_', row.recording_id[:40])}-",
-            suffix=".part",
-            delete=False,
+    def _store(self, row: RecordingRow, path: Path, dl: Downloaded) -> Outcome:
+        """The second stage (upload pool): audio, then sidecar, then the state."""
+        recording = row.recording
+        try:
+            key = self.ctx.layout.key_for(recording, dl.content_type)
+            self.ctx.destination.put(
+                key,
+                path,
+                content_type=dl.content_type,
+                metadata=self.ctx.layout.object_metadata(recording, dl.sha256),
+            )
+            archived = dl.archived_as(key)
+            self._write_sidecar(row, archived)
+            self._mark_archived(row, archived, "archived", DOWNLOADED)
+        except Exception as exc:
+            return self._failed(row, exc, "upload")
+        self.breaker.success(DESTINATION)
+        log.info(
+            "recording_archived",
+            recording_id=recording.recording_id,
+            call_id=recording.call_id,
+            key=key,
+            bytes=dl.size,
+            resumed=dl.resumed,
         )
-    except OSError as exc:
-        raise SpoolError(f"cannot create a spool file in {work.spool}: {exc.strerror}") from None
-    path = Path(handle.name)
-    try:
-        with handle:
-            downloaded = work.client.download(row.recording.content_uri, cast(BinaryIO, handle))
-    except BaseException:
-        path.unlink(missing_ok=True)  # a partial download is never uploaded
-        raise
-    return path, downloaded
+        return Outcome(recording.recording_id, Kind.ARCHIVED, bytes=dl.size)
 
-
-def _store(work: RecordingWork, row: RecordingRow, path: Path, dl: Downloaded) -> Outcome:
-    """The second stage (upload pool): audio, then sidecar, then the state."""
-    recording = row.recording
-    try:
-        key = work.layout.key_for(recording, dl.content_type)
-        work.destination.put(
-            key,
-            path,
-            content_type=dl.content_type,
-            metadata=work.layout.object_metadata(recording, dl.sha256),
+    def _write_sidecar(self, row: RecordingRow, archived: ArchivedObject) -> None:
+        document = self.ctx.layout.sidecar(
+            row.recording, self.ctx.state.source_of(row.recording_id), archived, self.ctx.now()
         )
-        _write_sidecar(work, row, key, dl.content_type, dl.size, dl.sha256)
-        _mark_archived(work, row, key, dl.content_type, dl.size, dl.sha256, "archived", DOWNLOADED)
-    except Exception as exc:
-        return _failed(work, row, exc, "upload")
-    work.breaker.success(DESTINATION)
-    log.info(
-        "recording_archived",
-        recording_id=recording.recording_id,
-        call_id=recording.call_id,
-        key=key,
-        bytes=dl.size,
-        resumed=dl.resumed,
-    )
-    return Outcome(recording.recording_id, Kind.ARCHIVED, bytes=dl.size)
-
-
-def _write_sidecar(
-    work: RecordingWork, row: RecordingRow, key: str, content_type: str, size: int, sha256: str
-) -> None:
-    document = work.layout.sidecar(
-        row.recording, work.state.source_of(row.recording_id), key, content_type, size, sha256, work.now()
-    )
-    work.destination.put(work.layout.sidecar_key(key), document, content_type=SIDECAR_CONTENT_TYPE)
-
-
-def _mark_archived(
-    work: RecordingWork,
-    row: RecordingRow,
-    key: str,
-    content_type: str,
-    size: int,
-    sha256: str,
-    event: str,
-    provenance: str,
-) -> None:
-    work.state.mark_archived(row.recording_id, key, content_type, size, sha256, provenance)
-    work.manifest.add(
-        work.layout.manifest_entry(
-            event,
-            row.recording_id,
-            key,
-            size,
-            sha256,
-            call_id=row.recording.call_id,
-            start_time=row.recording.start.isoformat(),
+        self.ctx.destination.put(
+            self.ctx.layout.sidecar_key(archived.key), document, content_type=SIDECAR_CONTENT_TYPE
         )
-    )
 
-
-def _failed(work: RecordingWork, row: RecordingRow, exc: BaseException, stage: str) -> Outcome:
-    recording_id = row.recording_id
-    bound = log.bind(recording_id=recording_id, call_id=row.recording.call_id)
-    if isinstance(exc, Cancelled):
-        return Outcome(recording_id, Kind.STOPPED)
-    if isinstance(exc, AuthError | DestinationError) and not isinstance(exc, SpoolError):
-        # No retry fixes these (a missing permission, a missing bucket): stop the run, charge nothing.
-        work.breaker.stop_with(exc)
-        return Outcome(recording_id, Kind.FATAL, reason=str(exc))
-    if isinstance(exc, SpoolError | TransientError):
-        world = SPOOL if isinstance(exc, SpoolError) else RINGCENTRAL if stage == "download" else DESTINATION
-        bound.warning("recording_deferred", world=world, reason=str(exc))
-        work.breaker.failure(world, str(exc))
-        return Outcome(recording_id, Kind.OUTAGE, reason=str(exc))
-    # The world answered: this recording is the problem.
-    work.breaker.success(RINGCENTRAL if stage == "download" else DESTINATION)
-    if isinstance(exc, NotReady | PermanentError) and work.now() >= row.deadline:
-        reason = f"deleted by RingCentral: its retention ended {row.deadline.isoformat()} ({exc})"
-        work.state.mark_lost(recording_id, reason)
-        bound.error("recording_lost", reason=reason)
-        return Outcome(recording_id, Kind.LOST, reason=reason)
-    if isinstance(exc, RecordingError | ArchiverError):
-        reason = str(exc)
-        bound.warning(
-            "recording_not_ready" if isinstance(exc, NotReady) else "recording_failed", reason=reason
+    def _mark_archived(
+        self, row: RecordingRow, archived: ArchivedObject, event: str, provenance: str
+    ) -> None:
+        self.ctx.state.mark_archived(row.recording_id, archived, provenance)
+        self.manifest.add(
+            self.ctx.layout.manifest_entry(
+                event,
+                row.recording_id,
+                archived,
+                call_id=row.recording.call_id,
+                start_time=row.recording.start.isoformat(),
+            )
         )
-    else:
-        reason = f"unexpected {type(exc).__name__}: {exc}"
-        bound.error("recording_failed_unexpectedly", reason=reason, exc_info=exc)
-    attempts = work.state.record_failure(
-        recording_id,
-        reason,
-        still_pending=isinstance(exc, NotReady),
-        max_attempts=work.max_attempts,
-        retry_interval=work.retry_interval,
-    )
-    kind = Kind.NOT_READY if isinstance(exc, NotReady) else Kind.FAILED
-    return Outcome(
-        recording_id, kind, reason=reason, attempts=attempts, exhausted=attempts >= work.max_attempts
-    )
+
+    def _failed(self, row: RecordingRow, exc: BaseException, stage: str) -> Outcome:
+        recording_id = row.recording_id
+        bound = log.bind(recording_id=recording_id, call_id=row.recording.call_id)
+        if isinstance(exc, Cancelled):
+            return Outcome(recording_id, Kind.STOPPED)
+        if isinstance(exc, AuthError | DestinationError) and not isinstance(exc, SpoolError):
+            # No retry fixes these (a missing permission, a missing bucket): stop the run, charge nothing.
+            self.breaker.stop_with(exc)
+            return Outcome(recording_id, Kind.FATAL, reason=str(exc))
+        if isinstance(exc, SpoolError | TransientError):
+            world = (
+                SPOOL if isinstance(exc, SpoolError) else RINGCENTRAL if stage == "download" else DESTINATION
+            )
+            bound.warning("recording_deferred", world=world, reason=str(exc))
+            self.breaker.failure(world, str(exc))
+            return Outcome(recording_id, Kind.OUTAGE, reason=str(exc))
+        # The world answered: this recording is the problem.
+        self.breaker.success(RINGCENTRAL if stage == "download" else DESTINATION)
+        if isinstance(exc, NotReady | PermanentError) and self.ctx.now() >= row.deadline:
+            reason = f"deleted by RingCentral: its retention ended {row.deadline.isoformat()} ({exc})"
+            self.ctx.state.mark_lost(recording_id, reason)
+            bound.error("recording_lost", reason=reason)
+            return Outcome(recording_id, Kind.LOST, reason=reason)
+        if isinstance(exc, RecordingError | ArchiverError):
+            reason = str(exc)
+            bound.warning(
+                "recording_not_ready" if isinstance(exc, NotReady) else "recording_failed", reason=reason
+            )
+        else:
+            reason = f"unexpected {type(exc).__name__}: {exc}"
+            bound.error("recording_failed_unexpectedly", reason=reason, exc_info=exc)
+        attempts = self.ctx.state.record_failure(
+            recording_id,
+            reason,
+            still_pending=isinstance(exc, NotReady),
+            max_attempts=self.ctx.settings.max_attempts,
+            retry_interval=self.ctx.settings.exhausted_retry_interval,
+        )
+        kind = Kind.NOT_READY if isinstance(exc, NotReady) else Kind.FAILED
+        return Outcome(
+            recording_id,
+            kind,
+            reason=reason,
+            attempts=attempts,
+            exhausted=attempts >= self.ctx.settings.max_attempts,
+        )

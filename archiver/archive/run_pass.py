@@ -4,9 +4,10 @@
     archive everything due, earliest deletion deadline first -> delete verified recordings at the
     source (opt in) -> close the manifest -> advance the watermark (only past a call log read whole)
 
-Every collaborator is passed in (PassServices); the settings say how. The pass returns its summary;
-a failing world (the outage breaker) or a failure no retry fixes ends it early with the error in the
-summary, never with an exception, so the lifecycle can report it like any other run.
+Every collaborator is passed in (archive/context.py's PassContext, whose settings say how). The pass
+returns its summary; a failing world (the outage breaker) or a failure no retry fixes ends it early
+with the error in the summary, never with an exception, so the lifecycle can report it like any other
+run.
 """
 
 from __future__ import annotations
@@ -14,20 +15,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import IO
 
 import structlog
 
 from archiver.archive.breaker import OutageBreaker
-from archiver.archive.deletion import DeletionRules, SourceDeletion, delete_proven, settle_intents
+from archiver.archive.context import PassContext
+from archiver.archive.deletion import delete_proven, settle_intents
 from archiver.archive.forecast import Forecast, advice, forecast_histogram, pace_needed_histogram
-from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
 from archiver.archive.progress import ProgressReporter
-from archiver.archive.recording import RecordingWork, archive_one
+from archiver.archive.recording import RecordingArchiver
 from archiver.archive.scan import ScanResult, scan_window
 from archiver.archive.tally import Kind, Outcome, Tally
 from archiver.archive.transfer import TwoStagePool
@@ -36,7 +35,6 @@ from archiver.errors import ArchiverError, AuthError, event_name, exit_code_for,
 from archiver.index_files import IndexWriter
 from archiver.models import MAX_REPORTED_FAILURES, Failure, RunSummary, format_time
 from archiver.ringcentral.client import RingCentralClient
-from archiver.settings import Settings
 from archiver.state import RecordingRow, StateStore
 from archiver.windows import day_slices
 
@@ -45,14 +43,6 @@ CAP_WARNING = 0.9  # warn when the recordings RingCentral holds reach this share
 # State meta keys: the downloads' measured pace (requests a second), and the content budget last
 # learned from RingCentral (for `status`, which does not log in).
 META_MEASURED_PACE, META_CONTENT_BUDGET = "measured_pace", "content_budget"
-
-
-@dataclass(frozen=True)
-class PassServices:
-    client: RingCentralClient
-    destination: Destination
-    state: StateStore
-    spool: Path
 
 
 class RateWait:
@@ -79,10 +69,10 @@ class RateWait:
         self._mark = waited
 
 
-def content_pace(services: PassServices) -> tuple[float, float]:
+def content_pace(client: RingCentralClient) -> tuple[float, float]:
     """(requests a second, window seconds) of the budget downloads spend: the group content replies
     report (heavy unless RingCentral says otherwise)."""
-    pacers = services.client.pacers
+    pacers = client.pacers
     pacer = pacers.get("media") or pacers["heavy"]
     return pacer.limit / pacer.window, pacer.window
 
@@ -115,20 +105,17 @@ def _warn_about_the_cap(state: StateStore, cap: int, now: datetime) -> None:
 
 
 def run_pass(
-    services: PassServices,
-    settings: Settings,
+    ctx: PassContext,
+    *,
     run_id: str,
     window: tuple[datetime, datetime],
-    cancel: threading.Event,
     on_progress: Callable[[], None] = lambda: None,
     bar_stream: IO[str] | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> RunSummary:
-    started, wall_start = time.monotonic(), now()
-    client, destination, state = services.client, services.destination, services.state
-    layout = Layout(settings.key_template, settings.tz)
+    started, wall_start = time.monotonic(), ctx.now()
+    settings, destination, state, cancel = ctx.settings, ctx.destination, ctx.state, ctx.cancel
     breaker, tally = OutageBreaker(cancel), Tally(run_id)
-    manifest = ManifestWriter(destination, state, layout, run_id)
+    manifest = ManifestWriter(destination, state, ctx.layout, run_id)
     state.apply_retention(settings.source_retention)
     leftovers = destination.recover(before=wall_start)
     if leftovers:
@@ -145,44 +132,43 @@ def run_pass(
         tally.progress,
         len(slices),
         settings.progress_interval.total_seconds(),
-        content_pace(services)[0],
+        content_pace(ctx.client)[0],
         bar_stream,
     )
     progress.start()
-    scan, abandoned = ScanResult(days_total=len(slices)), 0
+    call_log_read, abandoned = False, 0
     result: Forecast | None = None
-    rate_wait = RateWait(client)
+    rate_wait = RateWait(ctx.client)
     try:
-        scan = _scan(services, settings, run_id, slices, cancel, breaker, tally, progress, on_progress)
+        call_log_read = _scan(
+            ctx,
+            slices,
+            run_id=run_id,
+            breaker=breaker,
+            tally=tally,
+            progress=progress,
+            on_progress=on_progress,
+        )
         rate_wait.phase_done()
-        _note_unreadable(tally, scan, settings)
-        budget = content_pace(services)
+        budget = content_pace(ctx.client)
         state.set_meta_json(META_CONTENT_BUDGET, list(budget))  # for `status`, which does not log in
-        result, remedy = forecast_backlog(state, settings.max_attempts, budget, now())
+        result, remedy = forecast_backlog(state, settings.max_attempts, budget, ctx.now())
         # Re-proofs (deletion.reprove: one download each) are spent after the whole backlog, so they
         # never push a live recording past its deadline; the forecast says how many there are.
         reproofs = state.counts(settings.max_attempts)["unproven"] if settings.delete_from_source else 0
         log.info("forecast", **result.as_dict(), reproofs=reproofs, **({"fix": remedy} if remedy else {}))
-        _warn_about_the_cap(state, settings.source_cap, now())
-        work = RecordingWork(
-            client, destination, state, layout, manifest, breaker, services.spool,
-            settings.max_attempts, settings.exhausted_retry_interval, now,
-        )  # fmt: skip
+        _warn_about_the_cap(state, settings.source_cap, ctx.now())
+        archivist = RecordingArchiver(ctx=ctx, manifest=manifest, breaker=breaker)
         archived_started = time.monotonic()
-        abandoned, submitted = _archive_due(work, settings, run_id, cancel, tally, on_progress)
+        abandoned, submitted = _archive_due(archivist, run_id=run_id, tally=tally, on_progress=on_progress)
         rate_wait.phase_done(min(settings.download_concurrency, submitted))
         if abandoned:
-            _recover_abandoned(destination, now())
+            _recover_abandoned(destination, ctx.now())
         done = tally.summary()  # every outcome that cost a request counts toward the pace
         spent = done.archived + done.failed + done.pending + done.lost
         _remember_pace(state, spent, time.monotonic() - archived_started, abandoned)
         if not cancel.is_set():
-            tally.deleted(
-                _delete_at_source(
-                    source_deletion(services, settings, run_id, layout, manifest, cancel, now),
-                    settings.delete_from_source,
-                )
-            )
+            tally.deleted(_delete_at_source(ctx, run_id=run_id, manifest=manifest))
             rate_wait.phase_done()
     finally:
         progress.stop()
@@ -192,17 +178,10 @@ def run_pass(
     summary.abandoned = abandoned
     summary.rate_wait_seconds = rate_wait.seconds
     # A day not read stays before the watermark: the next run's window still holds it.
-    if scan.complete and not cancel.is_set():
+    if call_log_read and not cancel.is_set():
         state.advance_watermark(window[1])
-    _complete_summary(summary, services, settings, breaker.tripped, cancel, started, now())
+    _complete_summary(summary, ctx, tripped=breaker.tripped, started=started)
     return summary
-
-
-def _note_unreadable(tally: Tally, scan: ScanResult, settings: Settings) -> None:
-    """Fold the scan's unreadable days into the summary, each named by the local date (RC_ARCHIVER_TIMEZONE)
-    an operator looks up, so a run that could not read part of the call log never says "ok"."""
-    for start, _ in scan.unreadable:
-        tally.unreadable_day(start.astimezone(settings.tz).date().isoformat())
 
 
 def _recover_abandoned(destination: Destination, now: datetime) -> None:
@@ -213,77 +192,59 @@ def _recover_abandoned(destination: Destination, now: datetime) -> None:
         log.warning("abandoned_uploads_kept", reason=str(exc))
 
 
-def source_deletion(
-    services: PassServices,
-    settings: Settings,
-    run_id: str,
-    layout: Layout,
-    manifest: ManifestWriter,
-    cancel: threading.Event,
-    now: Callable[[], datetime],
-) -> SourceDeletion:
-    """What the deletion phase works with, for a pass (and for the dry run's list)."""
-    return SourceDeletion(
-        client=services.client,
-        destination=services.destination,
-        state=services.state,
-        layout=layout,
-        manifest=manifest,
-        spool=services.spool,
-        rules=DeletionRules.from_settings(settings),
-        run_id=run_id,
-        now=now,
-        cancel=cancel,
-    )
-
-
-def _delete_at_source(deletion: SourceDeletion, delete_from_source: bool) -> int:
+def _delete_at_source(ctx: PassContext, *, run_id: str, manifest: ManifestWriter) -> int:
     """The deletion phase (archive/deletion.py), or, with deletion off, only the settling of DELETEs a
     cut-off run left in flight; returns how many recordings RingCentral deleted on our word."""
-    if delete_from_source:
-        return delete_proven(deletion).deleted
-    if deletion.state.count_unsettled_intents():
-        return settle_intents(deletion).deleted
+    if ctx.settings.delete_from_source:
+        return delete_proven(ctx, run_id=run_id, manifest=manifest).deleted
+    if ctx.state.count_unsettled_intents():
+        return settle_intents(ctx, run_id=run_id, manifest=manifest).deleted
     return 0
 
 
 def _scan(
-    services: PassServices,
-    settings: Settings,
-    run_id: str,
+    ctx: PassContext,
     slices: list[tuple[datetime, datetime]],
-    cancel: threading.Event,
+    *,
+    run_id: str,
     breaker: OutageBreaker,
     tally: Tally,
     progress: ProgressReporter,
     on_progress: Callable[[], None],
-) -> ScanResult:
+) -> bool:
+    """The call log's slices into the state, the scan's result folded into the tally (every unreadable
+    day named in the summary); returns whether the whole window was read."""
+
     def slice_done() -> None:
         progress.day_done()
         on_progress()
 
     try:
-        return scan_window(
-            services.client, services.state, slices, run_id, settings.source_retention, cancel, breaker,
-            tally.seen, slice_done,
-        )  # fmt: skip
+        scan = scan_window(
+            slices,
+            client=ctx.client,
+            state=ctx.state,
+            run_id=run_id,
+            retention=ctx.settings.source_retention,
+            cancel=ctx.cancel,
+            breaker=breaker,
+            on_seen=tally.seen,
+            on_slice=slice_done,
+        )
     except AuthError as exc:
         breaker.stop_with(exc)
-        return ScanResult(days_total=len(slices), stopped=True)
+        scan = ScanResult(days_total=len(slices), stopped=True)
+    return tally.scanned(scan, ctx.settings.tz)
 
 
 def _archive_due(
-    work: RecordingWork,
-    settings: Settings,
-    run_id: str,
-    cancel: threading.Event,
-    tally: Tally,
-    on_progress: Callable[[], None],
+    archivist: RecordingArchiver, *, run_id: str, tally: Tally, on_progress: Callable[[], None]
 ) -> tuple[int, int]:
     """Everything due, in deadline order, through the two pools; returns the recordings abandoned and
     those submitted. Each recording archived gets its line in the archive's index (index_files.py)."""
-
-    index = IndexWriter(work.destination, work.state, run_id)
+    ctx = archivist.ctx
+    settings, cancel = ctx.settings, ctx.cancel
+    index = IndexWriter(ctx.destination, ctx.state, run_id)
     index.adopt_unlisted()  # what a killed run archived and never listed
 
     late: dict[str, RecordingRow] = {}
@@ -311,14 +272,14 @@ def _archive_due(
     )
     submitted = 0
     try:
-        for row in work.state.due(settings.max_attempts, work.now()):
+        for row in ctx.state.due(settings.max_attempts, ctx.now()):
             if cancel.is_set():
                 break
             if row.last_seen_run != run_id:
                 tally.taken_up()  # a leftover of an earlier run, outside this window
             with lock:
                 rows[row.recording_id] = row
-            if not pool.submit(lambda row=row: archive_one(work, row, defer_late=True)):  # type: ignore[misc]
+            if not pool.submit(lambda row=row: archivist.archive_one(row, defer_late=True)):  # type: ignore[misc]
                 break
             submitted += 1
         finished = pool.drain(settings.stop_timeout.total_seconds())
@@ -328,7 +289,7 @@ def _archive_due(
             with lock:
                 tail = sorted(late.values(), key=lambda r: (r.deadline, r.recording_id))
             for row in tail:
-                if not pool.submit(lambda row=row: archive_one(work, row)):  # type: ignore[misc]
+                if not pool.submit(lambda row=row: archivist.archive_one(row)):  # type: ignore[misc]
                     break
             finished = pool.drain(settings.stop_timeout.total_seconds())
         return (0 if finished else pool.active), submitted
@@ -344,24 +305,18 @@ def _remember_pace(state: StateStore, requests: int, seconds: float, abandoned: 
 
 
 def _complete_summary(
-    summary: RunSummary,
-    services: PassServices,
-    settings: Settings,
-    tripped: ArchiverError | None,
-    cancel: threading.Event,
-    started: float,
-    now: datetime,
+    summary: RunSummary, ctx: PassContext, *, tripped: ArchiverError | None, started: float
 ) -> None:
-    state = services.state
-    for row in state.exhausted(settings.max_attempts):
+    state, max_attempts = ctx.state, ctx.settings.max_attempts
+    for row in state.exhausted(max_attempts):
         summary.exhausted += 1
         if len(summary.failures) < MAX_REPORTED_FAILURES:
             summary.failures.append(Failure(row.recording_id, row.last_error or "", row.attempts))
-    summary.remaining = state.count_due(settings.max_attempts, now)
-    pacers = services.client.pacers.values()
+    summary.remaining = state.count_due(max_attempts, ctx.now())
+    pacers = ctx.client.pacers.values()
     summary.rate_limited = sum(p.penalties for p in pacers)
     summary.seconds = time.monotonic() - started
-    summary.stopped = cancel.is_set() and tripped is None
+    summary.stopped = ctx.cancel.is_set() and tripped is None
     if tripped is not None:
         log.error(
             event_name(tripped),

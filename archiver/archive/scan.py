@@ -26,32 +26,40 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class ScanResult:
+    """What a scan read. A run folds it into its summary (Tally.scanned), which names each unreadable
+    day and says whether the watermark may advance."""
+
     days_total: int = 0
     days_scanned: int = 0
-    days_unreadable: int = 0
     stopped: bool = False
     # The (start, end) of each slice that could not be read, so a run's summary can name the days.
     unreadable: list[tuple[datetime, datetime]] = field(default_factory=list)
 
     @property
+    def days_unreadable(self) -> int:
+        return len(self.unreadable)
+
+    @property
     def complete(self) -> bool:
-        return not self.stopped and self.days_unreadable == 0
+        return not self.stopped and not self.unreadable
 
 
 def scan_window(
+    slices: list[tuple[datetime, datetime]],
+    *,
     client: RingCentralClient,
     state: StateStore,
-    slices: list[tuple[datetime, datetime]],
     run_id: str,
     retention: timedelta,
     cancel: threading.Event,
     breaker: OutageBreaker,
-    on_seen: Callable[[Seen], None],
+    on_seen: Callable[[Seen], None] = lambda seen: None,
     on_slice: Callable[[], None] = lambda: None,
     mark_done: bool = True,
 ) -> ScanResult:
-    """Record every recording of the slices in the state. AuthError (a missing permission) is raised:
-    no other day could be read either."""
+    """Record every recording of the slices in the state (seen under `run_id`, with the deadline
+    `retention` gives each). AuthError (a missing permission) is raised: no other day could be read
+    either. `mark_done=False` (a dry run, verify) reads every slice and marks none done."""
     result = ScanResult(days_total=len(slices))
     for start, end in slices:
         if cancel.is_set():
@@ -73,7 +81,6 @@ def scan_window(
         except AuthError:
             raise
         except (TransientError, RecordingError) as exc:
-            result.days_unreadable += 1
             result.unreadable.append((start, end))
             log.error(
                 "scan_failed", window_start=format_time(start), window_end=format_time(end), reason=str(exc)

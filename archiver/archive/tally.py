@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
+from archiver.archive.scan import ScanResult
 from archiver.models import MAX_REPORTED_FAILURES, Failure, RunSummary
 from archiver.state import Seen
 
@@ -82,11 +84,16 @@ class Tally:
                     if len(s.failures) < MAX_REPORTED_FAILURES:
                         s.failures.append(Failure(outcome.recording_id, outcome.reason, outcome.attempts))
 
-    def unreadable_day(self, day: str) -> None:
-        """A call-log day (its local date) that could not be read after every retry."""
+    def scanned(self, scan: ScanResult, tz: ZoneInfo) -> bool:
+        """Fold the call-log scan's result into the summary: each day that could not be read after
+        every retry, named by the local date (RC_ARCHIVER_TIMEZONE) an operator looks up, so a run that
+        could not read part of the call log never says "ok". Returns whether the scan read the whole
+        window (only then may the watermark pass it)."""
         with self._lock:
-            self._summary.days_unreadable += 1
-            self._summary.unreadable_days.append(day)
+            for start, _ in scan.unreadable:
+                self._summary.days_unreadable += 1
+                self._summary.unreadable_days.append(start.astimezone(tz).date().isoformat())
+        return scan.complete
 
     def deleted(self, count: int) -> None:
         with self._lock:

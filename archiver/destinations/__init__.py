@@ -10,11 +10,11 @@ from archiver.destinations.registry import Backend, backend_for, register
 from archiver.destinations.s3 import (
     S3Destination,
     S3Timeouts,
-    StorageOptions,
     make_s3_client,
     s3_client_for,
     s3_timeouts,
 )
+from archiver.destinations.s3_options import StorageOptions
 
 if TYPE_CHECKING:
     from archiver.settings import Settings

@@ -25,6 +25,11 @@ _METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
 
 @dataclass(frozen=True)
 class StoredObject:
+    """What the destination says about any object under a key (audio, sidecar, manifest, probe): not a
+    models.ArchivedObject, which needs a sha256 a destination does not give (S3 has none; metadata may
+    name one). archive/layout.py's find_stored turns one into an ArchivedObject once the sidecar or the
+    metadata vouches for its sha256; destinations know nothing of recordings."""
+
     key: str
     size: int
     metadata: dict[str, str] = field(default_factory=dict)

@@ -4,7 +4,8 @@ The boto3 client is built here and only here (make_s3_client); it takes its endp
 credentials from the standard AWS variables and files (AWS_ENDPOINT_URL, AWS_REGION, the credential
 chain). An upload is one PUT below the multipart threshold, else a journaled multipart upload
 (s3_multipart.py) that is aborted on failure: either way an object appears under its key complete, or
-not at all, with a SHA-256 checksum S3 verifies. Metadata is kept as S3 user metadata.
+not at all, with a SHA-256 checksum S3 verifies. Metadata is kept as S3 user metadata. What an S3
+error means for the run is s3_errors.py's; the start-up probe is s3_probe.py's.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import os
 import re
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -29,7 +29,6 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     HTTPClientError,
-    NoCredentialsError,
 )
 from botocore.exceptions import (
     ConnectionError as NoConnection,
@@ -37,6 +36,7 @@ from botocore.exceptions import (
 
 from archiver.destinations.base import StoredObject, UploadJournal, normalise_metadata, open_source
 from archiver.destinations.registry import Backend, register
+from archiver.destinations.s3_errors import error_code, s3_error
 from archiver.destinations.s3_multipart import (
     UploadLedger,
     abort_upload,
@@ -44,40 +44,15 @@ from archiver.destinations.s3_multipart import (
     upload_in_parts,
     uploads_of,
 )
-from archiver.errors import REFUSED_BY_DESTINATION, DestinationError, PermanentError, TransientError
+from archiver.destinations.s3_options import StorageOptions
+from archiver.destinations.s3_probe import S3Probe
+from archiver.errors import DestinationError
 from archiver.keys import check_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from archiver.settings import Settings
-
-# Codes that no retry will fix: the run stops with exit 4 and the fix in the log.
-FATAL_CODES = {
-    "NoSuchBucket",
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "403",
-    "404",
-    "InvalidBucketName",
-    "AccountProblem",
-}
-# Codes of a reachable server refusing what our settings ask for (an encryption, a storage class, a
-# tag or a lock it does not support or may not use): no retry fixes them, the settings do.
-SETTINGS_REFUSALS = {
-    "NotImplemented",
-    "InvalidStorageClass",
-    "InvalidEncryptionAlgorithmError",
-    "InvalidTag",
-    "UnsupportedOperation",
-}
-# Refusals that may be about one object (its key, its body) rather than the settings: mid-run they fail
-# that recording (charged, its reason recorded), so one bad object never stops every run at its turn;
-# the start-up probe, whose object is ours, still reports them as the settings' refusal.
-OBJECT_REFUSALS = {"InvalidArgument", "InvalidRequest"}
-PROBE_PREFIX = "_rc-archiver-probe/"  # probe() writes, reads back and deletes one object here
 
 
 @dataclass(frozen=True)
@@ -189,130 +164,10 @@ def _enforce_deadline(client: S3Client, seconds: float) -> None:
     client.meta.events.register_first("needs-retry.s3", past_deadline)
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+class S3Destination(S3Probe):
+    """`s3://bucket/prefix`: objects written whole (one PUT, or a journaled multipart upload), read,
+    looked up and deleted; the start-up probe is S3Probe's (s3_probe.py)."""
 
-
-def _refusal(exc: ClientError) -> str:
-    """`refused by the destination: CODE message`, the server's own words (cut short)."""
-    error = exc.response.get("Error", {})
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    words = " ".join(str(part) for part in (error.get("Code") or status, error.get("Message", "")) if part)
-    return f"{REFUSED_BY_DESTINATION}: {words[:200]}"
-
-
-@dataclass(frozen=True)
-class StorageOptions:
-    """Server-side encryption, storage class, tags and Object Lock retention for every object written."""
-
-    sse: str = ""  # AES256 | aws:kms
-    kms_key_id: str = ""
-    storage_class: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
-    object_lock_mode: str = ""  # GOVERNANCE | COMPLIANCE
-    object_lock_days: int = 0
-    legal_hold: bool = False
-
-    def extra_args(self, now: datetime) -> dict[str, Any]:
-        args: dict[str, Any] = {}
-        if self.sse:
-            args["ServerSideEncryption"] = self.sse
-        if self.kms_key_id:
-            args["SSEKMSKeyId"] = self.kms_key_id
-        if self.storage_class:
-            args["StorageClass"] = self.storage_class
-        if self.tags:
-            args["Tagging"] = urlencode(self.tags)
-        if self.object_lock_mode:
-            args["ObjectLockMode"] = self.object_lock_mode
-            args["ObjectLockRetainUntilDate"] = now + timedelta(days=self.object_lock_days)
-        if self.legal_hold:
-            args["ObjectLockLegalHoldStatus"] = "ON"
-        return args
-
-    def probe_args(self) -> dict[str, Any]:
-        """What a probe object is written with: encryption and tags, so a refused KMS key or tagging
-        permission shows at once; no retention or legal hold (the probe must be deletable) and no storage
-        class (an archive class could not be read back)."""
-        return {
-            name: value
-            for name, value in self.extra_args(datetime.now(UTC)).items()
-            if name in ("ServerSideEncryption", "SSEKMSKeyId", "Tagging")
-        }
-
-    @property
-    def needs_object_lock(self) -> bool:
-        return bool(self.object_lock_mode or self.legal_hold)
-
-    def in_use(self) -> list[str]:
-        """The settings behind these options that are set: what a refusing server may not support."""
-        used = [
-            ("RC_ARCHIVER_S3_SSE", self.sse),
-            ("RC_ARCHIVER_S3_KMS_KEY_ID", self.kms_key_id),
-            ("RC_ARCHIVER_S3_STORAGE_CLASS", self.storage_class),
-            ("RC_ARCHIVER_S3_TAGS", ",".join(self.tags)),
-            ("RC_ARCHIVER_S3_OBJECT_LOCK_MODE", self.object_lock_mode),
-            ("RC_ARCHIVER_S3_LEGAL_HOLD", "true" if self.legal_hold else ""),
-        ]
-        return [f"{name}={value}" if name != "RC_ARCHIVER_S3_TAGS" else name for name, value in used if value]
-
-    def refusal_hint(self) -> str:
-        """The fix for a request a reachable server refused: the settings that asked for it."""
-        used = self.in_use()
-        if not used:
-            return "the server answered and refused: see its log, and check AWS_ENDPOINT_URL and AWS_REGION"
-        return (
-            f"the server answered and refused a request made with {', '.join(used)}: check that it "
-            "supports these options (S3-compatible stores often lack SSE-KMS, archive storage classes or "
-            "Object Lock), or unset them"
-        )
-
-
-def s3_error(exc: Exception, doing: str, bucket: str, prefix: str, refusal_hint: str) -> Exception:
-    """What an S3 failure means for the run: DestinationError (stops it: a missing bucket, no access,
-    a setting the server refuses), PermanentError (fails one recording: a refusal about one object),
-    or TransientError (a failing world for the breaker: no answer, throttling, 5xx)."""
-    if isinstance(exc, NoCredentialsError):
-        return DestinationError(
-            "no AWS credentials found",
-            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role",
-        )
-    if not isinstance(exc, ClientError):  # no answer: a timeout, a refused connection, a cut
-        return TransientError(f"S3 did not answer while {doing}: {type(exc).__name__}")
-    code = _code(exc)
-    if code in FATAL_CODES:
-        what = {"NoSuchBucket": "does not exist", "404": "does not exist"}.get(
-            code, f"refused access ({code})"
-        )
-        return DestinationError(
-            f"bucket {bucket} {what} while {doing}",
-            hint="create the bucket or fix RC_ARCHIVER_DESTINATION, and grant s3:PutObject, "
-            "s3:GetObject, s3:ListBucket, s3:AbortMultipartUpload, and s3:DeleteObject on "
-            f"{prefix}{PROBE_PREFIX}* to the archiver's credentials",
-        )
-    if code in SETTINGS_REFUSALS or code.startswith("KMS."):
-        return DestinationError(f"{_refusal(exc)} while {doing}", hint=refusal_hint)
-    if code in OBJECT_REFUSALS:
-        return PermanentError(f"{_refusal(exc)} while {doing}")
-    # Throttling and 5xx, after botocore's retries: maybe passing, so a failing world for the breaker.
-    return TransientError(f"{_refusal(exc)} while {doing}")
-
-
-def s3_unusable(exc: Exception, doing: str, bucket: str, prefix: str, refusal_hint: str) -> DestinationError:
-    """probe() answers usable or not: a failing world there is a DestinationError too; a server that
-    answered (even 500) is reachable, and its refusal is named as such."""
-    error = s3_error(exc, doing, bucket, prefix, refusal_hint)
-    if isinstance(error, DestinationError):
-        return error
-    if isinstance(exc, ClientError):
-        return DestinationError(f"S3 bucket {bucket}: {error}", hint=refusal_hint)
-    return DestinationError(
-        f"S3 bucket {bucket} is unreachable ({error})",
-        hint="check AWS_ENDPOINT_URL, AWS_REGION and the network",
-    )
-
-
-class S3Destination:
     def __init__(
         self,
         url: str,
@@ -336,85 +191,6 @@ class S3Destination:
 
     def _fail(self, exc: Exception, doing: str) -> Exception:
         return s3_error(exc, doing, self.bucket, self.prefix, self.storage.refusal_hint())
-
-    def _unusable(self, exc: Exception, doing: str) -> DestinationError:
-        return s3_unusable(exc, doing, self.bucket, self.prefix, self.storage.refusal_hint())
-
-    def probe(self) -> None:
-        try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._unusable(exc, "checking the bucket") from None
-        lock = self._object_lock_configuration()
-        if self.storage.needs_object_lock and lock.get("ObjectLockEnabled") != "Enabled":
-            raise DestinationError(
-                f"bucket {self.bucket} does not have S3 Object Lock enabled, but Object Lock retention or a "
-                "legal hold is configured",
-                hint="use a bucket created with Object Lock enabled, or unset "
-                "RC_ARCHIVER_S3_OBJECT_LOCK_MODE/_DAYS and RC_ARCHIVER_S3_LEGAL_HOLD",
-            )
-        key = f"{self.prefix}{PROBE_PREFIX}{uuid.uuid4().hex}.txt"
-        try:
-            if lock.get("Rule", {}).get("DefaultRetention"):
-                self._probe_without_object(key)
-            else:
-                self._probe_object(key)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._unusable(exc, f"writing, reading and deleting the probe object {key}") from None
-
-    def _object_lock_configuration(self) -> dict[str, Any]:
-        """The bucket's Object Lock configuration ({} without one, or where we may not read it)."""
-        try:
-            answer = self._client.get_object_lock_configuration(Bucket=self.bucket)
-        except ClientError as exc:
-            if _code(exc) in ("ObjectLockConfigurationNotFoundError", "404"):
-                return {}
-            if self.storage.needs_object_lock:
-                raise self._unusable(exc, "checking Object Lock") from None
-            return {}  # not needed by our settings: the probe then assumes no default retention
-        except BotoCoreError as exc:
-            raise self._unusable(exc, "checking Object Lock") from None
-        return cast(dict[str, Any], answer.get("ObjectLockConfiguration", {}))
-
-    def _probe_object(self, key: str) -> None:
-        payload = f"rc-archiver probe {datetime.now(UTC).isoformat()}\n".encode()
-        written = self._client.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=payload,
-            ContentType="text/plain",
-            ChecksumAlgorithm="SHA256",
-            **self.storage.probe_args(),
-        )
-        version: dict[str, Any] = {"VersionId": written["VersionId"]} if written.get("VersionId") else {}
-        try:
-            read = self._client.get_object(Bucket=self.bucket, Key=key, **version)["Body"].read()
-        finally:
-            # The version itself, where the bucket keeps versions: a delete marker would leave it stored.
-            self._client.delete_object(Bucket=self.bucket, Key=key, **version)
-        if read != payload:
-            raise DestinationError(f"bucket {self.bucket} returned different bytes for {key}")
-
-    def _probe_without_object(self, key: str) -> None:
-        """A bucket with default retention would lock any probe object for days: upload one part of a
-        multipart upload instead, and abort it, so that no object ever exists."""
-        created = self._client.create_multipart_upload(
-            Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **self.storage.probe_args()
-        )
-        upload_id = created["UploadId"]
-        self._ledger.started(key, upload_id)
-        try:
-            self._client.upload_part(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=1,
-                Body=b"rc-archiver probe\n",
-                ChecksumAlgorithm="SHA256",
-            )
-        finally:
-            abort_upload(self._client, self.bucket, key, upload_id)
-            self._ledger.ended(upload_id)
 
     def put(
         self,
@@ -447,7 +223,7 @@ class S3Destination:
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise self._fail(exc, f"checking {key[:120]!r}") from None
         except BotoCoreError as exc:
@@ -486,7 +262,7 @@ class S3Destination:
         try:
             body: Any = self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
+            if error_code(exc) in ("NoSuchKey", "404"):
                 raise DestinationError(f"no object {key[:120]!r} in {self.url}") from None
             raise self._fail(exc, f"reading {key[:120]!r}") from None
         except BotoCoreError as exc:

@@ -2,8 +2,8 @@
 
 A record carries a recording at its top level and/or on its legs (a transferred call's second recording
 often exists only on a leg: docs/ringcentral-api.md#records-legs-and-recordings), so every record yields the
-distinct recordings of the record and of each leg. The raw record (and leg) travel along only for the
-sidecar, which keeps what RingCentral said about the call.
+distinct recordings of the record and of each leg: each a `Found`, the Recording (models.py) with the raw
+record and leg beside it, kept only for the sidecar, which keeps what RingCentral said about the call.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from archiver.models import parse_time
+from archiver.models import Recording, parse_time
 
 
 @dataclass(frozen=True)
@@ -68,36 +67,19 @@ def call_parties(record: Mapping[str, Any]) -> tuple[Party, ...]:
 
 
 @dataclass(frozen=True)
-class FoundRecording:
-    """One recording found in the call log, with the fields the archive uses."""
+class Found:
+    """A recording found in the call log, with what only the call log has: the raw record (and leg)
+    it came from, kept for its sidecar, and every party to the call (record and legs), for `find` and
+    the index. The state keeps the Recording as columns and the raw JSON beside it."""
 
-    recording_id: str
-    content_uri: str
-    recording_type: str
-    call_id: str
-    session_id: str
-    telephony_session_id: str
-    start: datetime
-    duration: int
-    direction: str
-    from_number: str
-    to_number: str
-    from_name: str
-    to_name: str
-    extension_id: str
-    on_leg_only: bool = False  # the record's own `recording` is another one (or absent)
-    # When the call began (a leg's recording may start later): RingCentral's retention is counted from
-    # the call, so the deletion deadline is, to be safe, call start + retention.
-    call_start: datetime | None = None
-    # Every party to the call (record and legs), for `find` and the index; empty on rows read back.
-    parties: tuple[Party, ...] = field(default=(), compare=False, repr=False)
-    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    leg: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    recording: Recording
+    record: dict[str, Any] = field(repr=False)
+    leg: dict[str, Any] | None = field(repr=False)
+    parties: tuple[Party, ...] = field(repr=False)
 
     @property
-    def retention_start(self) -> datetime:
-        """The earlier of the call's and the recording's start: what a deadline is counted from."""
-        return min(self.start, self.call_start) if self.call_start is not None else self.start
+    def recording_id(self) -> str:
+        return self.recording.recording_id
 
 
 def parties_of(record: Mapping[str, Any], leg: Mapping[str, Any] | None) -> tuple[Any, Any]:
@@ -106,23 +88,24 @@ def parties_of(record: Mapping[str, Any], leg: Mapping[str, Any] | None) -> tupl
     return source.get("from") or record.get("from"), source.get("to") or record.get("to")
 
 
-def recording_from(record: dict[str, Any], leg: dict[str, Any] | None) -> FoundRecording:
+def recording_from(record: Mapping[str, Any], leg: Mapping[str, Any] | None) -> Recording:
+    """The recording on `leg` (or, without one, on the record itself), as the archive knows it."""
     source = leg if leg is not None else record
     recording = source["recording"]
-    recording_id = str(recording["id"])
     party_from = source.get("from") or record.get("from") or {}
     party_to = source.get("to") or record.get("to") or {}
     extension = source.get("extension") or record.get("extension") or {}
     top = record.get("recording")
-    return FoundRecording(
-        recording_id=recording_id,
+    start = parse_time(str(source.get("startTime") or record["startTime"]))
+    call_start = parse_time(str(record.get("startTime") or source["startTime"]))
+    return Recording(
+        recording_id=str(recording["id"]),
         content_uri=str(recording["contentUri"]),
         recording_type=str(recording.get("type", "")),
         call_id=str(record.get("id", "")),
         session_id=str(record.get("sessionId", "")),
         telephony_session_id=str(source.get("telephonySessionId") or record.get("telephonySessionId") or ""),
-        start=parse_time(str(source.get("startTime") or record["startTime"])),
-        call_start=parse_time(str(record.get("startTime") or source["startTime"])),
+        start=start,
         duration=int(source.get("duration") or record.get("duration") or 0),
         direction=str(source.get("direction") or record.get("direction") or ""),
         from_number=str(party_from.get("phoneNumber") or party_from.get("extensionNumber") or ""),
@@ -132,21 +115,24 @@ def recording_from(record: dict[str, Any], leg: dict[str, Any] | None) -> FoundR
         extension_id=str(extension.get("id") or ""),
         on_leg_only=leg is not None
         and not (isinstance(top, dict) and str(top.get("id")) == str(recording["id"])),
-        parties=call_parties(record),
-        record=record,
-        leg=leg,
+        retention_start=min(start, call_start),
     )
 
 
-def recordings_in(record: dict[str, Any]) -> list[FoundRecording]:
+def found_in(record: dict[str, Any], leg: dict[str, Any] | None) -> Found:
+    """The recording on `leg` (or on the record) with the raw JSON and the call's parties."""
+    return Found(recording_from(record, leg), record, leg, call_parties(record))
+
+
+def recordings_in(record: dict[str, Any]) -> list[Found]:
     """Every recording of a call-log record: on the record itself and on each leg, deduplicated."""
-    found: dict[str, FoundRecording] = {}
+    found: dict[str, Found] = {}
     if isinstance(record.get("recording"), dict):
-        ref = recording_from(record, None)
+        ref = found_in(record, None)
         found[ref.recording_id] = ref
     for leg in record.get("legs") or []:
         if isinstance(leg, dict) and isinstance(leg.get("recording"), dict):
-            ref = recording_from(record, leg)
+            ref = found_in(record, leg)
             found.setdefault(ref.recording_id, ref)
     return list(found.values())
 
@@ -156,7 +142,7 @@ class CallLogPage:
     """One page of the call log: how many records it held and the recordings found in them."""
 
     records: int
-    recordings: list[FoundRecording]
+    recordings: list[Found]
 
 
 def next_page_uri(page: dict[str, Any]) -> str | None:

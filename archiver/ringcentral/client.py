@@ -1,4 +1,4 @@
-"""RingCentral data calls: call-log paging (a generator), streamed recording downloads, deletions.
+"""RingCentral data calls: call-log paging (a generator, paging.py), streamed recording downloads, deletions.
 
 Each request goes through the Channel (channel.py: token, rate group, failure classification); each
 call here is retried by the one policy of retry.py, whose `retrying` events name the host, what was
@@ -10,55 +10,33 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
-from urllib.parse import urlencode
 
 import requests
 import structlog
 from tenacity import RetryCallState, Retrying
 
-from archiver.errors import AuthError, PermanentError, RateLimited, TransientError, TruncatedBody
-from archiver.models import format_time
+from archiver.errors import AuthError, RateLimited, TransientError, TruncatedBody
 from archiver.ringcentral.auth import Authenticator
-from archiver.ringcentral.calllog import CallLogPage, next_page_uri, recordings_in
 from archiver.ringcentral.channel import Channel, host_of, make_session
 from archiver.ringcentral.download import ContentSample, Downloaded, DownloadState, recording_id
 from archiver.ringcentral.pacer import RateGroups, RatePacer
+from archiver.ringcentral.paging import CALL_LOG_PATH, CallLogPaging
 from archiver.ringcentral.retry import DEFAULT_ATTEMPTS, header, policy, rate_window
-from archiver.ringcentral.urls import same_query, same_resource
 
 log = structlog.get_logger(__name__)
-PER_PAGE = 1000
-MAX_PAGES = 1000  # the spec's maximum page number (EnumeratedPagingModel.page)
 MAX_END_PROBES = 8  # Range requests per attempt to find a connection-delimited body's end
 MAX_DELETE = 100  # RingCentral's limit of ids per DELETE call-recordings (CallRecordingIds.maxItems)
-CALL_LOG_PATH = "/restapi/v1.0/account/~/call-log"
 DELETE_PATH = "/restapi/v1.0/account/~/call-recordings"
 
-__all__ = ["ContentSample", "Downloaded", "RingCentralClient", "make_session"]
+__all__ = ["CALL_LOG_PATH", "ContentSample", "Downloaded", "RingCentralClient", "make_session"]
 
 
-def _page_url(
-    next_uri: str, url: str, base: str, params: list[tuple[str, str]], number: int, what: str
-) -> str:
-    """Page `number` of the scan: RingCentral's link when it names the resource and query asked for,
-    else built from the original query."""
-    if number > MAX_PAGES:
-        # The spec's paging.page is at most 1000: past it RingCentral refuses `page` or serves its last
-        # page again (U24), so never ask. Not an outage: the day is reported unreadable.
-        raise PermanentError(
-            f"the call log for {what} has more than {MAX_PAGES} pages of {PER_PAGE} calls, "
-            "more than RingCentral serves"
-        )
-    if same_resource(next_uri, url) and same_query(next_uri, params, number):
-        return next_uri
-    log.info("next_page_rebuilt", what=what, page=number, reason="nextPage names another resource or query")
-    return f"{base}?{urlencode([*params, ('page', str(number))])}"
+class RingCentralClient(CallLogPaging):
+    """RingCentral's data calls: the call log's pages (paging.py), a recording's content streamed or
+    sampled, deletions; each request through the Channel, each call retried by retry.py's policy."""
 
-
-class RingCentralClient:
     def __init__(
         self,
         server_url: str,
@@ -109,56 +87,8 @@ class RingCentralClient:
 
         return policy(self._attempts, log_retry, self._sleep, retry_on, self._silence_deadline)
 
-    # -- call log ---------------------------------------------------------------------------------
-    def call_log_pages(
-        self,
-        date_from: datetime,
-        date_to: datetime,
-        what: str | None = None,
-        *,
-        recording_type: str | None = None,
-    ) -> Iterator[CallLogPage]:
-        """Pages of the company call log for [date_from, date_to): Detailed view, every call.
-
-        No `recordingType` filter by default: whether RingCentral's filter sees recordings that exist
-        only on a leg is unverified (docs/ringcentral-api.md#records-legs-and-recordings), so the scan
-        reads every call and calllog.recordings_in picks the recordings from records and legs. The cost: about
-        one Heavy request per 1,000 calls (perPage=1000), recorded or not. `recording_type` is for
-        `check`, which compares the two readings.
-
-        nextPage is followed only when it names the resource asked for (scheme, host, port, path) with
-        the query asked for (urls.same_query); otherwise page N+1 is built from the original query.
-        The pages stop at an empty page.
-        """
-        what = what or f"call-log {date_from:%Y-%m-%d}"
-        params = [
-            ("dateFrom", format_time(date_from)),
-            ("dateTo", format_time(date_to)),
-            ("view", "Detailed"),
-            *((("recordingType", recording_type),) if recording_type else ()),
-            ("perPage", str(PER_PAGE)),
-        ]
-        base = f"{self._server_url}{CALL_LOG_PATH}"
-        url = f"{base}?{urlencode(params)}"
-        seen: set[str] = set()
-        number = 1
-        while True:
-            if url in seen:
-                raise TransientError(f"the call log's nextPage for {what} points back at a page already read")
-            seen.add(url)
-            page = self._get_json("call-log", url, what)
-            records = page.get("records")
-            if not isinstance(records, list):
-                raise TransientError(f"a call-log page for {what} without a records list")
-            found = [ref for record in records if isinstance(record, dict) for ref in recordings_in(record)]
-            yield CallLogPage(len(records), found)
-            next_uri = next_page_uri(page)
-            if next_uri is None or not records:
-                return
-            number += 1
-            url = _page_url(next_uri, url, base, params, number, what)
-
     def _get_json(self, kind: str, url: str, what: str) -> dict[str, Any]:
+        """One JSON object by GET (a call-log page), retried by the policy."""
         for attempt in self._policy(url, what):
             with attempt:
                 response = self._channel.send(kind, url, what)

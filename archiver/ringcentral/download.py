@@ -28,16 +28,22 @@ import requests
 import urllib3.exceptions
 
 from archiver.errors import PermanentError, SpoolError, TransientError, TruncatedBody
+from archiver.models import ArchivedObject
 
 CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Downloaded:
+    """A recording's body, complete in the spool file: the object it becomes once stored under a key."""
+
     size: int
     sha256: str
     content_type: str
     resumed: int  # how many times the body was resumed with a Range request
+
+    def archived_as(self, key: str) -> ArchivedObject:
+        return ArchivedObject(key, self.content_type, self.size, self.sha256)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from archiver.models import parse_time
-from archiver.ringcentral.calllog import FoundRecording
+from archiver.models import ArchivedObject, Recording, parse_time
+from archiver.state.columns import recording_of
 from archiver.state.database import Database
 from archiver.state.schema import PROVEN
 
@@ -17,16 +17,14 @@ PENDING, ARCHIVED, FAILED, LOST = "pending", "archived", "failed", "lost"
 
 @dataclass(frozen=True)
 class RecordingRow:
-    """A recording as the state knows it; `recording` carries the call-log fields (no raw JSON)."""
+    """A recording as the state knows it: its call-log fields (no raw JSON: Recordings.source_of has
+    it), where it stands, and once archived, its object."""
 
-    recording: FoundRecording
+    recording: Recording
     status: str
     attempts: int
     last_error: str | None
-    key: str | None
-    content_type: str | None
-    size: int | None
-    sha256: str | None
+    archived: ArchivedObject | None  # kept once deleted at the source: the archive is the only copy
     deadline: datetime
     archived_at: datetime | None = None
     deleted_at: datetime | None = None
@@ -45,6 +43,23 @@ class RecordingRow:
     def recording_id(self) -> str:
         return self.recording.recording_id
 
+    # The archived object's facts, None before it is archived: what most readers of a row ask.
+    @property
+    def key(self) -> str | None:
+        return self.archived.key if self.archived else None
+
+    @property
+    def content_type(self) -> str | None:
+        return self.archived.content_type if self.archived else None
+
+    @property
+    def size(self) -> int | None:
+        return self.archived.size if self.archived else None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.archived.sha256 if self.archived else None
+
 
 @dataclass(frozen=True)
 class Seen:
@@ -55,35 +70,21 @@ class Seen:
     already_archived: int
 
 
+def _archived(row: sqlite3.Row) -> ArchivedObject | None:
+    """The row's object: its four columns are written together (Transitions.mark_archived)."""
+    if row["key"] is None or row["size"] is None or row["sha256"] is None:
+        return None
+    return ArchivedObject(row["key"], row["content_type"] or "", row["size"], row["sha256"])
+
+
 class Rows(Database):
     def _row(self, row: sqlite3.Row) -> RecordingRow:
-        recording = FoundRecording(
-            recording_id=row["recording_id"],
-            content_uri=row["content_uri"],
-            recording_type=row["recording_type"],
-            call_id=row["call_id"],
-            session_id=row["session_id"],
-            telephony_session_id=row["telephony_session_id"],
-            start=parse_time(row["start_time"]),
-            call_start=parse_time(row["retention_start"]),
-            duration=row["duration"],
-            direction=row["direction"],
-            from_number=row["from_number"],
-            to_number=row["to_number"],
-            from_name=row["from_name"],
-            to_name=row["to_name"],
-            extension_id=row["extension_id"],
-            on_leg_only=bool(row["on_leg_only"]),
-        )
         return RecordingRow(
-            recording=recording,
+            recording=recording_of(row),
             status=row["status"],
             attempts=row["attempts"],
             last_error=row["last_error"],
-            key=row["key"],
-            content_type=row["content_type"],
-            size=row["size"],
-            sha256=row["sha256"],
+            archived=_archived(row),
             deadline=parse_time(row["deadline"]),
             archived_at=parse_time(row["archived_at"]) if row["archived_at"] else None,
             deleted_at=parse_time(row["deleted_at"]) if row["deleted_at"] else None,

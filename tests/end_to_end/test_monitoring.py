@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 
 from archiver.emulator import DataOptions, Emulator, FaultOptions
 from archiver.metrics import Metrics, StateFacts, last_progress
-from archiver.models import format_time
+from archiver.models import RunSummary, format_time
 from archiver.ringcentral.calllog import recordings_in
 from archiver.settings import load_settings
 from archiver.state import StateStore
@@ -284,9 +284,9 @@ def test_metrics_leave_out_what_the_state_does_not_know_so_absent_can_alert() ->
 
 def test_metrics_record_run_adds_the_run_summary_to_the_counters() -> None:
     metrics = Metrics()
-    summary = {"archived": 3, "failed": 1, "lost": 2, "deleted": 4, "bytes": 1000}
-    metrics.record_run({**summary, "rate_limited": 2, "rate_wait_seconds": 1.5, "seconds": 9.0})
-    metrics.record_run({"archived": 1, "seconds": 4.0, "outcome": "ok", "exit_code": 0})
+    counts = {"archived": 3, "failed": 1, "lost": 2, "deleted": 4, "bytes": 1000}
+    metrics.record_run(RunSummary("run-1", **counts, rate_limited=2, rate_wait_seconds=1.5, seconds=9.0))
+    metrics.record_run(RunSummary("run-2", archived=1, seconds=4.0, outcome="ok", exit_code=0))
     values = samples(metrics.exposition().decode())
     assert values["rc_archiver_recordings_archived_total"] == 4
     assert values["rc_archiver_recordings_failed_total"] == 1
@@ -303,8 +303,10 @@ def test_metrics_last_run_gauges_hold_the_last_run_alone() -> None:
     """What the dashboard's per-run panels plot: the same meaning in a daemon (whose counters add up
     its runs) and in a one-shot textfile or push (whose counters hold one run)."""
     metrics = Metrics()
-    metrics.record_run({"archived": 3, "failed": 1, "bytes": 1000, "rate_wait_seconds": 1.5, "seconds": 9.0})
-    metrics.record_run({"archived": 2, "bytes": 500, "rate_wait_seconds": 0.5, "seconds": 4.0})
+    metrics.record_run(
+        RunSummary("run-1", archived=3, failed=1, bytes=1000, rate_wait_seconds=1.5, seconds=9.0)
+    )
+    metrics.record_run(RunSummary("run-2", archived=2, bytes=500, rate_wait_seconds=0.5, seconds=4.0))
     values = samples(metrics.exposition().decode())
     assert values["rc_archiver_recordings_archived_total"] == 5  # the counter adds up both runs
     assert values["rc_archiver_last_run_archived"] == 2
@@ -323,7 +325,7 @@ def test_metrics_mark_failed_says_up_0() -> None:
 def test_metrics_pass_promtool_check_metrics() -> None:
     metrics = Metrics()
     metrics.refresh(facts(), NOW)
-    metrics.record_run({"archived": 1, "bytes": 5, "seconds": 1.0})
+    metrics.record_run(RunSummary("run-1", archived=1, bytes=5, seconds=1.0))
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=metrics.exposition(), capture_output=True, check=False
     )
@@ -374,7 +376,7 @@ def test_metrics_healthz_answers_503_with_the_reason() -> None:
 def test_metrics_a_run_without_state_facts_still_reports_how_it_ended() -> None:
     """The state could not be read (exit 4): the textfile still says so."""
     metrics = Metrics()
-    metrics.record_run({"outcome": "destination", "exit_code": 4, "seconds": 0.2})
+    metrics.record_run(RunSummary("run-1", outcome="destination", exit_code=4, seconds=0.2))
     metrics.mark_failed()
     values = samples(metrics.exposition().decode())
     assert values["rc_archiver_last_run_exit_code"] == 4
@@ -386,7 +388,9 @@ def test_metrics_a_run_without_state_facts_still_reports_how_it_ended() -> None:
 def test_metrics_the_newer_of_facts_and_run_summary_wins() -> None:
     metrics = Metrics()
     metrics.refresh(facts(), NOW)  # the state at daemon start: the last run was incomplete (exit 1)
-    metrics.record_run({"outcome": "auth", "exit_code": 3})  # then a run failed before reading it
+    metrics.record_run(
+        RunSummary("run-1", outcome="auth", exit_code=3)
+    )  # then a run failed before reading it
     values = samples(metrics.exposition().decode())
     assert values["rc_archiver_last_run_exit_code"] == 3
     assert values['rc_archiver_last_run_outcome{outcome="auth"}'] == 1

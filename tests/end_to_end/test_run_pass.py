@@ -17,7 +17,8 @@ import pytest
 import requests
 from structlog.testing import capture_logs
 
-from archiver.archive.run_pass import PassServices, run_pass
+from archiver.archive.context import PassContext
+from archiver.archive.run_pass import run_pass
 from archiver.destinations import destination_for
 from archiver.emulator import DataOptions, Emulator, GroupLimit
 from archiver.lifecycle import conclude
@@ -48,18 +49,25 @@ class Pass:
 
     def run(
         self, window: tuple[datetime, datetime], session: requests.Session, run_id: str
-    ) -> tuple[RunSummary, list[dict[str, Any]], PassServices]:
+    ) -> tuple[RunSummary, list[dict[str, Any]], PassContext]:
         """run_pass as the lifecycle calls it, then its outcome and exit code (lifecycle.conclude)."""
         cancel = threading.Event()
         client = emulator_client(self.emulator, session, cancel=cancel)
         destination = destination_for(self.settings, journal=self.state)
         destination.probe()
-        services = PassServices(client, destination, self.state, self.spool)
+        ctx = PassContext(
+            settings=self.settings,
+            client=client,
+            destination=destination,
+            state=self.state,
+            spool=self.spool,
+            cancel=cancel,
+        )
         self.state.begin_run(run_id)
         with capture_logs() as logs:
-            summary = run_pass(services, self.settings, run_id, window, cancel)
+            summary = run_pass(ctx, run_id=run_id, window=window)
         conclude(summary)
-        return summary, [dict(entry) for entry in logs], services
+        return summary, [dict(entry) for entry in logs], ctx
 
     def archived(self) -> set[str]:
         return set(audio_by_recording(folder_files(self.archive)))
@@ -157,8 +165,32 @@ def test_run_pass_rate_wait_is_wall_time_never_more_than_the_run(make_pass: Call
     now = datetime.now(UTC)
     window = (now - timedelta(days=2), now)
     with make_session(8) as session:
-        summary, _, services = world.run(window, session, "run-1")
+        summary, _, ctx = world.run(window, session, "run-1")
     assert summary.outcome == "ok" and summary.archived == len(world.recordings_between(*window)) > 20
-    summed = sum(p.waited for p in services.client.pacers.values())
+    summed = sum(p.waited for p in ctx.client.pacers.values())
     assert summed > summary.seconds, "the budget must hold several workers at once for this test to tell"
     assert 0 < summary.rate_wait_seconds <= summary.seconds
+
+
+def test_run_pass_deletes_nothing_where_the_destination_cannot_keep_the_lock_the_settings_ask(
+    make_pass: Callable[..., Pass],
+) -> None:
+    """Object Lock settings with a folder destination: the pass asks the backend's capability
+    (proves_retention), not the settings, and says once that nothing is deleted instead of failing
+    each recording's proof."""
+    data = DataOptions(seed=31, calls=6, days=1, bytes_per_second=10, **ONE_RECORDING_EACH)  # type: ignore[arg-type]
+    world = make_pass(
+        data,
+        RC_ARCHIVER_DELETE_FROM_SOURCE="true",
+        RC_ARCHIVER_DELETE_AFTER="0s",
+        RC_ARCHIVER_S3_LEGAL_HOLD="true",
+    )
+    now = datetime.now(UTC)
+    window = (now - timedelta(days=2), now)
+    with make_session(4) as session:
+        summary, logs, _ = world.run(window, session, "run-1")
+    assert summary.archived == len(world.recordings_between(*window)) > 0
+    assert summary.deleted == 0 and world.emulator.stats.snapshot()["deleted"] == {}
+    (refused,) = [e for e in logs if e["event"] == "deletion_refused"]
+    assert "file://" in refused["error"] and "RC_ARCHIVER_S3_LEGAL_HOLD" in refused["error"]
+    assert not [e for e in logs if e["event"] == "deletion_skipped"]  # said once, not per recording

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from archiver.metrics import Metrics, StateFacts
+from archiver.models import RunSummary
 from archiver.verify import VerifyResult
 from archiver.verify_job import VerifyGauges
 from tests.helpers import ROOT
@@ -33,7 +34,7 @@ def exported_names() -> set[str]:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     metrics = Metrics()
     metrics.refresh(StateFacts({}, now, now, "ok", 0, now, 0, 0, 0, 1.0, 0, last_progress=now), now)
-    metrics.record_run({})
+    metrics.record_run(RunSummary("alerts"))
     verify = VerifyGauges(3600.0, now)  # the daemon's scheduled verify registers these
     metrics.registry.register(verify)
     verify.record(VerifyResult(), now)

@@ -19,9 +19,10 @@ import requests
 from structlog.testing import capture_logs
 
 from archiver.archive.breaker import THRESHOLD, OutageBreaker
+from archiver.archive.context import PassContext
 from archiver.archive.layout import Layout
 from archiver.archive.manifest import ManifestWriter
-from archiver.archive.recording import RecordingWork, archive_one
+from archiver.archive.recording import RecordingArchiver
 from archiver.archive.tally import Kind, Outcome
 from archiver.archive.transfer import Then
 from archiver.destinations.base import Destination
@@ -29,8 +30,9 @@ from archiver.destinations.local import LocalDestination
 from archiver.destinations.s3 import S3Destination, make_s3_client
 from archiver.emulator import DataOptions, Emulator, GroupLimit
 from archiver.errors import DestinationError, RingCentralUnavailable, SpoolError
-from archiver.ringcentral.calllog import recording_from
+from archiver.ringcentral.calllog import found_in
 from archiver.ringcentral.client import RingCentralClient, make_session
+from archiver.settings import Settings
 from archiver.state import StateStore
 from tests.helpers import AWS_ENV, RefusingTransport, emulator_client, folder_files, free_port
 
@@ -55,13 +57,27 @@ class Rig:
     max_attempts: int = 5
     destination: Destination | None = None  # another destination than the folder
 
-    def work(self) -> RecordingWork:
+    def archivist(self) -> RecordingArchiver:
         destination = self.destination or self.folder
-        manifest = ManifestWriter(destination, self.state, self.layout, RUN)
-        return RecordingWork(
-            self.client, destination, self.state, self.layout, manifest, self.breaker, self.spool,
-            self.max_attempts, timedelta(hours=24), self.now,
-        )  # fmt: skip
+        settings = Settings.model_validate(
+            {
+                "RC_ARCHIVER_KEY_TEMPLATE": TEMPLATE,
+                "RC_ARCHIVER_TIMEZONE": "UTC",
+                "RC_ARCHIVER_MAX_ATTEMPTS": self.max_attempts,
+                "RC_ARCHIVER_EXHAUSTED_RETRY_INTERVAL": "24h",
+            }
+        )
+        ctx = PassContext(
+            settings=settings,
+            client=self.client,
+            destination=destination,
+            state=self.state,
+            spool=self.spool,
+            cancel=self.cancel,
+            now=self.now,
+        )
+        manifest = ManifestWriter(destination, self.state, ctx.layout, RUN)
+        return RecordingArchiver(ctx=ctx, manifest=manifest, breaker=self.breaker)
 
     def scan(self) -> None:
         """The call log into the state (what scan_window does, without its bookkeeping)."""
@@ -96,9 +112,17 @@ def make_rig(emulator_factory: Callable[..., Emulator], tmp_path: Path) -> Itera
         spool.mkdir(exist_ok=True)
         client, state = emulator_client(emulator, session, cancel=cancel), StateStore(tmp_path / state_name)
         rig = Rig(
-            emulator, session, client, state, root, folder, Layout(TEMPLATE, ZoneInfo("UTC")),
-            OutageBreaker(cancel), cancel, spool,
-        )  # fmt: skip
+            emulator=emulator,
+            session=session,
+            client=client,
+            state=state,
+            root=root,
+            folder=folder,
+            layout=Layout(TEMPLATE, ZoneInfo("UTC")),
+            breaker=OutageBreaker(cancel),
+            cancel=cancel,
+            spool=spool,
+        )
         opened.append(rig)
         return rig
 
@@ -121,11 +145,11 @@ def test_recording_is_downloaded_uploaded_given_its_sidecar_and_marked_archived(
     make_rig: Callable[..., Rig],
 ) -> None:
     rig = make_rig()
-    work = rig.work()
+    archivist = rig.archivist()
     row = rig.rows()[0]
     truth = rig.truth()[row.recording_id]
     with capture_logs() as logs:
-        first = archive_one(work, row)
+        first = archivist.archive_one(row)
         assert isinstance(first, Then)  # the upload is the second pool's job
         assert len(list(rig.spool.iterdir())) == 1  # the verified download waits in the spool
         outcome = run_both_stages(first)
@@ -148,7 +172,7 @@ def test_recording_is_downloaded_uploaded_given_its_sidecar_and_marked_archived(
     )
     archived = [e for e in logs if e["event"] == "recording_archived"]
     assert len(archived) == 1 and archived[0]["key"] == key and archived[0]["bytes"] == truth["size"]
-    work.manifest.close()  # the run's end writes the manifest part that lists it
+    archivist.manifest.close()  # the run's end writes the manifest part that lists it
     (manifest,) = [body for k, body in folder_files(rig.root).items() if k.startswith("_manifests/")]
     lines = [json.loads(line) for line in manifest.splitlines()]
     assert [(line["event"], line["recording_id"]) for line in lines[1:]] == [("archived", row.recording_id)]
@@ -163,9 +187,9 @@ def test_recording_already_in_the_destination_is_marked_archived_without_a_downl
 ) -> None:
     first = make_rig()
     rows = first.rows()
-    work = first.work()
+    archivist = first.archivist()
     for row in rows:
-        assert run_both_stages(archive_one(work, row)).kind == "archived"
+        assert run_both_stages(archivist.archive_one(row)).kind == "archived"
     downloads = first.downloads()
     # The state is lost (a new file): the next run finds every recording in the destination.
     again = make_rig(state_name="lost-state.db")
@@ -173,9 +197,9 @@ def test_recording_already_in_the_destination_is_marked_archived_without_a_downl
         again.layout.key_for(rows[0].recording, content_type_of(again, rows[0]))
     )
     (again.root / sidecar).unlink()  # killed between the audio and its sidecar
-    work = again.work()
+    archivist = again.archivist()
     with capture_logs() as logs:
-        outcomes = [archive_one(work, row) for row in again.rows()]
+        outcomes = [archivist.archive_one(row) for row in again.rows()]
     assert outcomes == [Outcome(row.recording_id, Kind.FOUND_STORED) for row in rows]
     assert again.downloads() == downloads  # lookups, not downloads
     assert (again.root / sidecar).exists()  # the missing sidecar was written
@@ -188,9 +212,9 @@ def test_recording_a_refused_connection_to_ringcentral_is_never_charged(make_rig
     rows = rig.rows()
     refusing = RefusingTransport()
     rig.session.mount(rig.emulator.media_url, refusing)  # RingCentral's media host is down
-    work = rig.work()
+    archivist = rig.archivist()
     with capture_logs() as logs:
-        outcomes = [archive_one(work, row) for row in rows[:THRESHOLD]]
+        outcomes = [archivist.archive_one(row) for row in rows[:THRESHOLD]]
     assert [o.kind for o in outcomes if isinstance(o, Outcome)] == ["outage"] * THRESHOLD
     assert refusing.sent == 3 * THRESHOLD  # each download was retried, then told to the breaker
     for row in rows[:THRESHOLD]:
@@ -210,8 +234,8 @@ def test_recording_an_unwritable_spool_is_a_failing_world_and_nothing_is_downloa
     blocked = tmp_path / "not-a-folder"
     blocked.write_bytes(b"")
     rig.spool = blocked
-    work = rig.work()
-    outcomes = [archive_one(work, row) for row in rows[:THRESHOLD]]
+    archivist = rig.archivist()
+    outcomes = [archivist.archive_one(row) for row in rows[:THRESHOLD]]
     assert [o.kind for o in outcomes if isinstance(o, Outcome)] == ["outage"] * THRESHOLD
     assert rig.downloads() == 0
     assert all(rig.state.get(r.recording_id).attempts == 0 for r in rows)  # type: ignore[union-attr]
@@ -221,11 +245,11 @@ def test_recording_an_unwritable_spool_is_a_failing_world_and_nothing_is_downloa
 def test_recording_a_per_recording_404_is_charged_and_stays_pending(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(recording_delay=1e9)  # listed in the call log, content not available yet: 404 CMN-102
     rows = rig.rows()
-    work = rig.work()
+    archivist = rig.archivist()
     for _ in range(THRESHOLD - 1):
         rig.breaker.failure("ringcentral", "timed out")  # the world failed just before
     with capture_logs() as logs:
-        outcomes = [archive_one(work, row) for row in rows]
+        outcomes = [archivist.archive_one(row) for row in rows]
     assert {o.kind for o in outcomes if isinstance(o, Outcome)} == {"not_ready"}
     assert all(isinstance(o, Outcome) and o.attempts == 1 and not o.exhausted for o in outcomes)
     for row in rows:
@@ -241,7 +265,7 @@ def test_recording_a_404_on_its_last_attempt_is_exhausted(make_rig: Callable[...
     rig = make_rig(recording_delay=1e9)
     rig.max_attempts = 1
     row = rig.rows()[0]
-    outcome = archive_one(rig.work(), row)
+    outcome = rig.archivist().archive_one(row)
     assert isinstance(outcome, Outcome) and (outcome.kind, outcome.exhausted) == ("not_ready", True)
 
 
@@ -250,7 +274,7 @@ def test_recording_not_available_past_its_deadline_is_lost(make_rig: Callable[..
     rows = rig.rows()
     rig.now = lambda: datetime.now(UTC) + timedelta(days=400)  # past RingCentral's retention
     with capture_logs() as logs:
-        outcome = archive_one(rig.work(), rows[0])
+        outcome = rig.archivist().archive_one(rows[0])
     assert isinstance(outcome, Outcome) and outcome.kind == "lost" and "retention ended" in outcome.reason
     after = rig.state.get(rows[0].recording_id)
     assert after is not None and after.status == "lost"
@@ -264,8 +288,8 @@ def test_recording_a_destination_that_refuses_writes_stops_the_run_and_charges_n
     rows = rig.rows()
     shutil.rmtree(rig.root)
     rig.root.write_bytes(b"")  # the folder became a file: every write fails
-    work = rig.work()
-    outcome = run_both_stages(archive_one(work, rows[0]))
+    archivist = rig.archivist()
+    outcome = run_both_stages(archivist.archive_one(rows[0]))
     assert outcome.kind == "fatal" and outcome.attempts == 0
     assert isinstance(rig.breaker.tripped, DestinationError) and rig.cancel.is_set()
     after = rig.state.get(rows[0].recording_id)
@@ -279,7 +303,7 @@ def test_recording_a_stop_while_waiting_for_the_rate_budget_is_not_charged(
     rig = make_rig(heavy=GroupLimit(1, 60.0, 60.0))  # the scan spends the one request of the window
     rows = rig.rows()
     rig.cancel.set()
-    outcome = archive_one(rig.work(), rows[0])
+    outcome = rig.archivist().archive_one(rows[0])
     assert outcome == Outcome(rows[0].recording_id, Kind.STOPPED)
     assert rig.downloads() == 0
     after = rig.state.get(rows[0].recording_id)
@@ -288,10 +312,10 @@ def test_recording_a_stop_while_waiting_for_the_rate_budget_is_not_charged(
 
 def test_recording_force_upload_downloads_again_even_when_stored(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()
-    work = rig.work()
+    archivist = rig.archivist()
     row = rig.rows()[0]
-    assert run_both_stages(archive_one(work, row)).kind == "archived"
-    again = archive_one(work, replace(row, force_upload=True))  # `verify --repair` found it corrupt
+    assert run_both_stages(archivist.archive_one(row)).kind == "archived"
+    again = archivist.archive_one(replace(row, force_upload=True))  # `verify --repair` found it corrupt
     assert isinstance(again, Then)
     assert run_both_stages(again).kind == "archived" and rig.downloads() == 2
 
@@ -305,10 +329,10 @@ def test_recording_uploads_that_keep_failing_trip_the_breaker_though_downloads_s
     for name, value in AWS_ENV.items():
         monkeypatch.setenv(name, value)
     rig.destination = S3Destination("s3://rec-down/calls", make_s3_client(1))
-    work = rig.work()
+    archivist = rig.archivist()
     outcomes = []
     for row in rows[:THRESHOLD]:  # downloads paced by RingCentral: each upload fails before the next one
-        first = archive_one(work, replace(row, force_upload=True))
+        first = archivist.archive_one(replace(row, force_upload=True))
         assert isinstance(first, Then)  # RingCentral is fine
         outcomes.append(run_both_stages(first))
     assert [o.kind for o in outcomes] == ["outage"] * THRESHOLD  # never charged: that much holds
@@ -324,8 +348,8 @@ def test_recording_an_id_with_a_slash_is_that_recordings_problem_not_the_spools(
     odd = {"id": "odd/id", "contentUri": real.content_uri + "-odd", "type": "Automatic"}
     raw = {**record, "recording": odd}
     raw.pop("legs", None)
-    rig.state.note_found([recording_from(raw, None)], RUN)
+    rig.state.note_found([found_in(raw, None)], RUN)
     (row,) = [r for r in rig.state.due(rig.max_attempts, rig.now()) if r.recording_id == "odd/id"]
-    outcome = archive_one(rig.work(), row)
+    outcome = rig.archivist().archive_one(row)
     assert isinstance(outcome, Outcome) and outcome.kind != "outage"
     assert rig.breaker.tripped is None

@@ -20,6 +20,7 @@ from archiver.archive.breaker import RINGCENTRAL, THRESHOLD, OutageBreaker
 from archiver.archive.scan import ScanResult, scan_window
 from archiver.emulator import DataOptions, Emulator
 from archiver.errors import AuthError, RingCentralUnavailable
+from archiver.models import ArchivedObject
 from archiver.ringcentral.client import CALL_LOG_PATH, RingCentralClient, make_session
 from archiver.state import Seen, StateStore
 from archiver.windows import day_slices
@@ -50,10 +51,19 @@ class Scanner:
         def on_slice() -> None:
             self.slices_done += 1
 
-        return scan_window(
-            self.client, self.state, slices, run_id, timedelta(days=90), self.cancel, self.breaker,
-            self.seen.append, on_slice, **options,
-        )  # fmt: skip
+        return scan_window(slices, **self.collaborators(run_id), on_slice=on_slice, **options)
+
+    def collaborators(self, run_id: str = RUN) -> dict[str, Any]:
+        """scan_window's keyword arguments but the slices and what is told of each finished one."""
+        return {
+            "client": self.client,
+            "state": self.state,
+            "run_id": run_id,
+            "retention": timedelta(days=90),
+            "cancel": self.cancel,
+            "breaker": self.breaker,
+            "on_seen": self.seen.append,
+        }
 
     def call_log_requests(self) -> int:
         requests_ = self.emulator.stats.snapshot()["requests"]
@@ -126,7 +136,7 @@ def test_scan_without_marking_reads_every_day_again_and_counts_the_archived(
     assert not any(scanner.state.window_done(start, end) for start, end in slices)
     first = scanner.seen[:]
     some = next(iter(scanner.emulator.ground_truth()))["recordingId"]
-    scanner.state.mark_archived(some, "k.mp3", "audio/mpeg", 1, "0" * 64)
+    scanner.state.mark_archived(some, ArchivedObject("k.mp3", "audio/mpeg", 1, "0" * 64))
     scanner.seen.clear()
     requests_before = scanner.call_log_requests()
     scanner.scan(slices, run_id="run-2", mark_done=False)
@@ -178,9 +188,6 @@ def test_scan_stops_before_the_next_day_once_cancelled(make_scanner: Callable[..
         scanner.slices_done += 1
         scanner.cancel.set()
 
-    result = scan_window(
-        scanner.client, scanner.state, slices, RUN, timedelta(days=90), scanner.cancel, scanner.breaker,
-        scanner.seen.append, stop_after_the_first_day,
-    )  # fmt: skip
+    result = scan_window(slices, **scanner.collaborators(), on_slice=stop_after_the_first_day)
     assert (result.days_scanned, result.stopped, result.complete) == (1, True, False)
     assert scanner.state.window_done(*slices[0]) and not scanner.state.window_done(*slices[1])

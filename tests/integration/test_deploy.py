@@ -17,6 +17,7 @@ import yaml  # kubernetes-validate brings PyYAML
 from archiver.cli import build_parser
 from archiver.emulator import Emulator
 from archiver.metrics import Metrics, StateFacts
+from archiver.models import RunSummary
 from archiver.settings import Settings
 from tests.helpers import ROOT, archiver_env, run_subprocess
 
@@ -203,7 +204,7 @@ def test_grafana_dashboard_queries_use_only_exported_metric_names() -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     metrics = Metrics()
     metrics.refresh(StateFacts({}, now, now, "ok", 0, now, 0, 0, 0, 1.0, 0), now)
-    metrics.record_run({})
+    metrics.record_run(RunSummary("deploy"))
     exported = {s.name for family in metrics.registry.collect() for s in family.samples}
     dashboard = json.loads((ROOT / "deploy" / "grafana" / "rc-archiver.json").read_text())
     queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
@@ -285,7 +286,7 @@ def test_kubernetes_ephemeral_storage_limit_holds_the_spool_and_tmp() -> None:
     )
     spool_files = 2 * upload_concurrency + 1  # slots of the two-stage pool, and one re-proof download
     assert empty_dirs["spool"] >= spool_files * BENCH_RECORDING
-    readme = (ROOT / "deploy" / "README.md").read_text()
+    readme = (ROOT / "deploy" / "README.md").read_text()  # its "Spool size" section
     assert "(2 x RC_ARCHIVER_UPLOAD_CONCURRENCY + 1) x the largest recording" in readme
 
 
@@ -445,7 +446,7 @@ def test_kubernetes_job_script_runs_a_command_in_a_copy_of_the_cronjob_pod(
 
 def test_systemd_readme_runs_commands_as_the_wrapper_does() -> None:
     script = (ROOT / "deploy" / "systemd" / "rc-archiver-as-service").read_text()
-    readme = (ROOT / "deploy" / "README.md").read_text()
+    readme = (ROOT / "docs" / "how-to" / "systemd.md").read_text()  # "Running a command as the service"
     (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "systemd-run" in b]
     options = re.findall(r"--[a-z-]+(?:=\S+)?", script.split("exec systemd-run", 1)[1])
     assert sorted(re.findall(r"--[a-z-]+(?:=\S+)?", block)) == sorted(options)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from archiver.archive.run_pass import PassServices, run_pass
+from archiver.archive.context import PassContext
+from archiver.archive.run_pass import run_pass
 from archiver.destinations import Destination, destination_for, registry
 from archiver.emulator import DataOptions, Emulator
 from archiver.errors import SettingsError
@@ -90,10 +91,17 @@ def test_destination_plugin_receives_a_whole_archive_pass(
         cancel = threading.Event()
         with requests.Session() as session:
             client = emulator_client(emu, session, cancel=cancel)
-            services = PassServices(client, destination, state, spool)
+            ctx = PassContext(
+                settings=settings,
+                client=client,
+                destination=destination,
+                state=state,
+                spool=spool,
+                cancel=cancel,
+            )
             state.begin_run("plugin-run")
             now = datetime.now(UTC)
-            summary = run_pass(services, settings, "plugin-run", (now - timedelta(days=2), now), cancel)
+            summary = run_pass(ctx, run_id="plugin-run", window=(now - timedelta(days=2), now))
     finally:
         state.close()
     assert summary.archived == len(emu.ground_truth()) > 0 and summary.failed == 0

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from archiver.emulator import Emulator
 from archiver.errors import SettingsError
 from archiver.metrics import Metrics, StateFacts, push_instance
+from archiver.models import RunSummary
 from archiver.settings import load_settings
 from tests.helpers import SINCE, archiver_env, free_port, run_subprocess
 
@@ -57,7 +58,9 @@ def run_metrics(archived: int, exit_code: int) -> Metrics:
         ),
         NOW,
     )
-    metrics.record_run({"archived": archived, "seconds": 3.0, "outcome": outcome, "exit_code": exit_code})
+    metrics.record_run(
+        RunSummary("push", archived=archived, seconds=3.0, outcome=outcome, exit_code=exit_code)
+    )
     if exit_code >= 2:
         metrics.mark_failed()
     return metrics

@@ -13,7 +13,7 @@ import pytest
 import requests
 from structlog.testing import capture_logs
 
-import archiver.ringcentral.client as client_module
+import archiver.ringcentral.paging as paging_module
 from archiver.emulator import DataOptions, Emulator, FaultOptions
 from archiver.errors import PermanentError, RateLimited
 from archiver.ringcentral.auth import Authenticator
@@ -43,13 +43,13 @@ def test_client_scan_against_the_emulator_finds_every_recording_and_downloads_th
     for page in client.call_log_pages(start, datetime.now(UTC)):
         found.update({ref.recording_id: ref for ref in page.recordings})
     assert set(found) >= set(truth)
-    assert any(ref.on_leg_only for ref in found.values())
+    assert any(ref.recording.on_leg_only for ref in found.values())
     for recording_id in sorted(truth)[:3]:
         sink = BytesIO()
-        done = client.download(found[recording_id].content_uri, sink)
+        done = client.download(found[recording_id].recording.content_uri, sink)
         assert done.sha256 == truth[recording_id]["sha256"] == hashlib.sha256(sink.getvalue()).hexdigest()
         assert done.content_type.startswith("audio/")
-    sample = client.sample(found[sorted(truth)[0]].content_uri)
+    sample = client.sample(found[sorted(truth)[0]].recording.content_uri)
     assert sample.status == 206 and len(sample.first_bytes) == 1
     assert set(client.pacers) == {"heavy", "auth"}  # the emulator reports content in heavy
     session.close()
@@ -159,7 +159,7 @@ def test_client_never_asks_past_the_last_page_ringcentral_serves(
 ) -> None:
     """The spec serves at most 1000 pages (U24): the client stops with a PermanentError instead of asking for
     page 1001 (refused, or page 1000 again for ever). Scaled down: one page of 1000 calls allowed."""
-    monkeypatch.setattr(client_module, "MAX_PAGES", 1)
+    monkeypatch.setattr(paging_module, "MAX_PAGES", 1)
     emulator = emulator_factory(data=MORE_THAN_A_PAGE, max_page=1, page_cap="cap")
     session = make_session(2)
     client = connect(emulator, session)

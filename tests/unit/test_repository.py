@@ -70,9 +70,11 @@ def test_repository_documentation_anchors_cited_in_code_exist() -> None:
 
 
 def test_repository_classes_outside_the_emulator_stay_small() -> None:
-    """No class in archiver/ (the emulator aside) is much longer than 200 lines: one job each. The
-    settings model is the exception: a declarative schema, one documented field per setting, from
-    which the README table and the example file are generated."""
+    """No class in archiver/ (the emulator aside) is longer than 200 lines: one job each (a class that
+    grows past it does two: split it by job, as S3Destination's probe went to s3_probe.py and the
+    call log's paging to ringcentral/paging.py). The settings model is the exception: a declarative
+    schema, one documented field per setting, from which the settings reference and the example file
+    are generated."""
     exempt = {("settings.py", "Settings")}
     long = []
     for path in PACKAGE.rglob("*.py"):
@@ -81,6 +83,18 @@ def test_repository_classes_outside_the_emulator_stay_small() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
                 length = node.end_lineno - node.lineno + 1
-                if length > 220 and (path.name, node.name) not in exempt:
+                if length > 200 and (path.name, node.name) not in exempt:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
     assert long == []
+
+
+def test_repository_code_needs_no_formatter_exceptions() -> None:
+    """No `# fmt: skip` or `# fmt: off` in archiver/: a call the formatter must not touch is a call
+    with too many positional arguments, which a context or keyword arguments replace."""
+    marked = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"#\s*fmt:\s*(skip|off)\b", line)
+    ]
+    assert marked == []

@@ -15,7 +15,8 @@ import pytest
 from archiver import __version__
 from archiver.archive.layout import SIDECAR_CONTENT_TYPE, Layout, Stored
 from archiver.destinations.local import LocalDestination
-from archiver.ringcentral.calllog import FoundRecording, recording_from
+from archiver.models import ArchivedObject, Recording
+from archiver.ringcentral.calllog import Found, found_in, recording_from
 
 TEMPLATE = "{start:%Y/%m/%d}/{recording_id}.{ext}"
 START = "2026-03-04T03:30:00.000Z"  # the 3rd of March in New York
@@ -51,9 +52,9 @@ def record(recording_id: str = "1000417008", *, on_leg: bool = False) -> dict[st
     }
 
 
-def found(recording_id: str = "1000417008", *, on_leg: bool = False) -> FoundRecording:
+def found(recording_id: str = "1000417008", *, on_leg: bool = False) -> Found:
     raw = record(recording_id, on_leg=on_leg)
-    return recording_from(raw, raw["legs"][0] if on_leg else None)
+    return found_in(raw, raw["legs"][0] if on_leg else None)
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def folder(tmp_path: Path) -> LocalDestination:
 def store(
     folder: LocalDestination,
     layout: Layout,
-    recording: FoundRecording,
+    recording: Recording,
     *,
     content_type: str = "audio/mpeg",
     metadata: dict[str, str] | None = None,
@@ -88,19 +89,16 @@ def store(
     return key
 
 
-def sidecar_for(layout: Layout, recording: FoundRecording, key: str, **changes: Any) -> bytes:
-    doc = json.loads(
-        layout.sidecar(
-            recording, (recording.record, recording.leg), key, "audio/mpeg", len(AUDIO), SHA, ARCHIVED_AT
-        )
-    )
+def sidecar_for(layout: Layout, item: Found, key: str, **changes: Any) -> bytes:
+    archived = ArchivedObject(key, "audio/mpeg", len(AUDIO), SHA)
+    doc = json.loads(layout.sidecar(item.recording, (item.record, item.leg), archived, ARCHIVED_AT))
     doc.update(changes)
     return json.dumps(doc).encode()
 
 
 # -- keys --------------------------------------------------------------------------------------------
 def test_layout_key_is_the_template_in_the_local_day_with_the_content_types_extension(layout: Layout) -> None:
-    recording = found()
+    recording = found().recording
     assert layout.key_for(recording, "audio/mpeg") == "2026/03/03/1000417008.mp3"
     assert layout.key_for(recording, "audio/x-wav; charset=binary") == "2026/03/03/1000417008.wav"
     assert layout.key_for(recording, "application/octet-stream") == "2026/03/03/1000417008.bin"
@@ -108,12 +106,12 @@ def test_layout_key_is_the_template_in_the_local_day_with_the_content_types_exte
 
 
 def test_layout_candidate_keys_cover_every_extension_with_bin_last(layout: Layout) -> None:
-    keys = layout.candidate_keys(found())
+    keys = layout.candidate_keys(found().recording)
     assert keys == ["2026/03/03/1000417008.mp3", "2026/03/03/1000417008.wav", "2026/03/03/1000417008.bin"]
 
 
 def test_layout_sidecar_key_replaces_the_extension_and_never_equals_the_audio_key(layout: Layout) -> None:
-    for key in layout.candidate_keys(found()):
+    for key in layout.candidate_keys(found().recording):
         side = layout.sidecar_key(key)
         assert side == key.rsplit(".", 1)[0] + ".json" and side != key
 
@@ -131,7 +129,9 @@ def test_layout_manifest_key_and_entry() -> None:
         Layout.manifest_key("20261202T010203Z-abcd1234", 7)
         == "_manifests/20261202T010203Z-abcd1234-00007.jsonl"
     )
-    entry = Layout.manifest_entry("archived", "r1", "k.mp3", 3, "ab", call_id="c1")
+    entry = Layout.manifest_entry(
+        "archived", "r1", ArchivedObject("k.mp3", "audio/mpeg", 3, "ab"), call_id="c1"
+    )
     assert entry == {
         "event": "archived",
         "recording_id": "r1",
@@ -144,13 +144,10 @@ def test_layout_manifest_key_and_entry() -> None:
 
 # -- the sidecar -------------------------------------------------------------------------------------
 def test_layout_sidecar_document_describes_the_recording_without_ringcentral(layout: Layout) -> None:
-    recording = found(on_leg=True)
-    key = layout.key_for(recording, "audio/mpeg")
-    doc = json.loads(
-        layout.sidecar(
-            recording, (recording.record, recording.leg), key, "audio/mpeg", len(AUDIO), SHA, ARCHIVED_AT
-        )
-    )
+    item = found(on_leg=True)
+    key = layout.key_for(item.recording, "audio/mpeg")
+    archived = ArchivedObject(key, "audio/mpeg", len(AUDIO), SHA)
+    doc = json.loads(layout.sidecar(item.recording, (item.record, item.leg), archived, ARCHIVED_AT))
     assert doc["recording_id"] == "1000417008" and doc["key"] == key
     assert (doc["size"], doc["sha256"], doc["content_type"]) == (len(AUDIO), SHA, "audio/mpeg")
     assert (doc["call_id"], doc["session_id"], doc["telephony_session_id"]) == ("call-1", "sess-1", "tel-1")
@@ -162,30 +159,30 @@ def test_layout_sidecar_document_describes_the_recording_without_ringcentral(lay
 
 
 def test_layout_sidecar_of_a_top_level_recording_uses_the_records_parties(layout: Layout) -> None:
-    recording = found()
-    doc = json.loads(
-        layout.sidecar(recording, (recording.record, None), "k.mp3", "audio/mpeg", 1, SHA, ARCHIVED_AT)
-    )
+    item = found()
+    archived = ArchivedObject("k.mp3", "audio/mpeg", 1, SHA)
+    doc = json.loads(layout.sidecar(item.recording, (item.record, None), archived, ARCHIVED_AT))
     assert doc["from"]["name"] == "Record Caller" and doc["call_log_leg"] is None
 
 
 # -- is it already stored? ---------------------------------------------------------------------------
 def test_layout_find_stored_with_a_sidecar(layout: Layout, folder: LocalDestination) -> None:
-    recording = found()
+    item = found()
+    recording = item.recording
     key = layout.key_for(recording, "audio/mpeg")
-    store(folder, layout, recording, sidecar=sidecar_for(layout, recording, key))
+    store(folder, layout, recording, sidecar=sidecar_for(layout, item, key))
     assert layout.find_stored(folder, recording) == Stored(
-        key, len(AUDIO), SHA, "audio/mpeg", sidecar_missing=False
+        ArchivedObject(key, "audio/mpeg", len(AUDIO), SHA), sidecar_missing=False
     )
 
 
 def test_layout_find_stored_with_metadata_only_owes_the_sidecar(
     layout: Layout, folder: LocalDestination
 ) -> None:
-    recording = found()
+    recording = found().recording
     key = store(folder, layout, recording, content_type="audio/wav")  # killed before the sidecar
     assert layout.find_stored(folder, recording) == Stored(
-        key, len(AUDIO), SHA, "audio/wav", sidecar_missing=True
+        ArchivedObject(key, "audio/wav", len(AUDIO), SHA), sidecar_missing=True
     )
     assert key.endswith(".wav")  # found through the candidate keys
 
@@ -203,9 +200,10 @@ def test_layout_find_stored_with_metadata_only_owes_the_sidecar(
 def test_layout_find_stored_refuses_a_mismatching_sidecar(
     layout: Layout, folder: LocalDestination, changes: dict[str, Any]
 ) -> None:
-    recording = found()
+    item = found()
+    recording = item.recording
     key = layout.key_for(recording, "audio/mpeg")
-    store(folder, layout, recording, sidecar=sidecar_for(layout, recording, key, **changes))
+    store(folder, layout, recording, sidecar=sidecar_for(layout, item, key, **changes))
     assert layout.find_stored(folder, recording) is None  # downloaded and uploaded again
 
 
@@ -217,22 +215,22 @@ def test_layout_find_stored_refuses_a_mismatching_sidecar(
 def test_layout_find_stored_without_a_sidecar_needs_metadata_naming_the_recording(
     layout: Layout, folder: LocalDestination, metadata: dict[str, str]
 ) -> None:
-    recording = found()
+    recording = found().recording
     store(folder, layout, recording, metadata=metadata)
     assert layout.find_stored(folder, recording) is None
 
 
 def test_layout_find_stored_nothing_there(layout: Layout, folder: LocalDestination) -> None:
-    assert layout.find_stored(folder, found()) is None
+    assert layout.find_stored(folder, found().recording) is None
 
 
 @pytest.mark.parametrize("body", [b"not json {", b"[1, 2, 3]"], ids=["not-json", "not-an-object"])
 def test_layout_an_unreadable_sidecar_falls_back_to_the_objects_metadata(
     layout: Layout, folder: LocalDestination, body: bytes
 ) -> None:
-    recording = found()
+    recording = found().recording
     key = store(folder, layout, recording, sidecar=body)
     assert Layout.read_sidecar(folder, layout.sidecar_key(key)) is None
     assert layout.find_stored(folder, recording) == Stored(
-        key, len(AUDIO), SHA, "audio/mpeg", sidecar_missing=True
+        ArchivedObject(key, "audio/mpeg", len(AUDIO), SHA), sidecar_missing=True
     )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
+from archiver.archive.scan import ScanResult
 from archiver.archive.tally import MAX_REPORTED_FAILURES, Kind, Outcome, Progress, Tally
 from archiver.models import Failure
 from archiver.state import Seen
 
+BERLIN = ZoneInfo("Europe/Berlin")
 COUNTERS = ("found", "archived", "skipped", "failed", "pending", "exhausted", "lost", "deleted", "bytes")
 
 
@@ -85,11 +90,20 @@ def test_tally_seen_counts_found_and_already_archived_and_progress_follows() -> 
     tally.taken_up()
     tally.add(Outcome("a", Kind.ARCHIVED, bytes=100))
     tally.add(Outcome("b", Kind.ARCHIVED, bytes=50))
-    tally.unreadable_day("2026-11-27")
+    day = (datetime(2026, 11, 26, 23, 0, tzinfo=UTC), datetime(2026, 11, 27, 23, 0, tzinfo=UTC))
+    assert not tally.scanned(ScanResult(days_total=3, days_scanned=2, unreadable=[day]), BERLIN)
     tally.deleted(7)
     summary = tally.summary()
     assert (summary.found, summary.skipped, summary.archived) == (18, 4, 2)
     assert (summary.days_unreadable, summary.deleted, summary.run_id) == (1, 7, "run-1")
-    assert summary.as_dict()["unreadable_days"] == ["2026-11-27"]
+    assert summary.as_dict()["unreadable_days"] == ["2026-11-27"]  # the local date, not the UTC one
     assert tally.progress() == Progress(done=2, total=18, bytes=150)
     assert not summary.complete  # an unreadable day leaves the run incomplete
+
+
+def test_tally_scanned_says_whether_the_watermark_may_pass_the_window() -> None:
+    tally = Tally("run-1")
+    assert tally.scanned(ScanResult(days_total=2, days_scanned=2), BERLIN)  # read whole
+    assert not tally.scanned(ScanResult(days_total=2, days_scanned=1, stopped=True), BERLIN)
+    summary = tally.summary()
+    assert (summary.days_unreadable, summary.unreadable_days, summary.complete) == (0, [], True)
