@@ -7,14 +7,15 @@ import ipaddress
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 import structlog
 
 from archiver.emulator.data import DataOptions
-from archiver.emulator.faults import CONTENT_FRAMINGS, DELETE_FAULTS, FAULT_KINDS, FaultOptions
+from archiver.emulator.faults import FAULT_KINDS, FAULTS, FaultOptions
 from archiver.emulator.ratelimit import GroupLimit
 from archiver.emulator.readings import CHOICES, DELETE_UNKNOWN, DELETED_LISTINGS, NEXT_PAGE_STYLES
-from archiver.emulator.replies import API_ERRORS, RETRY_AFTER_MODES, TOKEN_ERRORS
+from archiver.emulator.replies import RETRY_AFTER_MODES
 from archiver.emulator.server import Emulator, EmulatorConfig
 from archiver.settings import parse_duration, parse_rate
 
@@ -96,22 +97,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="delete each recording's content this long after its call started (90d, 900s); default never",
     )
     _add_readings(parser)
-    a("--content-error", choices=sorted(API_ERRORS), help="answer every content request with this error")
-    a("--call-log-error", choices=sorted(API_ERRORS), help="answer every call-log request with this error")
-    a("--token-error", choices=sorted(TOKEN_ERRORS), help="answer every login with this error")
-    a(
-        "--content-framing",
-        choices=CONTENT_FRAMINGS,
-        default=DEFAULTS.content_framing,
-        help="'close': content bodies end with the connection, no Content-Length (as some proxies send"
-        " them; a truncated body then looks whole)",
-    )
-    a(
-        "--delete-fault",
-        choices=DELETE_FAULTS,
-        help="break every recordings DELETE: 'misroute' 404 and nothing deleted, 'partial' 207 with half"
-        " deleted, 'lost' deleted but no reply",
-    )
+    for name, fault in FAULTS.items():  # one flag per named fault: faults.FAULTS is the one table
+        a(
+            f"--{name.replace('_', '-')}",
+            choices=fault.values,
+            default=getattr(DEFAULTS, name) or None,
+            help=fault.what,
+        )
+
+
+def _chosen_faults(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) or "" for name in FAULTS}  # an option not given: "" (off)
 
 
 def _add_readings(parser: argparse.ArgumentParser) -> None:
@@ -228,11 +224,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         delete_unknown=args.delete_unknown,
         **{name: getattr(args, name) for name in NEW_READINGS},
         user_permissions=args.user_permissions,
-        content_error=args.content_error or "",
-        call_log_error=args.call_log_error or "",
-        token_error=args.token_error or "",
-        content_framing=args.content_framing,
-        delete_fault=args.delete_fault or "",
+        **_chosen_faults(args),
         retention=retention,
     )
 

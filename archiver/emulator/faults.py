@@ -24,10 +24,17 @@ CONTENT_FRAMINGS = ("length", "close")
 DELETE_FAULTS = ("misroute", "partial", "lost")
 
 
+# The request each fault acts on (its route's module): tests/integration/test_emulator_faults.py makes
+# that request with each value of each fault and checks the answer changes.
+STAGES = ("token", "call-log", "content", "delete")
+
+
 @dataclass(frozen=True)
 class NamedFault:
-    """One per-test fault option of EmulatorConfig: the values it takes ("" is off) and what they do."""
+    """One per-test fault option of EmulatorConfig: the request it acts on, the values it takes ("" is
+    off) and what they do."""
 
+    stage: str
     values: tuple[str, ...]
     what: str
 
@@ -37,14 +44,24 @@ class NamedFault:
 # FAULT_KINDS (FaultOptions.rates, `--fault-<kind>`).
 FAULTS: dict[str, NamedFault] = {
     "content_framing": NamedFault(
-        CONTENT_FRAMINGS, "how content bodies are delimited ('length' is RingCentral's)"
+        "content",
+        CONTENT_FRAMINGS,
+        "'close': content bodies end with the connection, no Content-Length (as some proxies send them;"
+        " a truncated body then looks whole); 'length' is RingCentral's",
     ),
-    "delete_fault": NamedFault(DELETE_FAULTS, "what befalls every DELETE of call recordings"),
+    "delete_fault": NamedFault(
+        "delete",
+        DELETE_FAULTS,
+        "break every recordings DELETE: 'misroute' 404 and nothing deleted, 'partial' 207 with half"
+        " deleted, 'lost' deleted but no reply",
+    ),
     "content_error": NamedFault(
-        tuple(API_ERRORS), "the error every content request answers instead of audio"
+        "content", tuple(sorted(API_ERRORS)), "answer every content request with this error"
     ),
-    "call_log_error": NamedFault(tuple(API_ERRORS), "the error every call-log request answers"),
-    "token_error": NamedFault(tuple(TOKEN_ERRORS), "the error every login answers"),
+    "call_log_error": NamedFault(
+        "call-log", tuple(sorted(API_ERRORS)), "answer every call-log request with this error"
+    ),
+    "token_error": NamedFault("token", tuple(sorted(TOKEN_ERRORS)), "answer every login with this error"),
 }
 
 
