@@ -1,7 +1,7 @@
 """The exit-code table, generated from archiver/errors.py (EXIT_CODES and EXIT_CODE_TEXTS) so it is
-written once. The CLI epilog is rendered from it at run time; the README tables are files:
+written once. The CLI epilog is rendered from it at run time; the reference page is a file:
 
-    python -m archiver.exit_codes_docs --write   regenerate the tables in README.md and deploy/README.md
+    python -m archiver.exit_codes_docs --write   regenerate the table in docs/reference/exit-codes.md
     python -m archiver.exit_codes_docs --check   exit 1 naming each file that drifted from errors.py
 
 A test runs the check, so a new exit code or a changed meaning without regenerated tables fails CI.
@@ -17,8 +17,7 @@ from pathlib import Path
 from archiver import generated_docs
 from archiver.errors import EXIT_CODE_TEXTS, EXIT_CODES, EXIT_INCOMPLETE, EXIT_OK, ExitCodeText
 
-README = Path("README.md")
-DEPLOY_README = Path("deploy/README.md")
+REFERENCE = Path("docs/reference/exit-codes.md")
 START_MARKER = "<!-- exit-codes:start -->"
 END_MARKER = "<!-- exit-codes:end -->"
 COMMAND = "python -m archiver.exit_codes_docs --write"
@@ -64,13 +63,7 @@ def _outcomes(doc: ExitCodeDoc) -> str:
     return ", ".join(f"`{outcome}`" for outcome in doc.outcomes)
 
 
-def readme_table() -> list[str]:
-    rows = ["| code | outcome | meaning |", "|---|---|---|"]
-    rows += [f"| {d.code} | {_outcomes(d)} | {_cell(d.text.meaning)} |" for d in exit_code_docs()]
-    return rows
-
-
-def deploy_table() -> list[str]:
+def reference_table() -> list[str]:
     rows = ["| code | outcome | meaning | what to do |", "|---|---|---|---|"]
     rows += [
         f"| {d.code} | {_outcomes(d)} | {_cell(d.text.meaning)} | {_cell(d.text.action)} |"
@@ -86,14 +79,11 @@ def block(table: list[str]) -> str:
 
 def render(current: str, table: list[str], name: Path) -> str:
     """The text with the block between its markers regenerated."""
-    start, end = current.find(START_MARKER), current.find(END_MARKER)
-    if start < 0 or end < start:
-        raise ValueError(f"{name}: no {START_MARKER} ... {END_MARKER} markers around the exit-code table")
-    return current[:start] + block(table) + current[end + len(END_MARKER) :]
+    return generated_docs.replace_block(current, START_MARKER, END_MARKER, block(table), name)
 
 
 def _targets() -> list[tuple[Path, list[str]]]:
-    return [(README, readme_table()), (DEPLOY_README, deploy_table())]
+    return [(REFERENCE, reference_table())]
 
 
 def drifted(root: Path) -> list[str]:
@@ -114,7 +104,7 @@ def write(root: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return generated_docs.main(
-        "archiver.exit_codes_docs", "the exit-code tables, from errors.py", write, drifted, argv
+        "archiver.exit_codes_docs", "the exit-code table, from errors.py", write, drifted, argv
     )
 
 

@@ -1,5 +1,6 @@
 """The one `--write` / `--check` command behind every generator of documentation from code
-(settings_docs: the settings table and example TOML; exit_codes_docs: the exit-code tables).
+(settings_docs: the settings reference and example TOML; exit_codes_docs: the exit-code reference;
+cli_docs: the CLI reference), and the marker-delimited blocks they regenerate inside hand-written pages.
 
 A generator supplies `write(root)` (regenerate its files) and `drifted(root)` (a line per file that
 differs from what it would write; ValueError when the source lacks what the docs need, e.g. a setting
@@ -14,6 +15,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def replace_block(current: str, start_marker: str, end_marker: str, block: str, name: Path) -> str:
+    """`current` with everything from start_marker to end_marker (both included) replaced by block,
+    which starts and ends with the markers itself. The prose around the markers is the page's own."""
+    start, end = current.find(start_marker), current.find(end_marker)
+    if start < 0 or end < start:
+        raise ValueError(f"{name}: no {start_marker} ... {end_marker} markers around the generated block")
+    return current[:start] + block + current[end + len(end_marker) :]
 
 
 def main(

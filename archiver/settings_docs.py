@@ -1,6 +1,6 @@
 """The settings' documentation, generated from the model so it is written once (in archiver/settings.py).
 
-    python -m archiver.settings_docs --write   regenerate README's settings table and the example TOML
+    python -m archiver.settings_docs --write   regenerate docs/reference/settings.md's table, the example TOML
     python -m archiver.settings_docs --check   exit 1 naming each file that drifted from the model
 
 A test runs the check, so a new setting without regenerated documentation fails CI.
@@ -19,14 +19,14 @@ from pydantic.fields import FieldInfo
 from archiver import generated_docs
 from archiver.settings import DURATION_BOUNDS, ENV_NAMES, GROUPS, SECRET_FIELDS, Settings, format_duration
 
-README = Path("README.md")
+REFERENCE = Path("docs/reference/settings.md")
 EXAMPLE = Path("config/rc-archiver.example.toml")
 START_MARKER = "<!-- settings:start -->"
 END_MARKER = "<!-- settings:end -->"
 COMMAND = "python -m archiver.settings_docs --write"
 TOML_WIDTH = 100
 
-README_NOTES = """\
+REFERENCE_NOTES = """\
 **Checked before anything happens.** Every setting is validated when it is loaded: a bad one is one line
 naming its variable, exit 2, before any lock, login or download. Empty secrets, zero or negative timeouts,
 intervals, concurrency and attempts are refused.
@@ -102,9 +102,9 @@ def _doc(name: str, info: FieldInfo) -> SettingDoc:
     )
 
 
-# -- README ---------------------------------------------------------------------------------------
-def readme_block() -> str:
-    """The text between the README's markers: the table, then the notes."""
+# -- the reference page ---------------------------------------------------------------------------
+def reference_block() -> str:
+    """The text between the reference page's markers: the table, then the notes."""
     rows = [
         START_MARKER,
         f"<!-- generated from archiver/settings.py by `{COMMAND}`; do not edit by hand -->",
@@ -120,11 +120,11 @@ def readme_block() -> str:
         meaning = doc.description
         if doc.example is not None and not doc.required:
             meaning += f" Example: `{doc.example}`."
-        rows.append(f"| `{doc.env}` | {_readme_default(doc)} | {_markdown(meaning)} |")
-    return "\n".join([*rows, "", README_NOTES, END_MARKER])
+        rows.append(f"| `{doc.env}` | {_table_default(doc)} | {_markdown(meaning)} |")
+    return "\n".join([*rows, "", REFERENCE_NOTES, END_MARKER])
 
 
-def _readme_default(doc: SettingDoc) -> str:
+def _table_default(doc: SettingDoc) -> str:
     if doc.shown_default is not None:
         return _markdown(doc.shown_default)
     if doc.default is None or doc.default == "":
@@ -140,12 +140,9 @@ def _markdown(text: str) -> str:
     return "`".join(parts)
 
 
-def render_readme(current: str) -> str:
-    """The README with the block between its markers regenerated."""
-    start, end = current.find(START_MARKER), current.find(END_MARKER)
-    if start < 0 or end < start:
-        raise ValueError(f"{README}: no {START_MARKER} ... {END_MARKER} markers around the settings table")
-    return current[:start] + readme_block() + current[end + len(END_MARKER) :]
+def render_reference(current: str) -> str:
+    """The reference page with the block between its markers regenerated."""
+    return generated_docs.replace_block(current, START_MARKER, END_MARKER, reference_block(), REFERENCE)
 
 
 # -- example TOML ---------------------------------------------------------------------------------
@@ -196,9 +193,9 @@ def _toml_value(value: object) -> str:
 def drifted(root: Path) -> list[str]:
     """The documentation files under root that differ from what the model generates."""
     stale = []
-    readme = (root / README).read_text(encoding="utf-8")
-    if readme != render_readme(readme):
-        stale.append(f"{README}: the settings table is out of date")
+    reference = (root / REFERENCE).read_text(encoding="utf-8")
+    if reference != render_reference(reference):
+        stale.append(f"{REFERENCE}: the settings table is out of date")
     example = root / EXAMPLE
     if not example.exists() or example.read_text(encoding="utf-8") != example_toml():
         stale.append(f"{EXAMPLE}: out of date")
@@ -206,8 +203,8 @@ def drifted(root: Path) -> list[str]:
 
 
 def write(root: Path) -> None:
-    readme = root / README
-    readme.write_text(render_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    reference = root / REFERENCE
+    reference.write_text(render_reference(reference.read_text(encoding="utf-8")), encoding="utf-8")
     (root / EXAMPLE).write_text(example_toml(), encoding="utf-8")
 
 

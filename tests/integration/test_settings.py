@@ -584,34 +584,38 @@ def test_settings_docs_check_names_each_drifted_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "config").mkdir()
-    readme = (ROOT / "README.md").read_text()
-    start, end = readme.index("<!-- settings:start -->"), readme.index("<!-- settings:end -->")
+    reference = (ROOT / settings_docs.REFERENCE).read_text()
+    start, end = reference.index("<!-- settings:start -->"), reference.index("<!-- settings:end -->")
     # Drift inside the generated table only (the prose around it names settings too).
     drifted = (
-        readme[:start] + readme[start:end].replace("`RC_ARCHIVER_SOURCE_CAP`", "`RC_OLD`") + readme[end:]
+        reference[:start]
+        + reference[start:end].replace("`RC_ARCHIVER_SOURCE_CAP`", "`RC_OLD`")
+        + reference[end:]
     )
-    (tmp_path / "README.md").write_text(drifted)
+    (tmp_path / settings_docs.REFERENCE).parent.mkdir(parents=True)
+    (tmp_path / settings_docs.REFERENCE).write_text(drifted)
     (tmp_path / "config" / "rc-archiver.example.toml").write_text(EXAMPLE.read_text() + "# edited\n")
     assert settings_docs.main(["--check", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "README.md" in err and "rc-archiver.example.toml" in err and "--write" in err
+    assert "docs/reference/settings.md" in err and "rc-archiver.example.toml" in err and "--write" in err
     assert settings_docs.main(["--write", "--root", str(tmp_path)]) == 0
     assert settings_docs.main(["--check", "--root", str(tmp_path)]) == 0
-    assert (tmp_path / "README.md").read_text() == readme
+    assert (tmp_path / settings_docs.REFERENCE).read_text() == reference
 
 
-def test_settings_docs_check_refuses_a_readme_without_markers(
+def test_settings_docs_check_refuses_a_reference_page_without_markers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "config").mkdir()
-    (tmp_path / "README.md").write_text("# no table here\n")
+    (tmp_path / settings_docs.REFERENCE).parent.mkdir(parents=True)
+    (tmp_path / settings_docs.REFERENCE).write_text("# no table here\n")
     (tmp_path / "config" / "rc-archiver.example.toml").write_text(settings_docs.example_toml())
     assert settings_docs.main(["--check", "--root", str(tmp_path)]) == 1
     assert "settings:start" in capsys.readouterr().err
 
 
-def test_settings_docs_name_every_variable_in_the_readme() -> None:
-    block = settings_docs.readme_block()
+def test_settings_docs_name_every_variable_in_the_reference() -> None:
+    block = settings_docs.reference_block()
     for field, env in ENV_NAMES.items():
         assert f"| `{env}` |" in block, field
 
