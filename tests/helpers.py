@@ -15,6 +15,7 @@ The daemon as a process  start_daemon, wait_for_event, stop_daemon, scrape (test
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import jsonschema
 import requests
 import requests.adapters
 
@@ -37,6 +39,7 @@ from archiver.ringcentral.pacer import RatePacer
 from tests.harness.archiver_process import (
     SINCE,
     archiver_env,
+    folder_env,
     read_lines,
     run_subprocess,
     scrape,
@@ -53,6 +56,7 @@ __all__ = [  # what tests import from here that lives in tests/harness
     "BIN",
     "SINCE",
     "archiver_env",
+    "folder_env",
     "free_port",
     "read_lines",
     "run_subprocess",
@@ -281,3 +285,29 @@ class MemoryJournal:
     def unended_uploads(self) -> list[tuple[str, str]]:
         with self._lock:
             return [(key, uid) for uid, key in self.started.items() if uid not in self.ended]
+
+
+# -- the emulator over HTTP, as RingCentral's clients speak to it -------------------------------------
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def validate(schema_name: str, instance: Any) -> None:
+    """INSTANCE conforms to the schema of that name in RingCentral's OpenAPI subset."""
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": SUBSET_SPEC["components"]}
+    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(instance)
+
+
+def login(emu: Emulator, **form: str) -> requests.Response:
+    """The JWT grant with the emulator's own credentials; FORM adds or replaces form fields."""
+    cfg = emu.config
+    basic = base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
+    body = {"grant_type": JWT_GRANT, "assertion": cfg.jwt, **form}
+    return requests.post(
+        f"{emu.url}/restapi/oauth/token", data=body, headers={"Authorization": f"Basic {basic}"}, timeout=10
+    )
+
+
+def token(emu: Emulator) -> str:
+    reply = login(emu)
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["access_token"])

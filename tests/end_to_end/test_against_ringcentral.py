@@ -18,6 +18,7 @@ from tests.helpers import (
     assert_matches_ground_truth,
     audio_by_recording,
     error_of,
+    folder_env,
     folder_files,
     summary_of,
 )
@@ -63,8 +64,7 @@ def test_ringcentral_empty_and_html_bodies_are_never_archived(
         faults=FaultOptions(rates={"empty": 0.2, "html": 0.2}, seed=3, routes=frozenset({"content"})),
     )
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri())
+    env = folder_env(emu, tmp_path)
     code, events = run_archiver(env, "run", "--since", SINCE)
     summary = summary_of(events)
     assert code == 1 and summary["failed"] > 0

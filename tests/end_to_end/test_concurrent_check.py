@@ -9,10 +9,10 @@ from pathlib import Path
 
 from archiver.emulator import DataOptions, Emulator, FaultOptions
 from tests.helpers import (
-    archiver_env,
     assert_matches_ground_truth,
     audio_by_recording,
     events_of,
+    folder_env,
     folder_files,
     run_subprocess,
     start_run,
@@ -29,8 +29,7 @@ def test_check_during_a_run_into_the_same_folder_leaves_the_run_whole(
         faults=FaultOptions(rates={"slow": 1.0}, slow_seconds=0.3, routes=frozenset({"content"})),
     )
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri())
+    env = folder_env(emu, tmp_path)
     run = start_run(env)
     checks = []
     deadline = time.monotonic() + 60

@@ -26,6 +26,7 @@ from tests.helpers import (
     assert_matches_ground_truth,
     audio_by_recording,
     events_of,
+    folder_env,
     integrity,
     read_lines,
     run_subprocess,
@@ -105,8 +106,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(
 ) -> None:
     emu = slow_emulator(emulator_factory, calls=120)
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri())
+    env = folder_env(emu, tmp_path)
     proc = start_run(env)
     events = signal_after_start(proc, signal.SIGTERM)
     assert proc.returncode == 0  # stopped cleanly with nothing failed: what is left is pending
@@ -125,9 +125,7 @@ def test_a_second_signal_exits_at_once_without_corruption(
     emulator_factory: Callable[..., Emulator], tmp_path: Path
 ) -> None:
     emu = slow_emulator(emulator_factory, calls=120)
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_STOP_TIMEOUT="60s")
+    env = folder_env(emu, tmp_path, RC_ARCHIVER_STOP_TIMEOUT="60s")
     proc = start_run(env)
     started = time.monotonic()
     signal_after_start(proc, signal.SIGTERM, then=signal.SIGINT)
@@ -143,9 +141,7 @@ def test_two_runs_started_together_one_waits_or_exits_5(
     emulator_factory: Callable[..., Emulator], tmp_path: Path
 ) -> None:
     emu = slow_emulator(emulator_factory)
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri())
+    env = folder_env(emu, tmp_path)
     first, second = start_run(env), start_run(env)
     outs = [p.communicate(timeout=120) for p in (first, second)]
     codes = sorted(p.returncode for p in (first, second))
@@ -206,8 +202,7 @@ def test_audio_without_its_sidecar_is_completed_without_a_download(
 
 def test_leftover_spool_files_are_removed_at_start(emulator: Emulator, tmp_path: Path) -> None:
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
     (spool,) = (tmp_path / "spool").iterdir()
     (spool / "1234-abc.part").write_bytes(b"half a recording")

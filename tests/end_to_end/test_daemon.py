@@ -29,6 +29,7 @@ from tests.helpers import (
     BIN,
     archiver_env,
     audio_by_recording,
+    folder_env,
     free_port,
     read_lines,
     run_subprocess,
@@ -47,11 +48,9 @@ def test_daemon_runs_now_speaks_sd_notify_and_stops_on_sigterm(emulator: Emulato
     listener.bind(str(notify_path))
     listener.settimeout(0.2)
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(
+    env = folder_env(
         emulator,
         tmp_path,
-        dest.as_uri(),
         NOTIFY_SOCKET=str(notify_path),
         WATCHDOG_USEC="300000",
         RC_ARCHIVER_SCHEDULE="0 2 * * *",
@@ -196,12 +195,9 @@ def test_daemon_withholds_the_watchdog_while_a_request_stalls(
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(notify_path))
     listener.settimeout(0.2)
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(
+    env = folder_env(
         emulator,
         tmp_path,
-        dest.as_uri(),
         NOTIFY_SOCKET=str(notify_path),
         WATCHDOG_USEC="1000000",
         RC_ARCHIVER_SCHEDULE="0 2 * * *",
@@ -265,9 +261,7 @@ def test_daemon_runs_now_on_sigusr1_once_at_a_time_naming_who_asked(
     """The schedule is a year away: SIGUSR1 starts a run at once; a second one during the run is
     logged and ignored, never a second run; the next scheduled run stays where it was."""
     emulator = slow_emulator(emulator_factory, calls=150, days=0.8)
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_SCHEDULE="0 2 1 1 *")
+    env = folder_env(emulator, tmp_path, RC_ARCHIVER_SCHEDULE="0 2 1 1 *")
     proc, lines = start_daemon(env)
     seen: list[dict[str, Any]] = []
     try:
@@ -306,12 +300,9 @@ def test_daemon_refreshes_the_state_gauges_during_a_run(
     pending recordings, and then fewer of them, refreshed every RC_ARCHIVER_PROGRESS_INTERVAL."""
     emulator = slow_emulator(emulator_factory, calls=200, days=0.8)
     port = free_port()
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(
+    env = folder_env(
         emulator,
         tmp_path,
-        dest.as_uri(),
         RC_ARCHIVER_SCHEDULE="0 2 1 1 *",
         RC_ARCHIVER_METRICS_ADDR=f"127.0.0.1:{port}",
         RC_ARCHIVER_PROGRESS_INTERVAL="200ms",

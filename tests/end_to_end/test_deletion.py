@@ -19,7 +19,7 @@ import pytest
 
 from archiver.emulator import DataOptions, Emulator
 from archiver.models import format_time
-from tests.helpers import ONE_RECORDING_EACH, archiver_env, s3_objects
+from tests.helpers import ONE_RECORDING_EACH, archiver_env, folder_env, s3_objects
 
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 SINCE = format_time(datetime.now(UTC) - timedelta(days=3))
@@ -63,8 +63,7 @@ def test_deletion_deletes_exactly_the_verified_recordings_in_batches_of_100(
 ) -> None:
     emulator = backlog(emulator_factory, 105)
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     code, events = run_archiver(env, "run", "--since", SINCE)  # deletion off: the default
     assert code == 0 and summary_of(events)["archived"] == 105 and summary_of(events)["deleted"] == 0
     assert emulator.stats.snapshot()["deleted"] == {} and delete_requests(emulator) == {}
@@ -176,8 +175,7 @@ def test_deletion_verify_repair_of_a_copy_deleted_at_the_source_reports_the_only
 ) -> None:
     emulator = backlog(emulator_factory, 5)
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri(), **DELETE)
+    env = folder_env(emulator, tmp_path, **DELETE)
     code, events = run_archiver(env, "run", "--since", SINCE)
     assert code == 0 and summary_of(events)["deleted"] == 5
     gone = sorted(recordings_in(dest))[0]
@@ -205,8 +203,7 @@ def test_deletion_records_as_deleted_only_what_ringcentral_no_longer_holds(
     data = DataOptions(seed=21, calls=8, days=2, fixed_size=512, **ONE_RECORDING_EACH)  # type: ignore[arg-type]
     emulator = emulator_factory(data=data, scope=CAN_DELETE, delete_unknown=unknown)
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     assert run_archiver(env, "run", "--since", SINCE)[0] == 0
     gone = sorted(recordings_in(dest))[3]
     emulator.state.deletions.delete([gone], time.time())
@@ -232,8 +229,7 @@ def test_deletion_leaves_recordings_past_their_deadline_alone_and_records_nothin
 ) -> None:
     emulator = backlog(emulator_factory, 6)
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     assert run_archiver(env, "run", "--since", SINCE)[0] == 0
     # A retention shorter than the calls' age (a wrong setting, or a clock ahead): their deadlines have
     # passed, but RingCentral still holds them. Nothing is sent and nothing is recorded as deleted.

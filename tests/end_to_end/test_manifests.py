@@ -16,7 +16,7 @@ import pytest
 
 from archiver.emulator import Emulator
 from archiver.models import format_time
-from tests.conftest import archiver_env
+from tests.helpers import folder_env
 
 Run = Callable[..., tuple[int, list[dict[str, Any]]]]
 Report = Callable[..., tuple[int, str]]
@@ -27,8 +27,7 @@ SINCE = format_time(NOW - timedelta(days=6))  # the emulator's calls lie within 
 def three_runs(emulator: Emulator, tmp_path: Path, run_archiver: Run) -> tuple[dict[str, str], list[Path]]:
     """Archive the emulator's calls in three runs (three windows): one manifest part each, oldest first."""
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     for until in (NOW - timedelta(days=2), NOW - timedelta(days=1), NOW):
         code, events = run_archiver(env, "run", "--since", SINCE, "--until", format_time(until))
         assert code == 0 and next(e for e in events if e["event"] == "run_summary")["archived"] > 0

@@ -30,7 +30,7 @@ from archiver.settings import load_settings
 from archiver.state import StateStore
 from archiver.state.reports import _AT_RISK as AT_RISK
 from archiver.status import render, state_facts, status_report
-from tests.helpers import BIN, SINCE, archiver_env, free_port, run_subprocess
+from tests.helpers import BIN, SINCE, archiver_env, folder_env, free_port, run_subprocess
 
 
 class PingReceiver:
@@ -68,9 +68,7 @@ def receiver() -> Iterator[PingReceiver]:
 def test_pings_start_and_success_with_the_summary(
     emulator: Emulator, tmp_path: Path, receiver: PingReceiver
 ) -> None:
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_PING_URL=receiver.url)
+    env = folder_env(emulator, tmp_path, RC_ARCHIVER_PING_URL=receiver.url)
     assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
     assert [path for path, _ in receiver.pings] == ["/ping/abc/start", "/ping/abc"]
     assert receiver.pings[1][1]["archived"] == len(emulator.ground_truth())

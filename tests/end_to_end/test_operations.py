@@ -24,6 +24,7 @@ from tests.helpers import (
     assert_matches_ground_truth,
     audio_by_recording,
     events_of,
+    folder_env,
     folder_files,
     run_subprocess,
     s3_objects,
@@ -40,9 +41,7 @@ def test_status_shows_runs_failures_and_recordings_at_risk(
     emu = emulator_factory(
         data=DataOptions(seed=51, calls=40, days=80, bytes_per_second=20), recording_delay=1e9
     )
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri())
+    env = folder_env(emu, tmp_path)
     since = format_time(datetime.now(UTC) - timedelta(days=81))
     assert run_subprocess(env, "run", "--since", since).returncode == 1  # nothing is ready at RingCentral
     result = run_subprocess(env, "status", "--json")
@@ -102,9 +101,7 @@ def test_verify_finds_deleted_and_altered_objects_and_repair_restores_them(
 
 
 def test_verify_catches_recordings_the_state_never_knew(emulator: Emulator, tmp_path: Path) -> None:
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     result = run_subprocess(env, "verify", "--since", SINCE)
     assert result.returncode == 1
     assert f"missing {len(emulator.ground_truth())}" in result.stdout
@@ -139,8 +136,7 @@ def test_check_reports_each_failure_with_its_fix(emulator: Emulator, tmp_path: P
 
 def test_dry_run_lists_keys_and_changes_nothing(emulator: Emulator, tmp_path: Path) -> None:
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     result = run_subprocess(env, "run", "--dry-run", "--since", SINCE)
     assert result.returncode == 0, result.stdout
     truth = emulator.ground_truth()
@@ -165,9 +161,7 @@ def test_backfill_reports_progress_off_a_tty(
     emu = emulator_factory(
         data=DataOptions(seed=52, calls=60, days=3, bytes_per_second=20), heavy=GroupLimit(30, 1.0, 1.0)
     )
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_PROGRESS_INTERVAL="0.5s")
+    env = folder_env(emu, tmp_path, RC_ARCHIVER_PROGRESS_INTERVAL="0.5s")
     result = run_subprocess(env, "run", "--since", SINCE)
     assert result.returncode == 0
     events = [json.loads(line) for line in result.stdout.splitlines() if '"progress"' in line]
@@ -260,8 +254,7 @@ def test_a_replaced_state_forgets_nothing_of_the_retention_window(
     holds and downloads the rest: every recording of the five days is known, none forgotten."""
     emu = emulator_factory(data=DataOptions(seed=53, calls=80, days=5, bytes_per_second=20))
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_SOURCE_RETENTION="30d")
+    env = folder_env(emu, tmp_path, RC_ARCHIVER_SOURCE_RETENTION="30d")
     until = format_time(datetime.now(UTC) - timedelta(days=2))
     first = run_subprocess(env, "run", "--since", SINCE, "--until", until)
     assert first.returncode == 0, first.stdout[-2000:]
@@ -290,9 +283,7 @@ def test_a_replaced_state_forgets_nothing_of_the_retention_window(
 
 
 def test_status_is_strictly_read_only_and_never_waits_for_a_run(emulator: Emulator, tmp_path: Path) -> None:
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
     state = tmp_path / "state" / "state.db"
     lock = lock_for(state)

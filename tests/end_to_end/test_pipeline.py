@@ -18,6 +18,7 @@ from tests.helpers import (
     assert_matches_ground_truth,
     audio_by_recording,
     error_of,
+    folder_env,
     folder_files,
     run_subprocess,
     s3_objects,
@@ -94,8 +95,7 @@ def test_archive_to_s3_is_byte_identical_with_metadata(
 
 def test_rerun_archives_nothing_twice(emulator: Emulator, tmp_path: Path, run_archiver: Run) -> None:
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     assert run_archiver(env, "run", "--since", SINCE)[0] == 0
     downloads = emulator.stats.snapshot()["downloads"]
     before = {k: (dest / k).stat().st_mtime_ns for k in folder_files(dest)}
@@ -144,9 +144,7 @@ def test_a_body_that_is_always_cut_short_fails_and_uploads_nothing(
 
 
 def test_wrong_jwt_exits_3_with_one_clear_line(emulator: Emulator, tmp_path: Path) -> None:
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_JWT="not-the-right-jwt")
+    env = folder_env(emulator, tmp_path, RC_JWT="not-the-right-jwt")
     result = run_subprocess(env, "run")
     assert result.returncode == 3
     errors = [json.loads(line) for line in result.stdout.splitlines() if '"level": "error"' in line]
@@ -263,8 +261,7 @@ def test_second_run_on_a_held_lock_exits_5(emulator: Emulator, tmp_path: Path, r
     from archiver.state import FileLock
 
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri())
+    env = folder_env(emulator, tmp_path)
     held = FileLock(tmp_path / "state" / "state.db.lock")
     held.acquire()
     try:
@@ -283,8 +280,7 @@ def test_not_ready_recordings_stay_pending_for_the_next_run(
 ) -> None:
     emu = emulator_factory(recording_delay=10 * 86400)
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri())
+    env = folder_env(emu, tmp_path)
     code, events = run_archiver(env, "run", "--since", SINCE)
     assert code == 1
     summary = summary_of(events)

@@ -17,6 +17,7 @@ from tests.helpers import (
     archiver_env,
     assert_matches_ground_truth,
     audio_by_recording,
+    folder_env,
     run_subprocess,
     s3_objects,
     summary_of,
@@ -48,9 +49,7 @@ def test_pacing_never_trips_the_limit_and_uses_it(
     emu = emulator_factory(
         data=DataOptions(seed=4, calls=40, days=1, bytes_per_second=20), heavy=GroupLimit(limit, window, 30.0)
     )
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_DOWNLOAD_CONCURRENCY="4")
+    env = folder_env(emu, tmp_path, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="4")
     code, events = run_archiver(env, "run", "--since", SINCE)
     assert code == 0, events[-3:]
     assert emu.stats.snapshot()["rate_limited"] == 0  # a 429 here would have cost a 30 s penalty
@@ -73,8 +72,7 @@ def test_a_429_stops_all_traffic_in_the_group_until_retry_after(
         heavy=GroupLimit(100_000, 1.0, 1.0),  # a 1 s window and penalty: the hold without Retry-After
     )
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_DOWNLOAD_CONCURRENCY="4")
+    env = folder_env(emu, tmp_path, RC_ARCHIVER_DOWNLOAD_CONCURRENCY="4")
     code, _ = run_archiver(env, "run", "--since", SINCE)
     assert code == 0
     timeline = heavy_timeline(emu)
@@ -187,9 +185,7 @@ def test_never_available_recordings_are_reported_after_max_attempts(
     emu = emulator_factory(
         data=DataOptions(seed=8, calls=10, days=1, bytes_per_second=20), recording_delay=1e9
     )
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emu, tmp_path, dest.as_uri(), RC_ARCHIVER_MAX_ATTEMPTS="2")
+    env = folder_env(emu, tmp_path, RC_ARCHIVER_MAX_ATTEMPTS="2")
     code, events = run_archiver(env, "run", "--since", SINCE)
     first = summary_of(events)
     assert code == 1 and first["pending"] == first["found"] > 0 and first["exhausted"] == 0

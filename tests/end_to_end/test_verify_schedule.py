@@ -19,7 +19,7 @@ from archiver.settings import load_settings
 from archiver.verify import VerifyResult
 from archiver.verify_job import KINDS, VerifyGauges, problems_by_kind, schedule_interval
 from tests.helpers import (
-    archiver_env,
+    folder_env,
     free_port,
     scrape,
     slow_emulator,
@@ -46,11 +46,9 @@ def test_scheduled_verify_waits_for_the_run_exports_its_result_and_finds_a_delet
     emulator = slow_emulator(emulator_factory, calls=400, days=0.8)
     port = free_port()
     dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(
+    env = folder_env(
         emulator,
         tmp_path,
-        dest.as_uri(),
         RC_ARCHIVER_SCHEDULE="0 2 1 1 *",
         RC_ARCHIVER_VERIFY_SCHEDULE=f"*/{VERIFY_EVERY} * * * * *",
         RC_ARCHIVER_VERIFY_SAMPLE="100",

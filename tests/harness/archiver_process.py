@@ -50,6 +50,13 @@ def archiver_env(emulator: Emulator, folder: Path, destination: str, **extra: st
     return env
 
 
+def folder_env(emulator: Emulator, folder: Path, **extra: str) -> dict[str, str]:
+    """archiver_env archiving into the folder FOLDER/archive (created)."""
+    dest = folder / "archive"
+    dest.mkdir(exist_ok=True)
+    return archiver_env(emulator, folder, dest.as_uri(), **extra)
+
+
 def process_env(env: dict[str, str], code: Path | None = None) -> dict[str, str]:
     """A child's whole environment: PATH, HOME, this process's PYTHONPATH (a suite run against another
     tree runs that tree's archiver) and AWS test variables, then ENV (which wins); PYTHONPATH=CODE when

@@ -26,10 +26,9 @@ import pytest
 import requests
 
 from archiver.emulator import DataOptions, Emulator, FaultOptions
-from tests.helpers import SUBSET_SPEC
+from tests.helpers import JWT_GRANT, SUBSET_SPEC
 
 SPEC = SUBSET_SPEC
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ALL_TIME = {"dateFrom": "2000-01-01T00:00:00Z"}
 SCOPE = "ReadCallLog ReadCallRecording EditCallLog"
 DATA = DataOptions(seed=17, calls=40, days=2, bytes_per_second=20, leg_only_fraction=0.1)

@@ -13,37 +13,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jsonschema
 import pytest
 import requests
 from ringcentral import SDK
 
 from archiver.emulator import DataOptions, Emulator, FaultOptions, GroupLimit
 from archiver.emulator.data import HOSTILE_STRINGS, iso
-from tests.helpers import BIN, SUBSET_SPEC, free_port, wait_for_port
+from tests.helpers import BIN, JWT_GRANT, SUBSET_SPEC, free_port, login, token, validate, wait_for_port
 
 SPEC = SUBSET_SPEC
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-
-
-def validate(schema_name: str, instance: Any) -> None:
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": SPEC["components"]}
-    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(instance)
-
-
-def login(emu: Emulator, **form: str) -> requests.Response:
-    cfg = emu.config
-    basic = base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
-    body = {"grant_type": JWT_GRANT, "assertion": cfg.jwt, **form}
-    return requests.post(
-        f"{emu.url}/restapi/oauth/token", data=body, headers={"Authorization": f"Basic {basic}"}, timeout=10
-    )
-
-
-def token(emu: Emulator) -> str:
-    reply = login(emu)
-    assert reply.status_code == 200, reply.text
-    return str(reply.json()["access_token"])
 
 
 def call_log(emu: Emulator, tok: str, url: str | None = None, **params: Any) -> requests.Response:

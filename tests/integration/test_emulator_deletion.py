@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -13,31 +12,12 @@ import requests
 
 from archiver.emulator import DataOptions, Emulator, GroupLimit
 from archiver.emulator.data import iso
-from tests.helpers import SUBSET_SPEC
+from tests.helpers import SUBSET_SPEC, token, validate
 
 SPEC = SUBSET_SPEC
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ALL_TIME = {"dateFrom": "2000-01-01T00:00:00Z"}
 CAN_DELETE = "ReadCallLog ReadCallRecording EditCallLog"
 DAY = 86400.0
-
-
-def validate(schema_name: str, instance: Any) -> None:
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": SPEC["components"]}
-    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(instance)
-
-
-def token(emu: Emulator) -> str:
-    cfg = emu.config
-    basic = base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
-    reply = requests.post(
-        f"{emu.url}/restapi/oauth/token",
-        data={"grant_type": JWT_GRANT, "assertion": cfg.jwt},
-        headers={"Authorization": f"Basic {basic}"},
-        timeout=10,
-    )
-    assert reply.status_code == 200, reply.text
-    return str(reply.json()["access_token"])
 
 
 def auth(tok: str) -> dict[str, str]:

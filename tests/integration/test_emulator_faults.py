@@ -7,7 +7,6 @@ and no others (the flag follows from the table)."""
 from __future__ import annotations
 
 import argparse
-import base64
 from collections.abc import Callable
 from dataclasses import fields
 
@@ -17,9 +16,9 @@ import requests
 from archiver.emulator import Emulator, EmulatorConfig
 from archiver.emulator.cli import add_arguments, config_from_args
 from archiver.emulator.faults import FAULTS, STAGES
+from tests.helpers import login
 
 CAN_DELETE = "ReadCallLog ReadCallRecording EditCallLog"
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CASES = [
     (name, value)
     for name, fault in FAULTS.items()
@@ -28,23 +27,12 @@ CASES = [
 ]
 
 
-def _login(emu: Emulator) -> requests.Response:
-    cfg = emu.config
-    basic = base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
-    return requests.post(
-        f"{emu.url}/restapi/oauth/token",
-        data={"grant_type": JWT_GRANT, "assertion": cfg.jwt},
-        headers={"Authorization": f"Basic {basic}"},
-        timeout=10,
-    )
-
-
 def _answer(emu: Emulator, stage: str) -> tuple[object, ...]:
     """What the request of `stage` answers, reduced to what a fault may change: its status, how its body
     is delimited, or no reply at all."""
     if stage == "token":
-        return (_login(emu).status_code,)
-    bearer = {"Authorization": f"Bearer {_login(emu).json()['access_token']}"}
+        return (login(emu).status_code,)
+    bearer = {"Authorization": f"Bearer {login(emu).json()['access_token']}"}
     victims = sorted(emu.state.data.recordings)[:3]
     try:
         if stage == "call-log":

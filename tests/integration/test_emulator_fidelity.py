@@ -13,22 +13,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import jsonschema
 import pytest
 import requests
 
 from archiver.emulator import DataOptions, Emulator, GroupLimit
 from archiver.emulator.readings import PESSIMISTIC
-from tests.helpers import BIN, SUBSET_SPEC, free_port, wait_for_port
+from tests.helpers import BIN, JWT_GRANT, SUBSET_SPEC, free_port, login, token, validate, wait_for_port
 
 SPEC = SUBSET_SPEC
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ALL_TIME = {"dateFrom": "2000-01-01T00:00:00Z"}
-
-
-def validate(schema_name: str, instance: Any) -> None:
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": SPEC["components"]}
-    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(instance)
 
 
 def basic(emu: Emulator) -> dict[str, str]:
@@ -36,17 +29,6 @@ def basic(emu: Emulator) -> dict[str, str]:
     return {
         "Authorization": "Basic " + base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
     }
-
-
-def login(emu: Emulator, assertion: str | None = None) -> requests.Response:
-    form = {"grant_type": JWT_GRANT, "assertion": assertion or emu.config.jwt}
-    return requests.post(f"{emu.url}/restapi/oauth/token", data=form, headers=basic(emu), timeout=10)
-
-
-def token(emu: Emulator) -> str:
-    reply = login(emu)
-    assert reply.status_code == 200, reply.text
-    return str(reply.json()["access_token"])
 
 
 def get(url: str, tok: str | None, headers: dict[str, str] | None = None, **params: Any) -> requests.Response:
@@ -196,7 +178,7 @@ def test_emulator_auth_bucket_per_user_or_per_client(
     )
     first_user = [login(emu).status_code for _ in range(3)]
     assert first_user == [200, 200, 200]
-    second = login(emu, "second-user-jwt")
+    second = login(emu, assertion="second-user-jwt")
     assert second.status_code == fourth
     if fourth == 200:
         assert second.json()["owner_id"] == "400131227010"  # a user of its own, with its own budget
@@ -293,7 +275,7 @@ def test_emulator_401s_and_token_errors_carry_rate_headers(emulator: Emulator) -
         timeout=10,
     )
     assert bad_client.status_code == 401 and bad_client.headers["X-Rate-Limit-Group"] == "auth"
-    bad_jwt = login(emulator, "not-the-jwt")
+    bad_jwt = login(emulator, assertion="not-the-jwt")
     assert bad_jwt.status_code == 401 and bad_jwt.headers["X-Rate-Limit-Group"] == "auth"
 
 

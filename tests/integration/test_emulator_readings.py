@@ -11,41 +11,17 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import requests
 
 from archiver.emulator import DataOptions, Emulator, EmulatorConfig, FaultOptions, GroupLimit
 from archiver.emulator.readings import OPTIMISTIC, PESSIMISTIC, Readings
-from tests.helpers import SUBSET_SPEC
+from tests.helpers import SUBSET_SPEC, login, token, validate
 
 SPEC = SUBSET_SPEC
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ALL_TIME = {"dateFrom": "2000-01-01T00:00:00Z"}
 # Enough calls that every shape is certain, records whose only recording is on a leg included.
 MANY_SHAPES = DataOptions(seed=3, calls=300, days=3, bytes_per_second=10, leg_only_fraction=0.05)
-
-
-def validate(schema_name: str, instance: Any) -> None:
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": SPEC["components"]}
-    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(instance)
-
-
-def login(emu: Emulator) -> requests.Response:
-    cfg = emu.config
-    basic = base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
-    return requests.post(
-        f"{emu.url}/restapi/oauth/token",
-        data={"grant_type": JWT_GRANT, "assertion": cfg.jwt},
-        headers={"Authorization": f"Basic {basic}"},
-        timeout=10,
-    )
-
-
-def token(emu: Emulator) -> str:
-    reply = login(emu)
-    assert reply.status_code == 200, reply.text
-    return str(reply.json()["access_token"])
 
 
 def get(url: str, tok: str, **params: Any) -> requests.Response:

@@ -26,7 +26,7 @@ from archiver.lifecycle import RunRequest, execute_run
 from archiver.metrics import Metrics
 from archiver.models import format_time
 from archiver.settings import load_settings
-from tests.helpers import archiver_env, events_of, run_subprocess, s3_objects, start_run
+from tests.helpers import archiver_env, events_of, folder_env, run_subprocess, s3_objects, start_run
 from tests.proxy import TcpProxy
 
 MB = 1024 * 1024
@@ -173,11 +173,9 @@ def test_outage_ringcentral_failing_mid_run_stops_with_exit_6_and_charges_nothin
         # The call log names its content URIs from these: every RingCentral request goes through a proxy.
         emu.state.platform_url, emu.state.media_url = platform.url, media.url
         dest = tmp_path / "archive"
-        dest.mkdir()
-        env = archiver_env(
+        env = folder_env(
             emu,
             tmp_path,
-            dest.as_uri(),
             RC_SERVER_URL=platform.url,
             RC_ARCHIVER_DOWNLOAD_CONCURRENCY="4",
             RC_ARCHIVER_STOP_TIMEOUT="1s",

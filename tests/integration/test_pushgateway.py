@@ -18,7 +18,7 @@ from archiver.errors import SettingsError
 from archiver.metrics import Metrics, StateFacts, push_instance
 from archiver.models import RunSummary
 from archiver.settings import load_settings
-from tests.helpers import SINCE, archiver_env, free_port, run_subprocess
+from tests.helpers import SINCE, folder_env, free_port, run_subprocess
 
 NOW = datetime(2026, 12, 1, 2, 30, tzinfo=UTC)
 
@@ -64,6 +64,22 @@ def run_metrics(archived: int, exit_code: int) -> Metrics:
     if exit_code >= 2:
         metrics.mark_failed()
     return metrics
+
+
+def pushing_env(
+    emulator: Emulator, tmp_path: Path, pushgateway: str, tag: str
+) -> tuple[dict[str, str], Path, str]:
+    """An archiver that pushes to the Pushgateway under an instance of its own and writes a textfile."""
+    prom = tmp_path / "textfile" / "rc-archiver.prom"
+    instance = f"{tag}-{uuid.uuid4().hex[:6]}"
+    env = folder_env(
+        emulator,
+        tmp_path,
+        RC_ARCHIVER_PUSHGATEWAY_URL=pushgateway,
+        RC_ARCHIVER_METRICS_INSTANCE=instance,
+        RC_ARCHIVER_METRICS_FILE=str(prom),
+    )
+    return env, prom, instance
 
 
 def test_pushgateway_receives_the_run_grouped_by_job_and_instance(pushgateway: str) -> None:
@@ -151,9 +167,7 @@ def test_pushgateway_a_real_run_pushes_as_its_deployment_instance(
     emulator: Emulator, tmp_path: Path, pushgateway: str
 ) -> None:
     """Two deployments of the shipped ConfigMap (the same state path) push as two groups."""
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_PUSHGATEWAY_URL=pushgateway)
+    env = folder_env(emulator, tmp_path, RC_ARCHIVER_PUSHGATEWAY_URL=pushgateway)
     named = f"deployment-{uuid.uuid4().hex[:6]}"
     assert (
         run_subprocess({**env, "RC_ARCHIVER_METRICS_INSTANCE": named}, "run", "--since", SINCE).returncode
@@ -186,18 +200,7 @@ def test_pushgateway_a_revoked_jwt_after_a_good_night_keeps_the_state_gauges(
     """Real processes: a good run, then one whose login is refused (exit 3, before any lock or state
     write). Its textfile and its push still say when the last success was and what the state holds,
     so NoRecentSuccess, AtRisk and the rest keep working while runs fail."""
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    prom = tmp_path / "textfile" / "rc-archiver.prom"
-    instance = f"jwt-{uuid.uuid4().hex[:6]}"
-    env = archiver_env(
-        emulator,
-        tmp_path,
-        dest.as_uri(),
-        RC_ARCHIVER_PUSHGATEWAY_URL=pushgateway,
-        RC_ARCHIVER_METRICS_INSTANCE=instance,
-        RC_ARCHIVER_METRICS_FILE=str(prom),
-    )
+    env, prom, instance = pushing_env(emulator, tmp_path, pushgateway, "jwt")
     assert run_subprocess(env, "run", "--since", SINCE).returncode == 0
     good = textfile_values(prom)
     archived = len(emulator.ground_truth())
@@ -222,18 +225,7 @@ def test_pushgateway_a_run_that_cannot_read_the_state_says_so(
     emulator: Emulator, tmp_path: Path, pushgateway: str
 ) -> None:
     """A corrupt state (exit 4): no state gauge can be read, and the report says so."""
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    prom = tmp_path / "textfile" / "rc-archiver.prom"
-    instance = f"corrupt-{uuid.uuid4().hex[:6]}"
-    env = archiver_env(
-        emulator,
-        tmp_path,
-        dest.as_uri(),
-        RC_ARCHIVER_PUSHGATEWAY_URL=pushgateway,
-        RC_ARCHIVER_METRICS_INSTANCE=instance,
-        RC_ARCHIVER_METRICS_FILE=str(prom),
-    )
+    env, prom, instance = pushing_env(emulator, tmp_path, pushgateway, "corrupt")
     state = Path(env["RC_ARCHIVER_STATE_PATH"])
     state.parent.mkdir(parents=True)
     state.write_bytes(b"not a database" * 100)

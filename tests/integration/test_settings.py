@@ -25,7 +25,7 @@ from archiver.settings import (
     parse_duration,
     parse_rate,
 )
-from tests.helpers import ROOT, SINCE, Run, archiver_env, run_subprocess
+from tests.helpers import ROOT, SINCE, Run, folder_env, run_subprocess
 
 EXAMPLE = ROOT / "config" / "rc-archiver.example.toml"
 
@@ -371,12 +371,9 @@ def test_settings_bad_delete_after_exits_2_naming_it_before_any_request(
 ) -> None:
     """Through the real CLI, in a process of its own: RC_ARCHIVER_DELETE_AFTER=7 used to mean 7 seconds
     and delete; 99999999d used to end every run in an OverflowError traceback."""
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(
+    env = folder_env(
         emulator,
         tmp_path,
-        dest.as_uri(),
         RC_ARCHIVER_DELETE_FROM_SOURCE="true",
         RC_ARCHIVER_DELETE_AFTER=value,
     )
@@ -546,9 +543,7 @@ def test_settings_hipaa_retention_alone_runs_and_risk_days_still_works_end_to_en
     """RC_ARCHIVER_SOURCE_RETENTION=30d and nothing else about risk: a run archives everything, `status`
     reports the window; RC_ARCHIVER_RISK_DAYS still accepted, with one deprecation line in the log."""
     monkeypatch.setattr(settings_module, "_LOGGED_NOTICES", set())
-    dest = tmp_path / "archive"
-    dest.mkdir()
-    env = archiver_env(emulator, tmp_path, dest.as_uri(), RC_ARCHIVER_SOURCE_RETENTION="30d")
+    env = folder_env(emulator, tmp_path, RC_ARCHIVER_SOURCE_RETENTION="30d")
     code, events = run_archiver(env, "run", "--since", SINCE)
     summary = next(e for e in events if e["event"] == "run_summary")
     assert code == 0 and summary["archived"] > 0, summary

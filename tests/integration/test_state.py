@@ -171,14 +171,15 @@ def test_state_file_is_private_and_versioned(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_state_newer_schema_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+def test_state_newer_schema_is_refused(tmp_path: Path, read_only: bool) -> None:
     path = tmp_path / "state.db"
     StateStore(path).close()
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
     with pytest.raises(StateError, match="knows up to"):
-        StateStore(path)
+        StateStore(path, read_only=read_only)
 
 
 def test_state_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -406,16 +407,6 @@ def test_state_read_only_creates_nothing_beside_a_state_at_rest(tmp_path: Path) 
     assert reader.get("r1") is not None
     reader.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"] and path.read_bytes() == before
-
-
-def test_state_read_only_refuses_a_newer_schema(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    StateStore(path).close()
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    db.close()
-    with pytest.raises(StateError, match="knows up to"):
-        StateStore(path, read_only=True)
 
 
 def test_state_schema_4_takes_an_older_versions_records_as_unproven(
