@@ -18,7 +18,7 @@ import pytest
 from archiver.errors import StateError
 from archiver.models import ArchivedObject
 from archiver.ringcentral.calllog import recordings_in
-from archiver.state import SCHEMA_VERSION, StateStore
+from archiver.state import SCHEMA_VERSION, StateStore, compaction
 from archiver.state.database import CHECKED_AT, OPEN_SINCE
 from archiver.state.indexes import add_walk_indexes_and_tally
 from archiver.status import render, status_report
@@ -269,3 +269,21 @@ def test_scale_status_command_takes_a_limit(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert len(report["lost"]) == 3 and report["totals"]["lost"] == 12 and report["limit"] == 3
+
+
+def test_scale_compaction_takes_each_batch_as_a_rowid_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`state compact` walks the table in rowid ranges: the status index would hand every batch every
+    archived row again (quadratic at a million recordings)."""
+    monkeypatch.setattr(compaction, "_BATCH", 3)
+    store = _store(tmp_path / "state.db")
+    plans = _plans(store, lambda: store.compact(NOW + timedelta(days=400), vacuum=False))
+    batches = [plan for plan in plans if any("recording_sources" in step for step in plan)]
+    assert len(batches) > 2  # several batches: each one is checked
+    for plan in batches:
+        assert any("recordings USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in step for step in plan), (
+            plan
+        )
+        assert not any("INDEX recordings_" in step for step in plan), plan
+    store.close()
